@@ -1,0 +1,32 @@
+# The README's two commands: `make run` and `make test`.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo .venv-tools/bin/uv)
+PYTHON_VERSION ?= 3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint format browsers bench clean
+
+$(UV):
+	python3 -m venv .venv-tools && .venv-tools/bin/pip install --quiet "uv==0.13.9"
+
+install: $(UV)  ## Create .venv from uv.lock (exact versions, hashes checked)
+	$(UV) sync --locked --python $(PYTHON_VERSION)
+
+run: install  ## Migrate and start gateway (:4000) + portal (:8080) on embedded defaults; Ctrl-C stops both
+	$(BIN)/gateway-admin db upgrade
+	$(BIN)/gateway-admin serve
+
+test: install  ## Run the whole suite (PostgreSQL/Redis suites skip if those servers are absent)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .venv-tools var .pytest_cache .ruff_cache test-artifacts

@@ -1,0 +1,12 @@
+"""Thin adapters from LiteLLM's proxy hooks to the domain code in `portal/`.
+
+- `server`      builds and runs the proxy app (keeps DATABASE_URL away from LiteLLM)
+- `auth`        custom_auth: gateway token -> user, or a 401/403 with an OpenAI-style body
+- `metering`    reserve credits before a call, settle usage + debit after it
+- `payload_scrubbing` keeps content out of LiteLLM's logging payloads
+- `log_scrubbing` keeps content out of log records (LiteLLM's own included)
+- `proxy_errors` maps the domain's exception tree onto LiteLLM's ProxyException
+- `runtime`     the per-process state those hooks share (database, config, spool)
+
+No SQL lives here.
+"""

@@ -1,0 +1,47 @@
+"""Log records without content: installed before LiteLLM is imported (see
+`payload_scrubbing` for the other layers). Kept free of LiteLLM imports on purpose."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+__all__ = ["install_log_scrubbing"]
+
+# Loggers whose message text is known to be content-free (ours, the ASGI server's
+# fixed templates, HTTP clients' request lines). Every other logger's text is withheld.
+_TRUSTED_LOGGERS = ("portal", "gateway_plugins", "uvicorn", "httpx", "httpcore", "alembic")
+
+
+def install_log_scrubbing() -> None:
+    """Wrap the global LogRecord factory once (covers handlers added later, too)."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "_wfg_scrubbing", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        _scrub_record(record)
+        return record
+
+    factory._wfg_scrubbing = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def _scrub_record(record: logging.LogRecord) -> None:
+    if record.exc_info and record.exc_info[1] is not None:
+        exc_type, _exc, tb = record.exc_info
+        frames = "".join(traceback.format_tb(tb)) if tb is not None else ""
+        name = exc_type.__name__ if exc_type else "Exception"
+        record.exc_text = f"Traceback (most recent call last):\n{frames}{name}: [message withheld]"
+        record.exc_info = None
+    if record.stack_info:
+        record.stack_info = None
+    if record.name.startswith(_TRUSTED_LOGGERS):
+        return
+    record.msg = (
+        f"{record.name} {record.levelname.lower()} at {record.module}:{record.lineno} "
+        "(text withheld: it can quote request content)"
+    )
+    record.args = ()

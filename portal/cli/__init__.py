@@ -1,0 +1,1 @@
+"""`gateway-admin`: the operators' command line."""

@@ -1,0 +1,68 @@
+"""`gateway-admin` entry point: the argument parser and one-line error reporting.
+
+Every command exits 0 on success and non-zero with one line on stderr otherwise
+(2 for usage errors, 1 for everything else)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from portal.cli import accounts_commands, operations_commands
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway-admin", description="Operate WorkForce Gateway: users, credits, tokens."
+    )
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    accounts_commands.register(groups)
+    operations_commands.register(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], Any] = args.handler
+    try:
+        result = handler(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line, never a traceback, never a secret
+        print(f"gateway-admin: error: {describe(exc)}", file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+def describe(exc: BaseException) -> str:
+    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+    from portal.config import ConfigError
+    from portal.errors import GatewayError
+
+    if isinstance(exc, GatewayError):
+        return exc.message
+    if isinstance(exc, ConfigError):
+        return "; ".join(exc.problems)
+    text = str(getattr(exc, "orig", exc)).lower()
+    if isinstance(exc, (OperationalError, ProgrammingError)) and (
+        "no such table" in text or "does not exist" in text and "relation" in text
+    ):
+        return "the database is not migrated yet; run `gateway-admin db upgrade`"
+    if isinstance(exc, (DBAPIError, OSError, ConnectionError)):
+        return f"cannot reach the database ({type(getattr(exc, 'orig', exc)).__name__})"
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return message
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""config / db / schema / serve commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from portal.cli.common import CommandError
+from portal.settings import PROJECT_ROOT, get_settings
+
+__all__ = ["register"]
+
+
+def register(groups: Any) -> None:
+    config = groups.add_parser("config", help="validate config.yaml").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    check = config.add_parser("check", help="validate routing, prices and plugin settings")
+    check.add_argument("--config", type=Path, help="path (default: WFG_CONFIG or ./config.yaml)")
+    check.set_defaults(handler=config_check)
+
+    db = groups.add_parser("db", help="database migrations").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    db.add_parser("upgrade", help="apply all migrations").set_defaults(handler=db_upgrade)
+
+    schema = groups.add_parser("schema", help="generated schema files").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    prisma = schema.add_parser("prisma", help="write schema.prisma from the SQLAlchemy models")
+    prisma.add_argument("--output", type=Path, default=PROJECT_ROOT / "schema.prisma")
+    prisma.add_argument("--check", action="store_true", help="fail if the file is out of date")
+    prisma.set_defaults(handler=schema_prisma)
+
+    serve = groups.add_parser("serve", help="run the gateway and/or the portal (foreground)")
+    serve.add_argument("service", nargs="?", choices=("all", "gateway", "portal"), default="all")
+    serve.set_defaults(handler=serve_command)
+
+
+def config_check(args: argparse.Namespace) -> int:
+    from portal.config import load_config
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    path = args.config or get_settings().config_path
+    config = load_config(path)  # raises ConfigError listing every problem
+    print(f"{path}: ok ({len(config.model_names)} models: {', '.join(config.model_names)})")
+    return 0
+
+
+def db_upgrade(_args: argparse.Namespace) -> int:
+    from portal.db.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    print("database is up to date")
+    return 0
+
+
+def schema_prisma(args: argparse.Namespace) -> int:
+    from portal.db.prisma_schema import render_prisma_schema
+
+    rendered = render_prisma_schema()
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != rendered:
+            raise CommandError(f"{args.output} is out of date; run `gateway-admin schema prisma`")
+        print(f"{args.output} is up to date")
+        return 0
+    args.output.write_text(rendered, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+_SERVICES = {
+    "gateway": [sys.executable, "-m", "gateway_plugins.server"],
+    "portal": [sys.executable, "-m", "portal.web.server"],
+}
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run the chosen services in the foreground; Ctrl-C (or SIGTERM) stops them all,
+    and if one exits the others are stopped too."""
+    names = ["gateway", "portal"] if args.service == "all" else [args.service]
+    if "gateway" in names:
+        config_check(argparse.Namespace(config=None))
+    settings = get_settings()
+    children = {name: subprocess.Popen(_SERVICES[name]) for name in names}
+    for name in names:
+        port = settings.gateway_port if name == "gateway" else settings.portal_port
+        print(f"{name}: starting on http://127.0.0.1:{port}", flush=True)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    try:
+        while all(child.poll() is None for child in children.values()):
+            time.sleep(0.5)
+        exit_code = next(c.returncode for c in children.values() if c.returncode is not None)
+        failed = [n for n, c in children.items() if c.returncode is not None]
+        print(f"{', '.join(failed)} exited ({exit_code}); stopping", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children.values():
+            try:
+                child.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return exit_code or 0

@@ -1,0 +1,5 @@
+"""`config.yaml`: LiteLLM's routing plus our `workforce_gateway:` section, validated at start."""
+
+from portal.config.loader import ConfigError, GatewayConfig, load_config
+
+__all__ = ["ConfigError", "GatewayConfig", "load_config"]

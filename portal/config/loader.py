@@ -1,0 +1,73 @@
+"""Load config.yaml and validate our section and the model price book.
+
+Errors name the offending key (`workforce_gateway.credits.markup: …`,
+`model_list[3] (name 'x'): no price …`) so an operator can fix them without reading code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from portal.config.plugin_settings import PluginSettings
+from portal.credits.pricing import PriceBook
+
+__all__ = ["ConfigError", "GatewayConfig", "load_config"]
+
+SECTION = "workforce_gateway"
+
+
+class ConfigError(Exception):
+    """config.yaml is unusable; `problems` lists every bad key found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    path: Path
+    raw: dict[str, Any]
+    plugin: PluginSettings
+    prices: PriceBook
+
+    @property
+    def model_names(self) -> list[str]:
+        return self.prices.model_names
+
+
+def load_config(path: Path, *, require_prices: bool = True) -> GatewayConfig:
+    """Parse and validate. With `require_prices`, any unpriced model is an error."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML ({exc.__class__.__name__})"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping"])
+
+    problems: list[str] = []
+    plugin = PluginSettings()
+    try:
+        plugin = PluginSettings.model_validate(raw.get(SECTION) or {})
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = ".".join(str(part) for part in (SECTION, *err["loc"]))
+            problems.append(f"{key}: {err['msg']}")
+
+    model_list = raw.get("model_list")
+    if not isinstance(model_list, list) or not model_list:
+        problems.append("model_list: must list at least one model")
+        model_list = []
+    prices, price_problems = PriceBook.from_model_list(model_list)
+    if require_prices:
+        problems.extend(price_problems)
+    if problems:
+        raise ConfigError(problems)
+    return GatewayConfig(path=path, raw=raw, plugin=plugin, prices=prices)

@@ -1,0 +1,1 @@
+"""Prepaid credits: integer units, an append-only ledger, and reservations for calls in flight."""

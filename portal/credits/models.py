@@ -1,0 +1,79 @@
+"""Money tables. Amounts are integers in ledger units (`portal.credits.units`).
+
+`credit_accounts.balance` is a running total maintained in the same transaction as every
+ledger insert (so the 402 check is one atomic UPDATE); the ledger is the truth and
+`balance == sum(ledger_entries.amount)` is checked by tests and `credits balance`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.db.base import Base, UTCDateTime, utcnow
+from portal.db.columns import BigId, created_at_column
+
+__all__ = ["CauseType", "CreditAccount", "EntryKind", "LedgerEntry", "Reservation"]
+
+
+class CauseType:
+    USAGE = "usage"  # cause_id = LiteLLM call id
+    STRIPE_EVENT = "stripe_event"  # cause_id = Stripe event id
+    ADMIN = "admin"  # cause_id = generated id of the admin action
+
+
+class EntryKind:
+    DEBIT = "debit"
+    GRANT = "grant"
+    PURCHASE = "purchase"
+    SUBSCRIPTION = "subscription"
+    CLAWBACK = "clawback"
+    ADJUSTMENT = "adjustment"
+
+
+class CreditAccount(Base):
+    __tablename__ = "credit_accounts"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (CheckConstraint("reserved >= 0", name="reserved_not_negative"),)
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    amount: Mapped[int] = mapped_column(BigInteger)  # + grant, - debit
+    kind: Mapped[str] = mapped_column(String(32))
+    cause_type: Mapped[str] = mapped_column(String(32))
+    cause_id: Mapped[str] = mapped_column(String(255))
+    usage_record_id: Mapped[int | None] = mapped_column(
+        ForeignKey("usage_records.id", ondelete="SET NULL")
+    )
+    note: Mapped[str | None] = mapped_column(String(500))  # operator's reason, never content
+    created_at: Mapped[datetime] = created_at_column()
+
+    __table_args__ = (UniqueConstraint("cause_type", "cause_id", name="uq_ledger_cause"),)
+
+
+class Reservation(Base):
+    """Credits held for a call in flight; released when the call settles or expires."""
+
+    __tablename__ = "reservations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,93 @@
+"""Per-token prices of each model group, from config.yaml `model_info` / `litellm_params`
+price overrides or else LiteLLM's bundled cost map. A model with no price is never
+served: the config check lists it and the gateway refuses it (ModelNotPriced)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["ModelPrice", "PriceBook"]
+
+_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    input_per_token: Decimal  # US dollars
+    output_per_token: Decimal
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        return self.input_per_token * prompt_tokens + self.output_per_token * completion_tokens
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    """Model group name -> the highest price among its deployments (reservations must
+    cover whichever deployment the router picks)."""
+
+    prices: dict[str, ModelPrice]
+    unpriced: frozenset[str]
+
+    @property
+    def model_names(self) -> list[str]:
+        return sorted({*self.prices, *self.unpriced})
+
+    def price_of(self, model_group: str) -> ModelPrice | None:
+        return self.prices.get(model_group)
+
+    @classmethod
+    def from_model_list(cls, model_list: list[Any]) -> tuple[PriceBook, list[str]]:
+        prices: dict[str, ModelPrice] = {}
+        unpriced: set[str] = set()
+        problems: list[str] = []
+        for index, entry in enumerate(model_list):
+            where = f"model_list[{index}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("model_name"), str):
+                problems.append(f"{where}: needs a model_name and litellm_params")
+                continue
+            name = entry["model_name"]
+            params = entry.get("litellm_params") or {}
+            litellm_model = params.get("model") if isinstance(params, dict) else None
+            if not isinstance(litellm_model, str):
+                problems.append(f"{where} ({name!r}): litellm_params.model is missing")
+                continue
+            price = _configured_price(entry) or _cost_map_price(litellm_model)
+            if price is None:
+                unpriced.add(name)
+                problems.append(
+                    f"{where} ({name!r}): no price for {litellm_model!r} in LiteLLM's cost map; "
+                    "set model_info.input_cost_per_token and output_cost_per_token"
+                )
+                continue
+            if name in prices:
+                old = prices[name]
+                price = ModelPrice(
+                    max(old.input_per_token, price.input_per_token),
+                    max(old.output_per_token, price.output_per_token),
+                )
+            prices[name] = price
+        for name in unpriced:
+            prices.pop(name, None)  # one unpriced deployment makes the group unpriced
+        return cls(prices, frozenset(unpriced)), problems
+
+
+def _configured_price(entry: dict[str, Any]) -> ModelPrice | None:
+    for source in (entry.get("model_info"), entry.get("litellm_params")):
+        if isinstance(source, dict) and all(source.get(key) is not None for key in _PRICE_KEYS):
+            return ModelPrice(*(Decimal(str(source[key])) for key in _PRICE_KEYS))
+    return None
+
+
+def _cost_map_price(litellm_model: str) -> ModelPrice | None:
+    import litellm  # heavy import, only where a price must be looked up
+
+    try:
+        info = litellm.get_model_info(model=litellm_model)
+    except Exception:  # LiteLLM raises a plain Exception for unknown models
+        return None
+    values = [info.get(key) for key in _PRICE_KEYS]
+    if any(value is None for value in values) or not any(values):
+        return None
+    return ModelPrice(*(Decimal(str(value)) for value in values))

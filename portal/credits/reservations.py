@@ -1,0 +1,94 @@
+"""Credits held for calls in flight, so concurrent calls cannot overspend.
+
+`reserve` is one conditional UPDATE (`balance - reserved >= amount`), atomic on
+PostgreSQL and SQLite alike and therefore across gateway workers and instances: a
+user's balance can go below zero only by how much one call's estimate fell short.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.credits.models import CreditAccount, Reservation
+from portal.db.base import utcnow
+from portal.errors import InsufficientCredits
+
+__all__ = ["release", "release_expired", "reserve"]
+
+
+async def reserve(
+    session: AsyncSession, *, user_id: str, call_id: str, amount: int, ttl_seconds: int
+) -> None:
+    """Hold `amount` units for `call_id` or raise InsufficientCredits."""
+    if amount <= 0:
+        raise ValueError("a reservation must be positive")
+    # A crashed worker may have left holds behind; on refusal free those and retry once.
+    held = await _try_hold(session, user_id, amount) or (
+        await release_expired(session, user_id) > 0 and await _try_hold(session, user_id, amount)
+    )
+    if not held:
+        raise InsufficientCredits(
+            "Insufficient credits: your balance does not cover this request. "
+            "Top up your credits in the portal, or lower max_tokens."
+        )
+    now = utcnow()
+    session.add(
+        Reservation(
+            call_id=call_id,
+            user_id=user_id,
+            amount=amount,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+        )
+    )
+    await session.flush()
+
+
+async def _try_hold(session: AsyncSession, user_id: str, amount: int) -> bool:
+    result = await session.execute(
+        update(CreditAccount)
+        .where(
+            CreditAccount.user_id == user_id,
+            CreditAccount.balance - CreditAccount.reserved >= amount,
+        )
+        .values(reserved=CreditAccount.reserved + amount)
+    )
+    return bool(result.rowcount)
+
+
+async def release(session: AsyncSession, call_id: str) -> int:
+    """Drop the hold of `call_id`; returns the units released (0 if none was held)."""
+    rows = (
+        await session.execute(
+            delete(Reservation)
+            .where(Reservation.call_id == call_id)
+            .returning(Reservation.user_id, Reservation.amount)
+        )
+    ).all()
+    for user_id, amount in rows:
+        await _unhold(session, user_id, amount)
+    return sum(amount for _, amount in rows)
+
+
+async def release_expired(session: AsyncSession, user_id: str | None = None) -> int:
+    """Drop holds past their expiry (one user's, or everyone's); returns units released."""
+    statement = delete(Reservation).where(Reservation.expires_at < utcnow())
+    if user_id is not None:
+        statement = statement.where(Reservation.user_id == user_id)
+    rows = (
+        await session.execute(statement.returning(Reservation.user_id, Reservation.amount))
+    ).all()
+    for held_by, amount in rows:
+        await _unhold(session, held_by, amount)
+    return sum(amount for _, amount in rows)
+
+
+async def _unhold(session: AsyncSession, user_id: str, amount: int) -> None:
+    await session.execute(
+        update(CreditAccount)
+        .where(CreditAccount.user_id == user_id)
+        .values(reserved=CreditAccount.reserved - amount)
+    )

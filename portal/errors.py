@@ -1,0 +1,101 @@
+"""The domain's exception tree. Each error knows the HTTP status and the OpenAI-style
+error `type`/`code` it maps to, so gateway and portal translate them in one place.
+
+    GatewayError
+    ├── AuthenticationFailed (401)
+    │   ├── InvalidToken
+    │   ├── TokenRevoked
+    │   └── TokenExpired
+    ├── AccountNotAllowed (403)
+    │   ├── AccountSuspended
+    │   └── EmailNotVerified
+    ├── InsufficientCredits (402)
+    ├── ModelNotPriced (400)
+    ├── RateLimited (429)
+    └── NotFound (404)
+
+Messages never include request content: they are shown to clients and may be logged.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccountNotAllowed",
+    "AccountSuspended",
+    "AuthenticationFailed",
+    "EmailNotVerified",
+    "GatewayError",
+    "InsufficientCredits",
+    "InvalidToken",
+    "ModelNotPriced",
+    "NotFound",
+    "RateLimited",
+    "TokenExpired",
+    "TokenRevoked",
+]
+
+
+class GatewayError(Exception):
+    status_code = 400
+    error_type = "invalid_request_error"
+    error_code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AuthenticationFailed(GatewayError):
+    status_code = 401
+    error_type = "authentication_error"
+    error_code = "invalid_api_key"
+
+
+class InvalidToken(AuthenticationFailed):
+    pass
+
+
+class TokenRevoked(AuthenticationFailed):
+    error_code = "token_revoked"
+
+
+class TokenExpired(AuthenticationFailed):
+    error_code = "token_expired"
+
+
+class AccountNotAllowed(GatewayError):
+    status_code = 403
+    error_type = "permission_error"
+    error_code = "account_not_allowed"
+
+
+class AccountSuspended(AccountNotAllowed):
+    error_code = "account_suspended"
+
+
+class EmailNotVerified(AccountNotAllowed):
+    error_code = "email_not_verified"
+
+
+class InsufficientCredits(GatewayError):
+    status_code = 402
+    error_type = "insufficient_quota"
+    error_code = "insufficient_credits"
+
+
+class ModelNotPriced(GatewayError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    error_code = "model_not_priced"
+
+
+class RateLimited(GatewayError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    error_code = "rate_limit_exceeded"
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    error_type = "not_found_error"
+    error_code = "not_found"

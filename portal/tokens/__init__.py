@@ -1,0 +1,1 @@
+"""Gateway access tokens: minted once, stored as a hash, revocable at once."""

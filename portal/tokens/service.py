@@ -1,0 +1,132 @@
+"""Create, list, revoke and authenticate gateway tokens. Callers own the transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.accounts.models import AccountStatus, User
+from portal.db.base import utcnow
+from portal.errors import (
+    AccountSuspended,
+    EmailNotVerified,
+    InvalidToken,
+    NotFound,
+    TokenExpired,
+    TokenRevoked,
+)
+from portal.tokens.models import GatewayToken
+from portal.tokens.secrets import display_prefix, hash_token, looks_like_token, new_token
+
+__all__ = [
+    "TokenIdentity",
+    "authenticate",
+    "create_token",
+    "list_tokens",
+    "revoke_token",
+    "touch_last_used",
+]
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    """What a valid token resolves to; safe to cache (no secret in it)."""
+
+    token_id: str
+    user_id: str
+    token_hash: str
+    expires_at: datetime | None
+
+
+async def create_token(
+    session: AsyncSession, user: User, *, name: str, expires_at: datetime | None = None
+) -> tuple[str, GatewayToken]:
+    """Mint a token. The plaintext is returned once and never stored."""
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise ValueError("token name must be 1 to 100 characters")
+    plaintext = new_token()
+    token = GatewayToken(
+        user_id=user.id,
+        name=name,
+        prefix=display_prefix(plaintext),
+        token_hash=hash_token(plaintext),
+        expires_at=expires_at,
+    )
+    session.add(token)
+    await session.flush()
+    return plaintext, token
+
+
+async def list_tokens(session: AsyncSession, user_id: str) -> list[GatewayToken]:
+    result = await session.scalars(
+        select(GatewayToken)
+        .where(GatewayToken.user_id == user_id)
+        .order_by(GatewayToken.created_at.desc())
+    )
+    return list(result)
+
+
+async def revoke_token(session: AsyncSession, *, user_id: str, token_id: str) -> GatewayToken:
+    """Revoke one of `user_id`'s tokens (another user's token is NotFound)."""
+    token = await session.scalar(
+        select(GatewayToken).where(GatewayToken.id == token_id, GatewayToken.user_id == user_id)
+    )
+    if token is None:
+        raise NotFound("no such token")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        await session.flush()
+    return token
+
+
+async def authenticate(session: AsyncSession, plaintext: str) -> TokenIdentity:
+    """Resolve a presented token to its owner or raise the reason it is refused."""
+    if not looks_like_token(plaintext):
+        raise InvalidToken("Invalid gateway token. Create one in the portal under Tokens.")
+    token_hash = hash_token(plaintext)
+    row = (
+        await session.execute(
+            select(GatewayToken, User)
+            .join(User, User.id == GatewayToken.user_id)
+            .where(GatewayToken.token_hash == token_hash)
+        )
+    ).first()
+    if row is None:
+        raise InvalidToken("Invalid gateway token. Create one in the portal under Tokens.")
+    token, user = row
+    if token.revoked_at is not None:
+        raise TokenRevoked("This gateway token has been revoked. Create a new one in the portal.")
+    identity = TokenIdentity(token.id, user.id, token_hash, token.expires_at)
+    check_expiry(identity)
+    if user.status != AccountStatus.ACTIVE:
+        raise AccountSuspended("This account is suspended. Contact support.")
+    if not user.is_verified:
+        raise EmailNotVerified(
+            "Verify your email address before using the gateway: "
+            "follow the link we emailed you, or ask for a new one in the portal."
+        )
+    return identity
+
+
+def check_expiry(identity: TokenIdentity) -> None:
+    if identity.expires_at is not None and identity.expires_at <= utcnow():
+        raise TokenExpired("This gateway token has expired. Create a new one in the portal.")
+
+
+async def touch_last_used(session: AsyncSession, token_id: str, when: datetime) -> None:
+    """Record use at most once a minute per token (keeps writes off the hot path)."""
+    await session.execute(
+        update(GatewayToken)
+        .where(
+            GatewayToken.id == token_id,
+            (GatewayToken.last_used_at.is_(None))
+            | (GatewayToken.last_used_at < when - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=when)
+    )

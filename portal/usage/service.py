@@ -1,0 +1,32 @@
+"""Reading usage records for a user (CLI, portal, export)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.usage.models import UsageRecord
+
+__all__ = ["list_usage"]
+
+
+async def list_usage(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[UsageRecord]:
+    statement = select(UsageRecord).where(UsageRecord.user_id == user_id)
+    if since is not None:
+        statement = statement.where(UsageRecord.started_at >= since)
+    if until is not None:
+        statement = statement.where(UsageRecord.started_at < until)
+    statement = statement.order_by(UsageRecord.started_at, UsageRecord.id).offset(offset)
+    if limit is not None:
+        statement = statement.limit(limit)
+    return list(await session.scalars(statement))

@@ -1,0 +1,94 @@
+"""Where a finished gateway call becomes one usage record and one ledger debit.
+
+Both are written in the caller's transaction, keyed by LiteLLM's call id, and the
+call's reservation is released in the same transaction. Settling the same call again
+(duplicate callback, spool replay) writes nothing new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.credits import ledger, reservations
+from portal.credits.models import CauseType, EntryKind
+from portal.tokens.service import touch_last_used
+from portal.usage.models import CallStatus, UsageRecord
+
+__all__ = ["FinishedCall", "settle_call"]
+
+
+@dataclass(frozen=True)
+class FinishedCall:
+    """Usage metadata of one call. No field can carry content, by construction."""
+
+    call_id: str
+    user_id: str
+    token_id: str | None
+    model: str
+    status: str
+    started_at: datetime
+    ended_at: datetime
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    upstream_cost_nano_usd: int = 0
+    credits: int = 0
+    http_status: int | None = None
+    error_type: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["ended_at"] = self.ended_at.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FinishedCall:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["started_at"] = datetime.fromisoformat(values["started_at"])
+        values["ended_at"] = datetime.fromisoformat(values["ended_at"])
+        return cls(**values)
+
+
+async def settle_call(session: AsyncSession, call: FinishedCall) -> bool:
+    """Record the call, debit it, release its hold. False if it was already settled."""
+    if call.credits < 0:
+        raise ValueError("a call cannot credit the user")
+    record = await session.scalar(select(UsageRecord).where(UsageRecord.call_id == call.call_id))
+    if record is not None and not (
+        record.status == CallStatus.FAILED and call.status == CallStatus.SUCCESS
+    ):
+        await reservations.release(session, call.call_id)
+        return False
+    if record is None:
+        record = UsageRecord(call_id=call.call_id)
+        session.add(record)
+    # A failed attempt row is upgraded when the same call later succeeds (fallbacks).
+    for name in (
+        "user_id", "token_id", "model", "status", "prompt_tokens", "completion_tokens",
+        "cached_tokens", "reasoning_tokens", "upstream_cost_nano_usd", "credits",
+        "http_status", "error_type", "started_at", "ended_at",
+    ):  # fmt: skip
+        setattr(record, name, getattr(call, name))
+    await session.flush()
+    if call.credits:
+        await ledger.post_entry(
+            session,
+            user_id=call.user_id,
+            amount=-call.credits,
+            kind=EntryKind.DEBIT,
+            cause_type=CauseType.USAGE,
+            cause_id=call.call_id,
+            usage_record_id=record.id,
+        )
+    await reservations.release(session, call.call_id)
+    if call.token_id:
+        await touch_last_used(session, call.token_id, call.ended_at)
+    return True

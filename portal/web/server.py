@@ -1,0 +1,25 @@
+"""Run the portal with uvicorn (`gateway-admin serve portal`)."""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+
+from portal.settings import get_settings
+
+
+def main() -> None:
+    uvicorn.run(
+        "portal.web.app:create_app",
+        factory=True,
+        host=os.environ.get("PORTAL_HOST", "127.0.0.1"),
+        port=get_settings().portal_port,
+        workers=int(os.environ.get("PORTAL_WORKERS", "1")),
+        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
