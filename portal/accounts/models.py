@@ -25,6 +25,7 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2id
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE)
+    plan: Mapped[str] = mapped_column(String(64), default="free")  # set by billing
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

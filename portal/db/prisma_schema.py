@@ -68,11 +68,11 @@ def _model(
     for constraint in sorted(table.constraints, key=lambda c: str(c.name)):
         columns = [c.name for c in getattr(constraint, "columns", [])]
         if constraint.__class__.__name__ == "UniqueConstraint" and len(columns) > 1:
-            attributes.append(f"  @@unique([{', '.join(columns)}], map: \"{constraint.name}\")")
+            attributes.append(f'  @@unique([{", ".join(columns)}], map: "{constraint.name}")')
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
         columns = [c.name for c in index.columns]
         kind = "@@unique" if index.unique else "@@index"
-        attributes.append(f"  {kind}([{', '.join(columns)}], map: \"{index.name}\")")
+        attributes.append(f'  {kind}([{", ".join(columns)}], map: "{index.name}")')
     attributes.append(f'  @@map("{table.name}")')
     return lines, attributes
 

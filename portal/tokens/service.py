@@ -41,6 +41,7 @@ class TokenIdentity:
     user_id: str
     token_hash: str
     expires_at: datetime | None
+    plan: str
 
 
 async def create_token(
@@ -102,7 +103,7 @@ async def authenticate(session: AsyncSession, plaintext: str) -> TokenIdentity:
     token, user = row
     if token.revoked_at is not None:
         raise TokenRevoked("This gateway token has been revoked. Create a new one in the portal.")
-    identity = TokenIdentity(token.id, user.id, token_hash, token.expires_at)
+    identity = TokenIdentity(token.id, user.id, token_hash, token.expires_at, user.plan)
     check_expiry(identity)
     if user.status != AccountStatus.ACTIVE:
         raise AccountSuspended("This account is suspended. Contact support.")

@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('password_hash', sa.String(length=255), nullable=True),
     sa.Column('email_verified_at', portal.db.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('plan', sa.String(length=64), nullable=False),
     sa.Column('created_at', portal.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', portal.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
