@@ -55,7 +55,7 @@ def describe(exc: BaseException) -> str:
         return "; ".join(exc.problems)
     text = str(getattr(exc, "orig", exc)).lower()
     if isinstance(exc, (OperationalError, ProgrammingError)) and (
-        "no such table" in text or "does not exist" in text and "relation" in text
+        "no such table" in text or ("does not exist" in text and "relation" in text)
     ):
         return "the database is not migrated yet; run `gateway-admin db upgrade`"
     if isinstance(exc, (DBAPIError, OSError, ConnectionError)):
