@@ -9,7 +9,9 @@
 - `async_post_call_failure_hook`: release the reservation, record a failed-call row.
 
 LiteLLM swallows exceptions raised in success callbacks, so settlement retries and then
-spools the call to disk (`portal.usage.spool`) rather than lose the debit.
+spools the call to disk (`portal.usage.spool`) rather than lose the debit. Settlements
+run as tasks tracked by `gateway_plugins.shutdown.inflight`, so a shutdown waits for
+them and LiteLLM's callback timeout cannot cancel one halfway.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import UserAPIKeyAuth
 
 from gateway_plugins.estimates import output_allowance, prompt_tokens, reservation_units
+from gateway_plugins.metrics import USAGE_SPOOLED, USAGE_WRITE_FAILURES, record_debit
 from gateway_plugins.proxy_errors import service_unavailable, to_proxy_exception
 from gateway_plugins.runtime import GatewayRuntime, get_runtime
+from gateway_plugins.shutdown import inflight
 from portal.credits import reservations
 from portal.credits.units import usd_to_units
 from portal.errors import GatewayError, ModelNotPriced
+from portal.observability import context
 from portal.usage.models import CallStatus
 from portal.usage.settlement import FinishedCall, settle_call
 
@@ -55,6 +60,7 @@ class CreditMeter(CustomLogger):
         call_id = data.get("litellm_call_id")
         if not user_id or not call_id:
             return data
+        context.call_id.set(str(call_id))  # log lines of this request name the call
         runtime = get_runtime()
         for key in [k for k in data if k in _CLIENT_PRICING_KEYS or "cost" in k]:
             data.pop(key, None)
@@ -73,6 +79,8 @@ class CreditMeter(CustomLogger):
         except Exception as exc:
             log.error("credit reservation failed: %s", type(exc).__name__)
             raise service_unavailable("Credit check") from None
+        inflight.reserved(call_id, amount)
+        inflight.forget_older_than(runtime.config.plugin.credits.reservation_ttl_seconds)
         return data
 
     @staticmethod
@@ -96,7 +104,7 @@ class CreditMeter(CustomLogger):
     ) -> None:
         call = self._finished_call(kwargs, status=CallStatus.SUCCESS)
         if call is not None:
-            await self._settle(call)
+            await inflight.settle(call, self._settle)
 
     async def async_post_call_failure_hook(
         self,
@@ -133,20 +141,26 @@ class CreditMeter(CustomLogger):
                     await settle_call(session, call)
         except Exception as exc:
             log.error("failed-call bookkeeping failed: %s", type(exc).__name__)
+        finally:
+            inflight.finished(call_id)
 
     async def _settle(self, call: FinishedCall) -> None:
         runtime = get_runtime()
         for attempt in range(SETTLE_ATTEMPTS):
             try:
                 async with runtime.database.transaction() as session:
-                    await settle_call(session, call)
+                    settled = await settle_call(session, call)
+                if settled:
+                    record_debit(call.model, call.credits)
                 return
             except Exception as exc:
+                USAGE_WRITE_FAILURES.inc()
                 log.warning(
                     "usage settlement attempt %d failed: %s", attempt + 1, type(exc).__name__
                 )
                 await asyncio.sleep(0.2 * 2**attempt)
         runtime.spool.append(call)
+        USAGE_SPOOLED.inc()
         log.error("usage settlement spooled to disk for replay (call %s)", call.call_id)
 
     @staticmethod

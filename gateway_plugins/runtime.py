@@ -10,6 +10,7 @@ from functools import cache
 from portal.config import GatewayConfig, load_config
 from portal.db import Database, open_database
 from portal.settings import Settings, get_settings
+from portal.tokens.auth_cache import AuthCache
 from portal.usage.spool import Spool
 
 __all__ = ["GatewayRuntime", "get_runtime"]
@@ -21,6 +22,7 @@ class GatewayRuntime:
     config: GatewayConfig
     database: Database
     spool: Spool
+    auth_cache: AuthCache | None = None  # with REDIS_URL: token checks shared by instances
 
 
 @cache
@@ -33,4 +35,9 @@ def get_runtime() -> GatewayRuntime:
         config=config,
         database=open_database(settings.database_url),
         spool=Spool(settings.spool_dir),
+        auth_cache=(
+            AuthCache.from_url(settings.redis_url, settings.auth_cache_ttl_seconds)
+            if settings.redis_url
+            else None
+        ),
     )

@@ -4,6 +4,11 @@ Run with `gateway-admin serve gateway` (or `python -m gateway_plugins.server`). 
 LiteLLM is imported, `DATABASE_URL` is moved to `WFG_DATABASE_URL`: LiteLLM's proxy
 reads `DATABASE_URL` itself, refuses SQLite, and on PostgreSQL switches on its own
 Prisma-backed features, which we do not use.
+
+Around LiteLLM's app: `/healthz`, `/readyz` (database and Redis) and `/metrics` routes, a
+request-id middleware, our log format for LiteLLM's loggers, and a lifespan wrapper that
+puts the rate limiter ahead of the credit reservation once LiteLLM has started and, on
+shutdown, waits for the usage of answered calls to be written (`shutdown.inflight`).
 """
 
 from __future__ import annotations
@@ -11,15 +16,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import logging.config
 import os
 import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from gateway_plugins.log_scrubbing import install_log_scrubbing
 from gateway_plugins.runtime import GatewayRuntime, get_runtime
+from portal.config.deployment import shared_state_problems
+from portal.observability.exposition import metrics_router
+from portal.observability.logging import logging_config, route_litellm_logs
+from portal.observability.middleware import RequestContextMiddleware
+from portal.observability.readiness import check_dependencies
 from portal.usage.settlement import FinishedCall, settle_call
 
 __all__ = ["build_app", "main", "prepare_environment"]
@@ -36,6 +49,11 @@ def prepare_environment(env: dict[str, str] | os._Environ[str] = os.environ) -> 
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch prices from the internet
     env.setdefault("LITELLM_DONT_SHOW_FEEDBACK_BOX", "True")
     env.setdefault("DISABLE_SCHEMA_UPDATE", "True")
+    # LiteLLM's JSON_LOGS mode formats uncaught exceptions around the log-record factory,
+    # message (and so content) included; our LOG_FORMAT=json replaces it.
+    env.pop("JSON_LOGS", None)
+    # Count TPM from actual usage, not a second tokenizer pass (see rate_limits).
+    env.setdefault("LITELLM_TPM_TOKEN_RESERVATION_ENABLED", "false")
     # LiteLLM refuses to start without a master key. Our custom_auth decides every
     # request, so an operator need not set one: a random key nobody knows will do.
     if not env.get("LITELLM_MASTER_KEY"):
@@ -50,11 +68,37 @@ def build_app() -> FastAPI:
     prepare_environment()
     install_log_scrubbing()
     import litellm
+
+    route_litellm_logs()  # before the proxy's import logs anything in LiteLLM's format
     from litellm.proxy.proxy_server import app
 
     litellm.suppress_debug_info = True
+    _classify_errors_without_prisma()
     _add_routes_first(app, _operational_router())
+    app.add_middleware(RequestContextMiddleware)
+    _wrap_lifespan(app)
     return app
+
+
+def _classify_errors_without_prisma() -> None:
+    """LiteLLM asks "is this a database outage?" about every error it turns into a
+    response, and answers by importing `prisma`, which we do not install (no LiteLLM
+    database). The import then fails inside the error handler itself, so any error
+    LiteLLM raises before our `custom_auth` (e.g. its refusal of a body parameter such
+    as `input_cost_per_token`) or that escapes a route became a text/plain 500 instead
+    of an OpenAI-style JSON error. With no LiteLLM database, no error is its outage."""
+    import importlib.util
+
+    if importlib.util.find_spec("prisma") is not None:
+        return
+    from litellm.proxy.db.exception_handler import PrismaDBExceptionHandler
+
+    def is_database_service_unavailable_error(_error: Exception) -> bool:
+        return False
+
+    PrismaDBExceptionHandler.is_database_service_unavailable_error = staticmethod(  # type: ignore[method-assign]
+        is_database_service_unavailable_error
+    )
 
 
 def _operational_router() -> APIRouter:
@@ -67,16 +111,16 @@ def _operational_router() -> APIRouter:
 
     @router.get("/readyz", include_in_schema=False)
     async def readiness() -> JSONResponse:
-        """Ready to take traffic: the database answers."""
-        try:
-            async with get_runtime().database.session() as session:
-                await session.execute(text("SELECT 1"))
-        except Exception as exc:
-            return JSONResponse(
-                {"status": "unavailable", "database": type(exc).__name__}, status_code=503
-            )
-        return JSONResponse({"status": "ok", "database": "ok"})
+        """Ready to take traffic: the database answers, and Redis when configured."""
+        runtime = get_runtime()
+        redis = runtime.auth_cache.client if runtime.auth_cache is not None else None
+        ready, report = await check_dependencies(runtime.database, redis)
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", **report},
+            status_code=200 if ready else 503,
+        )
 
+    router.include_router(metrics_router())
     return router
 
 
@@ -87,6 +131,48 @@ def _add_routes_first(app: FastAPI, router: APIRouter) -> None:
     added = app.router.routes[before:]
     del app.router.routes[before:]
     app.router.routes[0:0] = added
+
+
+def _wrap_lifespan(app: FastAPI) -> None:
+    """Run our start-up after LiteLLM's and our shutdown before LiteLLM tears down."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
+        async with inner(application) as state:
+            _after_proxy_start()
+            try:
+                yield state
+            finally:
+                await _before_proxy_stop()
+
+    app.router.lifespan_context = lifespan
+
+
+def _after_proxy_start() -> None:
+    from gateway_plugins.rate_limits import require_shared_limiter, run_limiter_before_reservation
+
+    import litellm
+
+    runtime = get_runtime()
+    # LiteLLM guards /metrics with custom_auth (a gateway token); ours has METRICS_TOKEN.
+    litellm.require_auth_for_metrics_endpoint = False
+    run_limiter_before_reservation()
+    require_shared_limiter(runtime.settings.redis_url)
+    for problem in shared_state_problems(runtime.settings):
+        log.warning("%s", problem)
+
+
+async def _before_proxy_stop() -> None:
+    from gateway_plugins.shutdown import inflight
+
+    runtime = get_runtime()
+    for task in _background_tasks:
+        task.cancel()
+    await inflight.drain(runtime.settings.gateway_drain_seconds, runtime.spool)
+    if runtime.auth_cache is not None:
+        await runtime.auth_cache.close()
+    await runtime.database.dispose()
 
 
 async def on_worker_start() -> None:
@@ -127,16 +213,30 @@ def main() -> None:
 
     prepare_environment()
     settings = get_settings()
-    workers = int(os.environ.get("GATEWAY_WORKERS", "1"))
+    log_config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(log_config)
+    for problem in shared_state_problems(settings):
+        log.warning("%s", problem)
+    _reset_metrics_directory()
     uvicorn.run(
         "gateway_plugins.server:app",
         factory=False,
         host=os.environ.get("GATEWAY_HOST", "127.0.0.1"),
         port=settings.gateway_port,
-        workers=workers,
-        timeout_graceful_shutdown=int(os.environ.get("GATEWAY_GRACEFUL_SECONDS", "30")),
-        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+        workers=settings.gateway_workers,
+        timeout_graceful_shutdown=settings.gateway_graceful_seconds,
+        log_level=settings.log_level,
+        log_config=log_config,
     )
+
+
+def _reset_metrics_directory() -> None:
+    """Samples of a previous run would be summed into this one's; start from empty."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink(missing_ok=True)
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -1,17 +1,26 @@
 """Every table, imported in one place so metadata is complete (Alembic, schema.prisma)."""
 
-from portal.accounts.models import User
+from portal.accounts.models import AccountLink, SignInFailure, User
+from portal.billing.models import BillingAccount, StripeEvent
 from portal.credits.models import CreditAccount, LedgerEntry, Reservation
 from portal.db.base import Base
+from portal.email.models import EmailLogEntry
+from portal.sessions.models import WebSession
 from portal.tokens.models import GatewayToken
 from portal.usage.models import UsageRecord
 
 __all__ = [
+    "AccountLink",
     "Base",
+    "BillingAccount",
     "CreditAccount",
+    "EmailLogEntry",
     "GatewayToken",
     "LedgerEntry",
     "Reservation",
+    "SignInFailure",
+    "StripeEvent",
     "UsageRecord",
     "User",
+    "WebSession",
 ]

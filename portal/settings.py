@@ -8,7 +8,7 @@ the gateway launcher moves `DATABASE_URL` there because LiteLLM's proxy reads
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -28,6 +28,19 @@ class Settings:
     environment: str
     gateway_public_url: str
     portal_public_url: str
+    smtp_url: str | None = None  # smtp[s]://user:pass@host:port[?starttls=true]
+    mail_from: str = "WorkForce Gateway <no-reply@localhost>"
+    # Stripe (billing). Unset secret key: billing pages say billing is not configured.
+    stripe_secret_key: str | None = field(default=None, repr=False)
+    stripe_webhook_secret: str | None = field(default=None, repr=False)
+    stripe_api_base: str | None = None  # tests/staging: a Stripe-compatible API on loopback
+    # Operations: worker count (shared state needs REDIS_URL when > 1), logs, auth cache.
+    gateway_workers: int = 1
+    log_level: str = "info"
+    log_format: str = "text"  # "json" (production default) or "text"
+    auth_cache_ttl_seconds: int = 30  # Redis auth cache; revocation invalidates at once
+    gateway_graceful_seconds: int = 30  # SIGTERM: wait this long for open requests, then
+    gateway_drain_seconds: int = 20  # this long for their usage to be written
 
     @property
     def is_production(self) -> bool:
@@ -36,6 +49,11 @@ class Settings:
     @property
     def spool_dir(self) -> Path:
         return self.var_dir / "spool"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where mail goes as .eml files when no SMTP_URL is set."""
+        return self.var_dir / "outbox"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -58,6 +76,17 @@ class Settings:
             environment=env.get("WFG_ENV", "development"),
             gateway_public_url=env.get("GATEWAY_PUBLIC_URL") or f"http://localhost:{gateway_port}",
             portal_public_url=env.get("PORTAL_PUBLIC_URL") or f"http://localhost:{portal_port}",
+            smtp_url=env.get("SMTP_URL") or None,
+            mail_from=env.get("MAIL_FROM") or "WorkForce Gateway <no-reply@localhost>",
+            stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
+            stripe_api_base=env.get("STRIPE_API_BASE") or None,
+            gateway_workers=_positive_int(env, "GATEWAY_WORKERS", 1),
+            log_level=(env.get("LOG_LEVEL") or "info").lower(),
+            log_format=_log_format(env),
+            auth_cache_ttl_seconds=_positive_int(env, "AUTH_CACHE_TTL_SECONDS", 30),
+            gateway_graceful_seconds=_positive_int(env, "GATEWAY_GRACEFUL_SECONDS", 30),
+            gateway_drain_seconds=_positive_int(env, "GATEWAY_DRAIN_SECONDS", 20),
         )
 
 
@@ -72,6 +101,27 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     if not 0 < port < 65536:
         raise SystemExit(f"{name} must be between 1 and 65535, got {port}")
     return port
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise SystemExit(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _log_format(env: dict[str, str]) -> str:
+    default = "json" if env.get("WFG_ENV", "development") == "production" else "text"
+    value = (env.get("LOG_FORMAT") or default).lower()
+    if value not in ("json", "text"):
+        raise SystemExit(f"LOG_FORMAT must be json or text, got {value!r}")
+    return value
 
 
 @cache

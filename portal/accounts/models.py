@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base, UTCDateTime, utcnow
-from portal.db.columns import created_at_column, new_id
+from portal.db.columns import BigId, created_at_column, new_id
 
-__all__ = ["AccountStatus", "User"]
+__all__ = ["AccountLink", "AccountStatus", "LinkPurpose", "SignInFailure", "User"]
 
 
 class AccountStatus:
@@ -32,3 +32,39 @@ class User(Base):
     @property
     def is_verified(self) -> bool:
         return self.email_verified_at is not None
+
+
+class LinkPurpose:
+    VERIFY_EMAIL = "verify_email"  # also confirms a changed address (new_email set)
+    RESET_PASSWORD = "reset_password"
+
+
+class AccountLink(Base):
+    """A one-time link sent by email: random, stored hashed, expiring, single-use."""
+
+    __tablename__ = "account_links"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    new_email: Mapped[str | None] = mapped_column(String(320))  # for an email change
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SignInFailure(Base):
+    """A failed sign-in, counted per account and per client address to throttle guessing.
+
+    Keyed by a hash of the normalised email (whether or not an account has it, so the
+    throttle itself reveals nothing) or of the client address; old rows are pruned."""
+
+    __tablename__ = "sign_in_failures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "account" | "address"
+    key_hash: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_sign_in_failures_key", "key_hash", "failed_at"),)

@@ -1,4 +1,7 @@
-"""Account records: create, look up, verify, suspend. Callers own the transaction."""
+"""Account records: create, look up, verify, change, delete. Callers own the transaction.
+
+Every change to what the gateway checks (verification, email, password, deletion) goes
+through a function here, so caches of account state have one place to be invalidated."""
 
 from __future__ import annotations
 
@@ -12,7 +15,18 @@ from portal.accounts.passwords import hash_password
 from portal.db.base import utcnow
 from portal.errors import NotFound
 
-__all__ = ["EmailTaken", "create_user", "get_by_email", "normalise_email", "require_by_email"]
+__all__ = [
+    "EmailTaken",
+    "change_email",
+    "create_user",
+    "delete_user",
+    "get_by_email",
+    "get_by_id",
+    "mark_verified",
+    "normalise_email",
+    "require_by_email",
+    "set_password",
+]
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}$")
 
@@ -67,3 +81,38 @@ async def create_user(
     session.add(user)
     await session.flush()
     return user
+
+
+async def get_by_id(session: AsyncSession, user_id: str) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def mark_verified(session: AsyncSession, user: User) -> None:
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+        await session.flush()
+
+
+async def set_password(session: AsyncSession, user: User, password: str) -> None:
+    """Replace the password (ValueError if its length is out of bounds)."""
+    user.password_hash = hash_password(password)
+    await session.flush()
+
+
+async def change_email(session: AsyncSession, user: User, new_email: str) -> None:
+    """Move the account to a new (already confirmed) address; EmailTaken if it is in use."""
+    new_email = normalise_email(new_email)
+    taken = await session.scalar(select(User.id).where(User.email == new_email, User.id != user.id))
+    if taken is not None:
+        raise EmailTaken("an account with that email already exists")
+    user.email = new_email
+    user.email_verified_at = utcnow()
+    await session.flush()
+
+
+async def delete_user(session: AsyncSession, user: User) -> None:
+    """Remove the account row. The schema does the rest: rows that belong only to the
+    person (tokens, sessions, links, email log) cascade; usage and ledger rows are kept
+    for accounting with their `user_id` set to NULL."""
+    await session.delete(user)
+    await session.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from datetime import datetime
 from typing import Any
 
 from portal.accounts import service as accounts
@@ -12,6 +13,7 @@ from portal.cli.common import CommandError, print_json, transaction
 from portal.credits import ledger
 from portal.credits.models import CauseType, EntryKind
 from portal.credits.units import credits_to_units, format_units
+from portal.tokens import auth_cache
 from portal.tokens import service as tokens
 from portal.tokens.models import GatewayToken
 from portal.usage.service import list_usage
@@ -146,11 +148,15 @@ def _token_json(token: GatewayToken) -> dict[str, Any]:
         "id": token.id,
         "name": token.name,
         "prefix": token.prefix,
-        "created_at": token.created_at,
-        "last_used_at": token.last_used_at,
-        "expires_at": token.expires_at,
-        "revoked_at": token.revoked_at,
+        "created_at": _iso(token.created_at),
+        "last_used_at": _iso(token.last_used_at),
+        "expires_at": _iso(token.expires_at),
+        "revoked_at": _iso(token.revoked_at),
     }
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
 
 
 async def tokens_list(args: argparse.Namespace) -> int:
@@ -179,10 +185,19 @@ async def tokens_revoke(args: argparse.Namespace) -> int:
         ]
         if not candidates:
             raise CommandError("no such token for that account")
+        active = [t for t in candidates if t.revoked_at is None]
+        if len(candidates) > 1 and active:
+            candidates = active  # a name reused after revoking the old token
         if len(candidates) > 1:
             raise CommandError(f"{len(candidates)} tokens match; use --id (see `tokens list`)")
         token = await tokens.revoke_token(session, user_id=user.id, token_id=candidates[0].id)
     print(f"revoked {token.prefix}… ({token.name})")
+    if not await auth_cache.invalidate_token(token.token_hash):  # after the commit
+        print(
+            "warning: Redis did not answer; gateways that cached this token refuse it "
+            "within AUTH_CACHE_TTL_SECONDS",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -10,20 +10,30 @@ import asyncio
 import inspect
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from portal.cli import accounts_commands, operations_commands
+from portal.cli import accounts_commands, billing_commands, operations_commands, retention_commands
 
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse would print the whole usage block first).
+    Sub-command parsers inherit this class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gateway-admin", description="Operate WorkForce Gateway: users, credits, tokens."
     )
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     accounts_commands.register(groups)
     operations_commands.register(groups)
+    billing_commands.register(groups)
+    retention_commands.register(groups)
     return parser
 
 

@@ -49,6 +49,12 @@ def config_check(args: argparse.Namespace) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     path = args.config or get_settings().config_path
     config = load_config(path)  # raises ConfigError listing every problem
+    from portal.config.deployment import shared_state_errors, shared_state_warnings
+
+    if errors := shared_state_errors(get_settings()):
+        raise CommandError("; ".join(errors))
+    for warning in shared_state_warnings(get_settings()):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok ({len(config.model_names)} models: {', '.join(config.model_names)})")
     return 0
 

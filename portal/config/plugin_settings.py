@@ -4,10 +4,19 @@ never silently falls back to a default."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CreditSettings", "LimitSettings", "PluginSettings"]
+from portal.billing.catalog import BillingSettings
+
+__all__ = [
+    "CreditSettings",
+    "LimitSettings",
+    "PlanLimits",
+    "PluginSettings",
+    "RetentionSettings",
+]
 
 
 class _Strict(BaseModel):
@@ -26,11 +35,46 @@ class CreditSettings(_Strict):
     low_balance_credits: Decimal = Field(default=Decimal("1"), ge=0)
 
 
+class PlanLimits(_Strict):
+    """Per-user limits of one plan; a missing value means no limit of that kind."""
+
+    rpm: int | None = Field(default=None, gt=0)
+    """Requests per minute."""
+    tpm: int | None = Field(default=None, gt=0)
+    """Tokens (in + out) per minute."""
+    max_parallel_requests: int | None = Field(default=None, gt=0)
+    """Calls in flight at once."""
+
+
 class LimitSettings(_Strict):
     max_request_tokens: int = Field(default=200_000, gt=0)
     """Refuse a request whose max_tokens exceeds this (bounds a single reservation)."""
+    plans: dict[str, PlanLimits] = {}
+    """Rate limits keyed by `users.plan` (set by billing); shared by every gateway
+    instance and worker through Redis (`gateway_plugins.rate_limits`)."""
+    default_plan: str = "free"
+    """Limits for a user whose plan has no entry under `plans`."""
+
+    def for_plan(self, plan: str) -> PlanLimits:
+        return self.plans.get(plan) or self.plans.get(self.default_plan) or PlanLimits()
+
+
+class RetentionSettings(_Strict):
+    """What `gateway-admin retention run` keeps, and for how long (`portal.retention`)."""
+
+    usage_days: int = Field(default=400, gt=0)
+    """Usage records older than this are anonymised or deleted."""
+    usage_action: Literal["anonymise", "delete"] = "anonymise"
+    ledger_years: int = Field(default=10, gt=0)
+    """The legal window for ledger (accounting) rows; older ones lose their link to a person."""
+    token_grace_days: int = Field(default=30, ge=0)
+    """Revoked or expired gateway tokens are deleted this long after revocation/expiry."""
+    sign_in_failure_days: int = Field(default=1, gt=0)
+    email_log_days: int = Field(default=400, gt=0)
 
 
 class PluginSettings(_Strict):
     credits: CreditSettings = CreditSettings()
     limits: LimitSettings = LimitSettings()
+    retention: RetentionSettings = RetentionSettings()
+    billing: BillingSettings = BillingSettings()

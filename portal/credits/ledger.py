@@ -10,10 +10,18 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.credits.models import CreditAccount, LedgerEntry
+from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
 from portal.db.upsert import insert_ignore
 
-__all__ = ["available", "balance", "ensure_account", "ledger_sum", "list_entries", "post_entry"]
+__all__ = [
+    "available",
+    "balance",
+    "carry_forward",
+    "ensure_account",
+    "ledger_sum",
+    "list_entries",
+    "post_entry",
+]
 
 
 async def ensure_account(session: AsyncSession, user_id: str) -> None:
@@ -54,6 +62,26 @@ async def post_entry(
         .values(balance=CreditAccount.balance + amount)
     )
     return True
+
+
+async def carry_forward(
+    session: AsyncSession, *, user_id: str, amount: int, cause_id: str, note: str
+) -> bool:
+    """Append the sum of entries that leave `user_id`'s ledger in this same transaction
+    (retention unlinks entries past the legal window from the person). The balance does
+    not move: the user's entries still sum to it. Never use it for anything else."""
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise TypeError("ledger amounts are integers (units)")
+    return await insert_ignore(
+        session,
+        LedgerEntry,
+        user_id=user_id,
+        amount=amount,
+        kind=EntryKind.CARRY_FORWARD,
+        cause_type=CauseType.RETENTION,
+        cause_id=cause_id,
+        note=note,
+    )
 
 
 async def balance(session: AsyncSession, user_id: str) -> int:

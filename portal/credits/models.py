@@ -22,6 +22,7 @@ class CauseType:
     USAGE = "usage"  # cause_id = LiteLLM call id
     STRIPE_EVENT = "stripe_event"  # cause_id = Stripe event id
     ADMIN = "admin"  # cause_id = generated id of the admin action
+    RETENTION = "retention"  # cause_id = generated id of a balance carried forward
 
 
 class EntryKind:
@@ -31,6 +32,7 @@ class EntryKind:
     SUBSCRIPTION = "subscription"
     CLAWBACK = "clawback"
     ADJUSTMENT = "adjustment"
+    CARRY_FORWARD = "carry_forward"  # the sum of entries past the legal window (retention)
 
 
 class CreditAccount(Base):

@@ -5,7 +5,7 @@ served: the config check lists it and the gateway refuses it (ModelNotPriced).""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 __all__ = ["ModelPrice", "PriceBook"]
@@ -53,7 +53,12 @@ class PriceBook:
             if not isinstance(litellm_model, str):
                 problems.append(f"{where} ({name!r}): litellm_params.model is missing")
                 continue
-            price = _configured_price(entry) or _cost_map_price(litellm_model)
+            try:
+                price = _configured_price(entry, where) or _cost_map_price(litellm_model)
+            except _BadPrice as exc:
+                unpriced.add(name)
+                problems.append(str(exc))
+                continue
             if price is None:
                 unpriced.add(name)
                 problems.append(
@@ -73,11 +78,36 @@ class PriceBook:
         return cls(prices, frozenset(unpriced)), problems
 
 
-def _configured_price(entry: dict[str, Any]) -> ModelPrice | None:
-    for source in (entry.get("model_info"), entry.get("litellm_params")):
+class _BadPrice(ValueError):
+    pass
+
+
+def _configured_price(entry: dict[str, Any], where: str) -> ModelPrice | None:
+    for section in ("model_info", "litellm_params"):
+        source = entry.get(section)
         if isinstance(source, dict) and all(source.get(key) is not None for key in _PRICE_KEYS):
-            return ModelPrice(*(Decimal(str(source[key])) for key in _PRICE_KEYS))
+            price = ModelPrice(
+                *(_dollars(source[key], f"{where}.{section}.{key}") for key in _PRICE_KEYS)
+            )
+            if not (price.input_per_token or price.output_per_token):
+                raise _BadPrice(
+                    f"{where}.{section}: both prices are 0; a model is never served free"
+                )
+            return price
     return None
+
+
+def _dollars(value: Any, key: str) -> Decimal:
+    """A configured per-token price: a finite, non-negative number of US dollars."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise InvalidOperation
+        price = Decimal(str(value).strip())
+        if not price.is_finite() or price < 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise _BadPrice(f"{key}: must be a non-negative number of US dollars per token") from None
+    return price
 
 
 def _cost_map_price(litellm_model: str) -> ModelPrice | None:

@@ -4,16 +4,32 @@ LiteLLM swallows exceptions raised in success callbacks, so if the database is b
 unreachable the debit would be lost. Instead the gateway appends the call's metadata
 (never content) as one JSON line to a file under `var/spool/`, fsyncs it, and replays
 the spool later; settlement is idempotent by call id, so a replay never double-debits.
+
+Files, all in the spool directory:
+- `usage-<pid>.jsonl`: appended to by that worker (under an exclusive `flock`);
+- `usage-retry-<uuid>.jsonl`: lines a replay could not settle yet;
+- `claimed-<uuid>.replaying`: a file a replayer took; one left behind by a crash is
+  picked up again (a live replayer holds its `flock`);
+- `rejected-<uuid>.jsonl`: lines the database refused as data (not as an outage),
+  kept for an operator instead of blocking every later line.
+
+Every step writes the new file before removing the old one, so a crash at any point
+leaves each line in at least one file; replaying a line twice is harmless.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import IO
+
+from sqlalchemy.exc import DataError, IntegrityError
 
 from portal.usage.settlement import FinishedCall
 
@@ -33,40 +49,103 @@ class Spool:
     def append(self, call: FinishedCall) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         line = json.dumps(call.to_json(), separators=(",", ":")) + "\n"
-        with open(self._path, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        while True:
+            with open(self._path, "a", encoding="utf-8") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                if not _still_at(handle, self._path):
+                    continue  # a replayer claimed the file between open and lock
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+                return
 
     def pending(self) -> int:
-        return sum(1 for path in self._files() for line in path.open() if line.strip())
+        """Lines waiting for replay (rejected lines are not pending)."""
+        return sum(len(_lines(path)) for path in self._files())
+
+    def rejected(self) -> int:
+        return sum(len(_lines(path)) for path in self.directory.glob("rejected-*.jsonl"))
 
     async def replay(self, settle: Callable[[FinishedCall], Awaitable[object]]) -> int:
-        """Settle every spooled call; a file is removed only once all its lines settled.
-
-        Returns how many calls were replayed. Stops at the first failure (still down)."""
+        """Settle every spooled call. Returns how many were settled; stops at the first
+        failure that looks like an outage (the database is still down)."""
         replayed = 0
         for path in self._files():
-            claimed = path.with_suffix(".replaying")
-            try:
-                path.rename(claimed)  # claim it, so two replayers never share a file
-            except FileNotFoundError:
-                continue
-            lines = [line for line in claimed.read_text(encoding="utf-8").splitlines() if line]
-            for index, line in enumerate(lines):
-                try:
-                    await settle(FinishedCall.from_json(json.loads(line)))
-                except Exception:
-                    log.warning("usage spool replay paused: database still unavailable")
-                    claimed.write_text("\n".join(lines[index:]) + "\n", encoding="utf-8")
-                    # a fresh name: this worker may have spooled to `path` meanwhile
-                    claimed.rename(path.with_name(f"usage-retry-{uuid.uuid4().hex}.jsonl"))
-                    return replayed
-                replayed += 1
-            claimed.unlink()
+            with self._claim(path) as claimed:
+                if claimed is None:
+                    continue
+                lines = _lines(claimed)
+                for index, line in enumerate(lines):
+                    try:
+                        await settle(FinishedCall.from_json(json.loads(line)))
+                    except (ValueError, TypeError, KeyError, IntegrityError, DataError) as exc:
+                        # This line can never settle as written: set it aside, go on.
+                        log.error("usage spool line rejected: %s", type(exc).__name__)
+                        self._write_new("rejected", [line])
+                        continue
+                    except Exception as exc:
+                        log.warning("usage spool replay paused: %s", type(exc).__name__)
+                        self._write_new("usage-retry", lines[index:])
+                        claimed.unlink()
+                        return replayed
+                    replayed += 1
+                claimed.unlink()
         return replayed
+
+    @contextlib.contextmanager
+    def _claim(self, path: Path) -> Iterator[Path | None]:
+        """Rename `path` to a claimed file and hold its lock; None if someone else has it."""
+        if path.suffix != ".replaying":
+            claimed = path.with_name(f"claimed-{uuid.uuid4().hex}.replaying")
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                yield None
+                return
+        else:
+            claimed = path
+        try:
+            handle = open(claimed, encoding="utf-8")  # noqa: SIM115 (held across the yield)
+        except FileNotFoundError:
+            yield None
+            return
+        with handle:
+            try:
+                # Blocks only while a writer that opened the file before the rename is
+                # finishing its line; fails at once for a file another replayer holds.
+                fcntl.flock(handle, fcntl.LOCK_EX | (fcntl.LOCK_NB if claimed is path else 0))
+            except BlockingIOError:
+                yield None
+                return
+            yield claimed if claimed.exists() else None
+
+    def _write_new(self, kind: str, lines: list[str]) -> None:
+        final = self.directory / f"{kind}-{uuid.uuid4().hex}.jsonl"
+        temporary = final.with_suffix(".tmp")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.rename(final)
 
     def _files(self) -> list[Path]:
         if not self.directory.exists():
             return []
-        return sorted(self.directory.glob("usage-*.jsonl"))
+        return sorted(
+            [*self.directory.glob("usage-*.jsonl"), *self.directory.glob("claimed-*.replaying")]
+        )
+
+
+def _still_at(handle: IO[str], path: Path) -> bool:
+    try:
+        return os.fstat(handle.fileno()).st_ino == path.stat().st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line for line in text.splitlines() if line.strip()]

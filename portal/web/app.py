@@ -1,26 +1,108 @@
-"""The portal's FastAPI application: a short list of routers."""
+"""The portal's FastAPI application: a short list of routers.
+
+Every router except health is included with the CSRF check, so no state-changing
+request reaches a route without this browser's token."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 
-from portal.db import open_database
-from portal.settings import get_settings
-from portal.web.routes import health
+from portal.billing import views as billing_views
+from portal.db import Database, open_database
+from portal.email.low_balance import low_balance_notices, threshold_units
+from portal.email.service import Mailer, mailer_from_settings
+from portal.observability import portal as observability
+from portal.settings import Settings, get_settings
+from portal.web.cookies import CookiePolicy
+from portal.web.deps import require_csrf
+from portal.web.errors import install_error_handlers
+from portal.web.middleware import BodySizeLimit, BrowserCookie, SecurityHeaders
+from portal.web.routes import account, api, auth, dashboard, health, tokens
 
 __all__ = ["create_app"]
 
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 256 * 1024
+LOW_BALANCE_EVERY_SECONDS = 600
 
-def create_app() -> FastAPI:
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    mailer: Mailer | None = None,
+    background_jobs: bool = True,
+) -> FastAPI:
+    settings = settings or get_settings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.database = open_database(get_settings().database_url)
-        yield
-        await app.state.database.dispose()
+        owned = database is None
+        if owned:
+            app.state.database = open_database(settings.database_url)
+        jobs = asyncio.create_task(_low_balance_loop(app)) if background_jobs else None
+        try:
+            yield
+        finally:
+            if jobs is not None:
+                jobs.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await jobs
+            if owned:
+                await app.state.database.dispose()
 
-    app = FastAPI(title="WorkForce Gateway portal", lifespan=lifespan)
+    app = FastAPI(
+        title="WorkForce Gateway portal",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads scripts from a CDN; the schema is enough
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.mailer = mailer or mailer_from_settings(settings)
+    if database is not None:
+        app.state.database = database
+
+    csrf = [Depends(require_csrf)]
     app.include_router(health.router)
+    app.include_router(auth.router, dependencies=csrf)
+    app.include_router(dashboard.router, dependencies=csrf)
+    app.include_router(tokens.router, dependencies=csrf)
+    app.include_router(account.router, dependencies=csrf)
+    app.include_router(api.router, dependencies=csrf)
+    app.include_router(billing_views.router)  # pages CSRF-checked, webhook signed
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    install_error_handlers(app)
+    app.add_middleware(
+        BrowserCookie, policy=CookiePolicy.for_public_url(settings.portal_public_url)
+    )
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodySizeLimit, limit=MAX_BODY_BYTES)
+    observability.instrument(app)  # /metrics, HTTP metrics, request ids (outermost)
     return app
+
+
+async def _low_balance_loop(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    threshold = threshold_units(settings.config_path)
+    while True:
+        try:
+            async with app.state.database.transaction() as session:
+                mail = await low_balance_notices(
+                    session,
+                    threshold=threshold,
+                    dashboard_url=settings.portal_public_url.rstrip("/") + "/dashboard",
+                )
+            await app.state.mailer.send(mail)
+        except Exception as exc:  # a database hiccup must not end the loop
+            log.warning("low-balance notices skipped: %s", type(exc).__name__)
+        await asyncio.sleep(LOW_BALANCE_EVERY_SECONDS)

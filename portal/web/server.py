@@ -6,10 +6,12 @@ import os
 
 import uvicorn
 
+from portal.observability.logging import logging_config
 from portal.settings import get_settings
 
 
 def main() -> None:
+    settings = get_settings()
     uvicorn.run(
         "portal.web.app:create_app",
         factory=True,
@@ -18,6 +20,7 @@ def main() -> None:
         workers=int(os.environ.get("PORTAL_WORKERS", "1")),
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
         proxy_headers=True,
+        log_config=logging_config(settings.log_level, settings.log_format),
     )
 
 

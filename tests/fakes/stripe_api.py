@@ -245,7 +245,14 @@ def _money(amount: int | None, currency: str | None) -> str:
 
 
 class FakeStripe:
-    """In-memory Stripe on ``http://127.0.0.1:<free port>``; see the module docstring."""
+    """In-memory Stripe on ``http://127.0.0.1:<free port>``; see the module docstring.
+
+    State is plain dicts keyed by id (``customers``, ``checkout_sessions``, ``subscriptions``,
+    ``invoices``, ``charges``, ``payment_intents``, ``payment_methods``, ``prices``, ``events``
+    ...), safe to read from tests. ``deliveries`` logs webhook POSTs, ``requests`` logs API
+    calls with their decoded params, ``errors`` keeps bugs of the fake itself (answered 500).
+    Helper methods raise ``FakeStripeError`` for unknown ids or impossible transitions.
+    """
 
     secret_key: str = "sk_test_fake"
     webhook_secret: str = "whsec_fake_2f0c4a8e5b7d4c1e9a3b6d8f0e2c4a6b"
@@ -301,6 +308,7 @@ class FakeStripe:
         self._idempotency: dict[str, tuple[str, str, str, int, bytes, dict[str, str]]] = {}
         self._deleted_customers: set[str] = set()
 
+        self._http: httpx.Client | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -312,7 +320,9 @@ class FakeStripe:
     def start(self) -> FakeStripe:
         if self._thread is not None:
             return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose
+        # proto says TCP; without it every keep-alive request waits ~40 ms for a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._port))
         port = sock.getsockname()[1]
@@ -358,7 +368,9 @@ class FakeStripe:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._server = self._thread = self._loop = None
+        if self._http is not None:
+            self._http.close()
+        self._server = self._thread = self._loop = self._http = None
 
     def __enter__(self) -> FakeStripe:
         return self.start()
@@ -493,9 +505,12 @@ class FakeStripe:
         if not target:
             raise FakeStripeError("webhook_url is not set")
         body, headers = self._webhook_request(event, signature_secret, timestamp)
+        with self._lock:  # one client per fake: creating one loads the CA bundle (slow)
+            if self._http is None:
+                self._http = httpx.Client(timeout=self.delivery_timeout)
+            http = self._http
         try:
-            with httpx.Client(timeout=self.delivery_timeout) as http:
-                resp = http.post(target, content=body, headers=headers)
+            resp = http.post(target, content=body, headers=headers)
         except httpx.HTTPError as exc:
             self._note_delivery(event, None, repr(exc))
             raise
@@ -514,13 +529,23 @@ class FakeStripe:
         url: str | None = None,
     ) -> httpx.Response:
         """Async ``deliver``, for a receiver that runs on the caller's own event loop."""
+        async with httpx.AsyncClient(timeout=self.delivery_timeout) as http:
+            return await self._apost(http, event, signature_secret, timestamp, url)
+
+    async def _apost(
+        self,
+        http: httpx.AsyncClient,
+        event: dict[str, Any],
+        signature_secret: str | None = None,
+        timestamp: int | None = None,
+        url: str | None = None,
+    ) -> httpx.Response:
         target = url or self.webhook_url
         if not target:
             raise FakeStripeError("webhook_url is not set")
         body, headers = self._webhook_request(event, signature_secret, timestamp)
         try:
-            async with httpx.AsyncClient(timeout=self.delivery_timeout) as http:
-                resp = await http.post(target, content=body, headers=headers)
+            resp = await http.post(target, content=body, headers=headers)
         except httpx.HTTPError as exc:
             self._note_delivery(event, None, repr(exc))
             raise
@@ -531,16 +556,17 @@ class FakeStripe:
         return [await self.adeliver(ev) for ev in events]
 
     async def _delivery_worker(self) -> None:
-        while True:
-            events, done = await self._queue.get()
-            for ev in events:
-                if not (self.auto_deliver and self.webhook_url):
-                    break
-                # failures are recorded in self.deliveries; Stripe would retry later
-                with contextlib.suppress(Exception):
-                    await self.adeliver(ev)
-            if done is not None and not done.done():
-                done.set_result(None)
+        async with httpx.AsyncClient(timeout=self.delivery_timeout) as http:
+            while True:
+                events, done = await self._queue.get()
+                for ev in events:
+                    if not (self.auto_deliver and self.webhook_url):
+                        break
+                    # failures are recorded in self.deliveries; Stripe would retry later
+                    with contextlib.suppress(Exception):
+                        await self._apost(http, ev)
+                if done is not None and not done.done():
+                    done.set_result(None)
 
     def wait_for_deliveries(self, timeout: float = 5.0) -> None:
         """Block until events caused by REST calls have been POSTed (background queue empty)."""
@@ -1353,8 +1379,9 @@ class FakeStripe:
         pm = self._new_payment_method(customer=None, email=email, bank=async_payment)
         amount, currency = s["amount_total"], s["currency"]
 
+        earlier_pi = self.payment_intents.get(s["payment_intent"] or "")
         if not paid:
-            pi = self._new_payment_intent(
+            pi = earlier_pi or self._new_payment_intent(
                 amount=amount,
                 currency=currency,
                 customer=cus_id,
@@ -1362,6 +1389,7 @@ class FakeStripe:
                 status="requires_payment_method",
                 metadata=dict(extra["payment_intent_metadata"]),
             )
+            pi["payment_method"] = pm["id"]
             ch = self._new_charge(pi, succeeded=False)
             self._decline(pi)
             if s["mode"] == "payment":
@@ -1390,14 +1418,25 @@ class FakeStripe:
         pi_status = "processing" if async_payment else "succeeded"
 
         if s["mode"] == "payment":
-            pi = self._new_payment_intent(
-                amount=amount,
-                currency=currency,
-                customer=cus_id,
-                pm=pm,
-                status=pi_status,
-                metadata=dict(extra["payment_intent_metadata"]),
-            )
+            if earlier_pi is not None:  # Stripe retries on the same PaymentIntent
+                pi = earlier_pi
+                pi.update(
+                    customer=cus_id,
+                    payment_method=pm["id"],
+                    payment_method_types=[pm["type"]],
+                    status=pi_status,
+                    last_payment_error=None,
+                    amount_received=amount if pi_status == "succeeded" else 0,
+                )
+            else:
+                pi = self._new_payment_intent(
+                    amount=amount,
+                    currency=currency,
+                    customer=cus_id,
+                    pm=pm,
+                    status=pi_status,
+                    metadata=dict(extra["payment_intent_metadata"]),
+                )
             s["payment_intent"] = pi["id"]
             tail: list[dict[str, Any]] = []
             if async_payment:
@@ -2018,14 +2057,17 @@ class FakeStripe:
             return obj
         kind = obj.get("object")
         cannot = _ApiError(400, f"This property cannot be expanded ({head}).", param="expand")
+        # "includable" properties: computed lists, copied so nested expansion can't leak back
         if head == "line_items" and kind == "checkout.session":
-            obj["line_items"] = self._session_line_items(obj["id"])
+            obj["line_items"] = copy.deepcopy(self._session_line_items(obj["id"]))
         elif head == "refunds" and kind == "charge":
             items = [r for r in reversed(self.refunds.values()) if r["charge"] == obj["id"]]
-            obj["refunds"] = self._page(items, {}, f"/v1/charges/{obj['id']}/refunds")
+            page = self._page(items, {}, f"/v1/charges/{obj['id']}/refunds")
+            obj["refunds"] = copy.deepcopy(page)
         elif head == "payments" and kind == "invoice":
             items = [p for p in self.invoice_payments.values() if p["invoice"] == obj["id"]]
-            obj["payments"] = self._page(items, {}, f"/v1/invoices/{obj['id']}/payments")
+            page = self._page(items, {}, f"/v1/invoices/{obj['id']}/payments")
+            obj["payments"] = copy.deepcopy(page)
         elif head not in obj:
             raise cannot
         elif head in _EXPANDABLE:

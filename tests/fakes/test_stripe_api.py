@@ -35,6 +35,13 @@ def fake() -> Iterator[FakeStripe]:
         yield f
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[httpx.Client]:
+    """Plays the browser on the hosted pages (one client: creating one is slow)."""
+    with httpx.Client() as http:
+        yield http
+
+
 @pytest.fixture
 def client(fake: FakeStripe) -> stripe.StripeClient:
     return stripe.StripeClient(fake.secret_key, base_addresses={"api": fake.url})
@@ -60,7 +67,7 @@ class Receiver:
             return Response(status_code=self.status)
 
         app = Starlette(routes=[Route("/webhook", hook, methods=["POST"])])
-        sock = socket.socket()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/webhook"
         self.server = uvicorn.Server(
@@ -176,7 +183,7 @@ def test_raw_wire_format_auth_shapes_and_lists(fake: FakeStripe) -> None:
         assert unknown.status_code == 404
         assert "Unrecognized request URL" in unknown.json()["error"]["message"]
 
-        no_key = httpx.get(f"{fake.url}/v1/customers")
+        no_key = http.get("/v1/customers", headers={"Authorization": ""})
         assert no_key.status_code == 401
         assert no_key.json()["error"]["type"] == "invalid_request_error"
 
@@ -300,14 +307,16 @@ async def test_async_sdk_over_plain_http(fake: FakeStripe, client: stripe.Stripe
         await client.v1.subscriptions.retrieve_async("sub_missing")
 
 
-def test_billing_portal_session_and_page(fake: FakeStripe, client: stripe.StripeClient) -> None:
+def test_billing_portal_session_and_page(
+    fake: FakeStripe, client: stripe.StripeClient, browser: httpx.Client
+) -> None:
     cus = client.v1.customers.create(params={"email": "p@example.com"})
     portal = client.v1.billing_portal.sessions.create(
         params={"customer": cus.id, "return_url": "https://portal.test/account"}
     )
     assert portal.id.startswith("bps_") and portal.object == "billing_portal.session"
     assert portal.url == f"{fake.url}/portal/{portal.id}" and portal.customer == cus.id
-    page = httpx.get(portal.url)
+    page = browser.get(portal.url)
     assert page.status_code == 200
     assert 'id="return" href="https://portal.test/account"' in page.text
     with pytest.raises(stripe.InvalidRequestError) as err:
@@ -488,18 +497,40 @@ def test_delivery_to_a_receiver(
 
 
 def test_hosted_pay_page_completes_and_redirects(
-    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver
+    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver, browser: httpx.Client
 ) -> None:
     session = _payment_session(client, fake)
-    page = httpx.get(session.url)
+    page = browser.get(session.url)
     assert page.status_code == 200
     assert "$10.00" in page.text and 'id="pay"' in page.text
     assert f'id="cancel" href="{CANCEL}"' in page.text
 
-    resp = httpx.post(session.url, data={"outcome": "paid"})
+    resp = browser.post(session.url, data={"outcome": "paid"})
     assert resp.status_code == 303
     assert resp.headers["location"] == SUCCESS.replace("{CHECKOUT_SESSION_ID}", session.id)
     # delivered before the redirect, so the success page can already see the credits
     assert receiver.events[0].type == "checkout.session.completed"
     assert fake.checkout_sessions[session.id]["status"] == "complete"
-    assert "no longer active" in httpx.get(session.url).text
+    assert "no longer active" in browser.get(session.url).text
+
+
+def test_declined_card_and_portal_cancel_pages(
+    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver, browser: httpx.Client
+) -> None:
+    session = _payment_session(client, fake)
+    page = browser.post(session.url, data={"outcome": "declined"})
+    assert page.status_code == 200 and "Your card was declined." in page.text
+    assert [e.type for e in receiver.events] == ["charge.failed", "payment_intent.payment_failed"]
+    assert fake.checkout_sessions[session.id]["status"] == "open"
+    browser.post(session.url, data={"outcome": "paid"})  # retried on the same PaymentIntent
+    assert fake.checkout_sessions[session.id]["payment_intent"] == receiver.events[1].data.object.id
+
+    _, sub = _subscription(fake, client)
+    portal = client.v1.billing_portal.sessions.create(params={"customer": sub.customer})
+    page = browser.get(portal.url)
+    assert 'class="cancel-subscription"' in page.text and "visa •••• 4242" in page.text
+    resp = browser.post(f"{portal.url}/cancel", data={"subscription": sub.id})
+    assert resp.status_code == 303
+    assert client.v1.subscriptions.retrieve(sub.id).cancel_at_period_end is True
+    assert receiver.events[-1].type == "customer.subscription.updated"
+    assert [e["type"] for e in fake.renew_subscription(sub.id)] == ["customer.subscription.deleted"]

@@ -1,10 +1,13 @@
-"""Liveness (the process answers) and readiness (the database answers)."""
+"""Liveness (the process answers) and readiness (the database answers, and Redis
+when it is configured)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+
+from portal.observability.portal import readiness_redis
+from portal.observability.readiness import check_dependencies
 
 router = APIRouter(tags=["health"])
 
@@ -16,11 +19,8 @@ async def liveness() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readiness(request: Request) -> JSONResponse:
-    try:
-        async with request.app.state.database.session() as session:
-            await session.execute(text("SELECT 1"))
-    except Exception as exc:
-        return JSONResponse(
-            {"status": "unavailable", "database": type(exc).__name__}, status_code=503
-        )
-    return JSONResponse({"status": "ok", "database": "ok"})
+    ready, report = await check_dependencies(
+        request.app.state.database, readiness_redis(request.app)
+    )
+    status = {"status": "ok" if ready else "unavailable", **report}
+    return JSONResponse(status, status_code=200 if ready else 503)

@@ -1,0 +1,102 @@
+"""What can be bought: the `workforce_gateway.billing` section of config.yaml.
+
+    billing:
+      plans:                        # subscriptions; credits granted per paid period
+        pro: {name: Pro, stripe_price_id: price_..., credits_per_period: 50}
+      packs:                        # one-time top-ups
+        small: {name: 10 credits, stripe_price_id: price_..., credits: 10}
+
+Ids (`pro`, `small`) are ours: a plan id is what `users.plan` holds while the subscription
+is live (per-plan rate limits read it), so `free` is reserved. Every Stripe price id may
+appear once, because fulfilment maps the price that was paid back to what it buys.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from portal.credits.units import credits_to_units
+
+__all__ = ["FREE_PLAN", "BillingSettings", "PackSettings", "PlanSettings"]
+
+FREE_PLAN = "free"
+
+CatalogId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+PriceId = Annotated[str, StringConstraints(pattern=r"^price_[A-Za-z0-9_]{1,200}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _credits(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError("must be a positive number of credits")
+    credits_to_units(value)  # at most 9 decimal places, fits the ledger
+    return value
+
+
+class PlanSettings(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    stripe_price_id: PriceId
+    """A recurring Stripe price (monthly, yearly...)."""
+    credits_per_period: Decimal
+    """Granted when each period's invoice is paid."""
+
+    _check_credits = field_validator("credits_per_period")(_credits)
+
+    @property
+    def credits_units(self) -> int:
+        return credits_to_units(self.credits_per_period)
+
+
+class PackSettings(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    stripe_price_id: PriceId
+    """A one-time Stripe price."""
+    credits: Decimal
+    """Granted once the payment has succeeded."""
+
+    _check_credits = field_validator("credits")(_credits)
+
+    @property
+    def credits_units(self) -> int:
+        return credits_to_units(self.credits)
+
+
+class BillingSettings(_Strict):
+    plans: dict[CatalogId, PlanSettings] = {}
+    packs: dict[CatalogId, PackSettings] = {}
+
+    @model_validator(mode="after")
+    def _prices_unique(self) -> BillingSettings:
+        if FREE_PLAN in self.plans:
+            raise ValueError(f"plans.{FREE_PLAN}: the id '{FREE_PLAN}' is reserved for no plan")
+        seen: dict[str, str] = {}
+        entries = [(f"plans.{k}", v) for k, v in self.plans.items()]
+        entries += [(f"packs.{k}", v) for k, v in self.packs.items()]
+        for where, item in entries:
+            if item.stripe_price_id in seen:
+                raise ValueError(
+                    f"{where}.stripe_price_id: {item.stripe_price_id} is already used by "
+                    f"{seen[item.stripe_price_id]}"
+                )
+            seen[item.stripe_price_id] = where
+        return self
+
+    def plan_for_price(self, price_id: str | None) -> str | None:
+        """Our plan id for a Stripe price, or None when the price is not a plan of ours."""
+        return next((k for k, p in self.plans.items() if p.stripe_price_id == price_id), None)
+
+    def pack_for_price(self, price_id: str | None) -> str | None:
+        return next((k for k, p in self.packs.items() if p.stripe_price_id == price_id), None)

@@ -1,0 +1,53 @@
+"""Billing tables. From Stripe we keep only what the Billing page and the export show:
+customer id, subscription id, plan, status, current period end, card brand and last4.
+
+Money never lives here: purchases are ledger entries (`portal.credits.ledger`) with
+`cause_type="stripe_event"` and, as `cause_id`, the id of the thing paid - the Checkout
+Session (`cs_…`) for a credit pack, the invoice (`in_…`) for a subscription period - so
+the webhook, the success redirect, a replay and `billing sync` grant it once between
+them. A claw-back's `cause_id` is `<paid id>:reversal:<amount reversed so far, cents>`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.db.base import Base, UTCDateTime, utcnow
+from portal.db.columns import created_at_column
+
+__all__ = ["BillingAccount", "StripeEvent"]
+
+
+class BillingAccount(Base):
+    """One per user who has been to Stripe; the subscription shown is the customer's
+    most relevant one (a live one first, else the latest)."""
+
+    __tablename__ = "billing_accounts"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(255))
+    plan: Mapped[str | None] = mapped_column(String(64))  # our plan id (config.yaml)
+    status: Mapped[str | None] = mapped_column(String(32))  # Stripe's subscription status
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    card_brand: Mapped[str | None] = mapped_column(String(32))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    # When the subscription state above was read from Stripe: an older read (a slow
+    # webhook) never overwrites a newer one, whatever order events arrive in.
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class StripeEvent(Base):
+    """Every Stripe event handled, recorded in the transaction that applied it."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # evt_…
+    type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = created_at_column()

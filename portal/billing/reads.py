@@ -1,0 +1,351 @@
+"""Read Stripe, and say what it means for us: purchases to grant, reversals to claw
+back, the subscription state to show. No database here.
+
+Handlers re-read the objects an event names instead of trusting the event's copy: the
+API answers with the current state, so events applied in any order, or twice, end in the
+same place. The parsers below take Stripe's wire shapes (plain dicts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from portal.billing.catalog import BillingSettings
+from portal.billing.runtime import Billing
+from portal.credits.models import EntryKind
+from portal.db.base import utcnow
+
+__all__ = [
+    "LIVE_STATUSES",
+    "Card",
+    "Findings",
+    "Purchase",
+    "Reversal",
+    "SubscriptionState",
+    "card_of",
+    "invoice_purchase",
+    "pack_purchase",
+    "read_charge",
+    "read_checkout",
+    "read_customer",
+    "read_customer_state",
+    "read_invoice",
+    "subscription_state",
+]
+
+Obj = dict[str, Any]
+
+# A subscription in these states keeps its plan (past_due: Stripe is still retrying).
+LIVE_STATUSES = frozenset({"active", "trialing", "past_due"})
+_ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
+@dataclass(frozen=True)
+class Card:
+    brand: str
+    last4: str
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """Something paid for that buys credits, keyed by its Stripe id (cs_… or in_…)."""
+
+    paid_id: str
+    kind: str  # EntryKind.PURCHASE (pack) or EntryKind.SUBSCRIPTION (a period)
+    credits_units: int
+    paid: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """Money taken back from a purchase: refunds so far, or the whole charge if disputed."""
+
+    purchase: Purchase
+    charge_amount: int  # smallest currency unit
+    reversed_amount: int
+
+    def units_to_claw_back(self, granted: int) -> int:
+        """Of `granted` units, how many to have taken back in total: the reversed share of
+        the charge (half up), never more than was granted."""
+        if granted <= 0 or self.reversed_amount <= 0:
+            return 0
+        if self.charge_amount <= 0 or self.reversed_amount >= self.charge_amount:
+            return granted
+        total = granted * self.reversed_amount
+        return (2 * total + self.charge_amount) // (2 * self.charge_amount)
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    subscription_id: str | None
+    status: str | None
+    plan: str | None
+    current_period_end: datetime | None
+    card: Card | None
+    read_at: datetime
+
+    @property
+    def live_plan(self) -> str | None:
+        """The plan the user has now, or None (free)."""
+        return self.plan if self.status in LIVE_STATUSES else None
+
+
+@dataclass
+class Findings:
+    """What some Stripe reads say about one customer."""
+
+    customer_id: str | None = None
+    user_hint: str | None = None  # metadata.user_id we put on the objects we created
+    purchases: list[Purchase] = field(default_factory=list)
+    reversals: list[Reversal] = field(default_factory=list)
+    state: SubscriptionState | None = None
+    card: Card | None = None  # the card of a pack payment
+
+
+# ---------------------------------------------------------------- parsers
+def _id(value: Any) -> str | None:
+    """An id whether the field holds the id or the expanded object."""
+    if isinstance(value, dict):
+        return value.get("id")
+    return value or None
+
+
+def _metadata_user(obj: Obj | None) -> str | None:
+    return ((obj or {}).get("metadata") or {}).get("user_id") or None
+
+
+def card_of(payment_method: Any) -> Card | None:
+    if not isinstance(payment_method, dict) or payment_method.get("type") != "card":
+        return None
+    card = payment_method.get("card") or {}
+    if not card.get("brand") or not card.get("last4"):
+        return None
+    return Card(brand=str(card["brand"])[:32], last4=str(card["last4"])[-4:])
+
+
+def pack_purchase(catalog: BillingSettings, session: Obj) -> Purchase | None:
+    """A `mode=payment` Checkout Session (line_items expanded) as a credit pack purchase."""
+    if session.get("mode") != "payment":
+        return None
+    units, names = 0, []
+    for item in (session.get("line_items") or {}).get("data") or []:
+        pack_id = catalog.pack_for_price(_id(item.get("price")))
+        if pack_id is None:
+            continue
+        quantity = int(item.get("quantity") or 1)
+        units += catalog.packs[pack_id].credits_units * quantity
+        names.append(f"{pack_id} x{quantity}")
+    if units == 0:
+        return None
+    paid = session.get("status") == "complete" and session.get("payment_status") in (
+        "paid",
+        "no_payment_required",
+    )
+    return Purchase(
+        paid_id=session["id"],
+        kind=EntryKind.PURCHASE,
+        credits_units=units,
+        paid=paid,
+        note=f"Stripe checkout: pack {', '.join(names)}",
+    )
+
+
+def _line_price(line: Obj) -> str | None:
+    details = (line.get("pricing") or {}).get("price_details") or {}
+    return _id(details.get("price")) or _id(line.get("price"))  # legacy shape last
+
+
+def _is_proration(line: Obj) -> bool:
+    parent = line.get("parent") or {}
+    for key in ("subscription_item_details", "invoice_item_details"):
+        if (parent.get(key) or {}).get("proration"):
+            return True
+    return bool(line.get("proration"))
+
+
+def invoice_purchase(catalog: BillingSettings, invoice: Obj) -> Purchase | None:
+    """A subscription invoice as one period's credits (proration lines buy nothing)."""
+    units, names = 0, []
+    for line in (invoice.get("lines") or {}).get("data") or []:
+        plan_id = catalog.plan_for_price(_line_price(line))
+        if plan_id is None or _is_proration(line):
+            continue
+        quantity = int(line.get("quantity") or 1)
+        units += catalog.plans[plan_id].credits_units * quantity
+        names.append(plan_id if quantity == 1 else f"{plan_id} x{quantity}")
+    if units == 0:
+        return None
+    return Purchase(
+        paid_id=invoice["id"],
+        kind=EntryKind.SUBSCRIPTION,
+        credits_units=units,
+        paid=invoice.get("status") == "paid",
+        note=f"Stripe invoice: plan {', '.join(names)}",
+    )
+
+
+def _invoice_user(invoice: Obj) -> str | None:
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return _metadata_user(details) or _metadata_user(invoice)
+
+
+def _period_end(subscription: Obj) -> datetime | None:
+    items = (subscription.get("items") or {}).get("data") or []
+    ts = (items[0].get("current_period_end") if items else None) or subscription.get(
+        "current_period_end"
+    )
+    return datetime.fromtimestamp(int(ts), UTC) if ts else None
+
+
+def _subscription_plan(catalog: BillingSettings, subscription: Obj) -> str | None:
+    for item in (subscription.get("items") or {}).get("data") or []:
+        plan_id = catalog.plan_for_price(_id(item.get("price")))
+        if plan_id is not None:
+            return plan_id
+    return None
+
+
+def subscription_state(
+    catalog: BillingSettings, subscriptions: list[Obj], customer: Obj | None, read_at: datetime
+) -> SubscriptionState:
+    """The subscription to show: a live one first, then one not ended, then the newest."""
+    ours = [s for s in subscriptions if _subscription_plan(catalog, s) is not None]
+    candidates = ours or subscriptions
+
+    def rank(sub: Obj) -> tuple[bool, bool, int]:
+        status = sub.get("status")
+        return (status in LIVE_STATUSES, status not in _ENDED_STATUSES, int(sub["created"]))
+
+    customer_card = card_of(
+        ((customer or {}).get("invoice_settings") or {}).get("default_payment_method")
+    )
+    if not candidates:
+        return SubscriptionState(None, None, None, None, customer_card, read_at)
+    best = max(candidates, key=rank)
+    return SubscriptionState(
+        subscription_id=best["id"],
+        status=best.get("status"),
+        plan=_subscription_plan(catalog, best),
+        current_period_end=_period_end(best),
+        card=card_of(best.get("default_payment_method")) or customer_card,
+        read_at=read_at,
+    )
+
+
+# ------------------------------------------------------------------ reads
+async def read_customer_state(billing: Billing, customer_id: str) -> Findings:
+    read_at = utcnow()  # before the reads: the state is at least this fresh
+    customer = await billing.stripe.retrieve_customer(customer_id)
+    subscriptions = (
+        [] if customer.get("deleted") else await billing.stripe.subscriptions(customer_id)
+    )
+    return Findings(
+        customer_id=customer_id,
+        user_hint=_metadata_user(customer)
+        or next((u for s in subscriptions if (u := _metadata_user(s))), None),
+        state=subscription_state(billing.catalog, subscriptions, customer, read_at),
+    )
+
+
+async def read_invoice(billing: Billing, invoice_id: str, *, with_state: bool = True) -> Findings:
+    invoice = await billing.stripe.retrieve_invoice(invoice_id)
+    customer_id = _id(invoice.get("customer"))
+    findings = (
+        await read_customer_state(billing, customer_id)
+        if with_state and customer_id
+        else Findings(customer_id=customer_id)
+    )
+    findings.user_hint = _invoice_user(invoice) or findings.user_hint
+    if purchase := invoice_purchase(billing.catalog, invoice):
+        findings.purchases.append(purchase)
+    return findings
+
+
+async def read_checkout(billing: Billing, session_id: str) -> Findings:
+    session = await billing.stripe.retrieve_checkout_session(session_id)
+    customer_id = _id(session.get("customer"))
+    hint = _metadata_user(session) or session.get("client_reference_id")
+    if session.get("mode") == "subscription":
+        invoice_id = _id(session.get("invoice"))
+        if invoice_id:
+            findings = await read_invoice(billing, invoice_id)
+        elif customer_id:
+            findings = await read_customer_state(billing, customer_id)
+        else:
+            findings = Findings()
+        findings.customer_id = findings.customer_id or customer_id
+        findings.user_hint = hint or findings.user_hint
+        return findings
+    findings = Findings(customer_id=customer_id, user_hint=hint)
+    if purchase := pack_purchase(billing.catalog, session):
+        findings.purchases.append(purchase)
+        payment_intent = session.get("payment_intent")
+        if isinstance(payment_intent, dict):
+            findings.card = card_of(payment_intent.get("payment_method"))
+    return findings
+
+
+async def _purchase_for_payment_intent(
+    billing: Billing, payment_intent: str
+) -> tuple[Findings | None, Purchase | None]:
+    for session_id in await billing.stripe.checkout_session_ids(payment_intent=payment_intent):
+        found = await read_checkout(billing, session_id)
+        if found.purchases:
+            return found, found.purchases[0]
+    invoice_id = await billing.stripe.invoice_id_for_payment_intent(payment_intent)
+    if invoice_id:
+        found = await read_invoice(billing, invoice_id, with_state=False)
+        if found.purchases:
+            return found, found.purchases[0]
+    return None, None
+
+
+def _reversed_amount(charge: Obj) -> int:
+    if charge.get("disputed"):
+        return int(charge.get("amount") or 0)
+    return int(charge.get("amount_refunded") or 0)
+
+
+async def read_charge(billing: Billing, charge_id: str) -> Findings:
+    """A refunded or disputed charge: the purchase it paid for and how much was reversed."""
+    charge = await billing.stripe.retrieve_charge(charge_id)
+    payment_intent = _id(charge.get("payment_intent"))
+    found, purchase = (
+        await _purchase_for_payment_intent(billing, payment_intent)
+        if payment_intent
+        else (None, None)
+    )
+    findings = found or Findings()
+    findings.customer_id = findings.customer_id or _id(charge.get("customer"))
+    findings.user_hint = findings.user_hint or _metadata_user(charge)
+    findings.card = None  # a refund says nothing about the card to show
+    if purchase is not None and _reversed_amount(charge) > 0:
+        findings.reversals.append(
+            Reversal(purchase, int(charge.get("amount") or 0), _reversed_amount(charge))
+        )
+    return findings
+
+
+async def read_customer(billing: Billing, customer_id: str) -> Findings:
+    """Everything about a customer (for `billing sync`): state, paid purchases, reversals."""
+    findings = await read_customer_state(billing, customer_id)
+    seen: set[str] = set()
+    for session_id in await billing.stripe.checkout_session_ids(customer=customer_id):
+        found = await read_checkout(billing, session_id)
+        for purchase in found.purchases:
+            if purchase.paid and purchase.kind == EntryKind.PURCHASE:
+                findings.purchases.append(purchase)
+                seen.add(purchase.paid_id)
+                findings.card = findings.card or found.card
+    for invoice in await billing.stripe.paid_invoices(customer_id):
+        purchase = invoice_purchase(billing.catalog, invoice)
+        if purchase is not None and purchase.paid_id not in seen:
+            findings.purchases.append(purchase)
+            seen.add(purchase.paid_id)
+    for charge in await billing.stripe.charges(customer_id):
+        if charge.get("status") == "succeeded" and _reversed_amount(charge) > 0:
+            findings.reversals += (await read_charge(billing, charge["id"])).reversals
+    return findings

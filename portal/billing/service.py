@@ -1,0 +1,255 @@
+"""Apply what Stripe says (`reads.Findings`) to our records, in the caller's transaction:
+grant what was paid, claw back what was reversed, keep plan and status current.
+
+Exactly once: a grant's ledger key is the thing paid (`cs_…` / `in_…`), so the webhook,
+the success redirect, a replay and a sync grant it once between them. A claw-back is
+keyed by how much of the charge has been reversed so far and posts only the difference
+to what was already taken back, so partial refunds, a dispute after a refund, and
+events in any order or repeated never take back more than the purchase granted.
+
+The balance may go negative after a claw-back; the gateway then answers 402 because a
+reservation needs `balance - reserved >= amount`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import stripe
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.accounts.models import User
+from portal.billing.catalog import FREE_PLAN
+from portal.billing.models import BillingAccount
+from portal.billing.reads import LIVE_STATUSES, Findings, Purchase, Reversal, SubscriptionState
+from portal.billing.runtime import Billing, get_billing
+from portal.credits import ledger
+from portal.credits.models import CauseType, EntryKind, LedgerEntry
+from portal.db.base import utcnow
+from portal.db.upsert import insert_ignore
+from portal.errors import NotFound
+
+__all__ = [
+    "Applied",
+    "apply_findings",
+    "billing_export",
+    "cancel_billing_for_user",
+    "get_account",
+    "link_customer",
+    "lock_account",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Applied:
+    user_id: str
+    granted_units: int = 0
+    clawed_back_units: int = 0
+    state_applied: bool = False
+
+
+async def get_account(session: AsyncSession, user_id: str) -> BillingAccount | None:
+    return await session.scalar(select(BillingAccount).where(BillingAccount.user_id == user_id))
+
+
+async def lock_account(session: AsyncSession, user_id: str) -> BillingAccount:
+    """The user's billing row, created if missing and locked until the transaction ends.
+
+    The UPDATE takes the row lock on PostgreSQL and the write lock on SQLite, so two
+    handlers for one user (a webhook and the success redirect, say) apply one at a time.
+    """
+    await insert_ignore(session, BillingAccount, user_id=user_id, updated_at=utcnow())
+    await session.execute(
+        update(BillingAccount).where(BillingAccount.user_id == user_id).values(updated_at=utcnow())
+    )
+    account = await session.scalar(
+        select(BillingAccount)
+        .where(BillingAccount.user_id == user_id)
+        .execution_options(populate_existing=True)
+    )
+    assert account is not None
+    return account
+
+
+async def link_customer(session: AsyncSession, account: BillingAccount, customer_id: str) -> None:
+    if account.stripe_customer_id is None:
+        account.stripe_customer_id = customer_id
+        await session.flush()
+    elif account.stripe_customer_id != customer_id:
+        log.warning(
+            "user %s pays through a second Stripe customer %s; keeping %s",
+            account.user_id,
+            customer_id,
+            account.stripe_customer_id,
+        )
+
+
+async def resolve_user(
+    session: AsyncSession, customer_id: str | None, user_hint: str | None
+) -> str | None:
+    """Whose event: the user linked to the customer, else the user id we put in metadata."""
+    if customer_id:
+        user_id = await session.scalar(
+            select(BillingAccount.user_id).where(BillingAccount.stripe_customer_id == customer_id)
+        )
+        if user_id is not None:
+            return user_id
+    if user_hint and await session.scalar(select(User.id).where(User.id == user_hint)):
+        return user_hint
+    return None
+
+
+async def fulfil(session: AsyncSession, user_id: str, purchase: Purchase) -> int:
+    """Grant a paid purchase once; the units granted now (0 if unpaid or already granted)."""
+    if not purchase.paid or purchase.credits_units <= 0:
+        return 0
+    posted = await ledger.post_entry(
+        session,
+        user_id=user_id,
+        amount=purchase.credits_units,
+        kind=purchase.kind,
+        cause_type=CauseType.STRIPE_EVENT,
+        cause_id=purchase.paid_id,
+        note=purchase.note,
+    )
+    return purchase.credits_units if posted else 0
+
+
+async def claw_back(session: AsyncSession, user_id: str, reversal: Reversal) -> int:
+    """Take back the reversed share of a purchase; the units taken now."""
+    paid_id = reversal.purchase.paid_id
+    grant = (
+        await session.execute(
+            select(LedgerEntry.user_id, LedgerEntry.amount).where(
+                LedgerEntry.cause_type == CauseType.STRIPE_EVENT, LedgerEntry.cause_id == paid_id
+            )
+        )
+    ).first()
+    if grant is None:
+        # The refund got here before the payment's own event: grant first, then take back.
+        await fulfil(session, user_id, replace(reversal.purchase, paid=True))
+        granted_to, granted = user_id, reversal.purchase.credits_units
+    else:
+        granted_to, granted = grant.user_id or user_id, int(grant.amount)
+    prefix = f"{paid_id}:reversal:"
+    taken = -int(
+        await session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                LedgerEntry.cause_type == CauseType.STRIPE_EVENT,
+                LedgerEntry.cause_id.startswith(prefix, autoescape=True),
+            )
+        )
+        or 0
+    )
+    due = reversal.units_to_claw_back(granted) - taken
+    if due <= 0:
+        return 0
+    posted = await ledger.post_entry(
+        session,
+        user_id=granted_to,
+        amount=-due,
+        kind=EntryKind.CLAWBACK,
+        cause_type=CauseType.STRIPE_EVENT,
+        cause_id=f"{prefix}{reversal.reversed_amount}",
+        note=f"Stripe refund/dispute of {paid_id}",
+    )
+    return due if posted else 0
+
+
+async def apply_state(
+    session: AsyncSession, account: BillingAccount, state: SubscriptionState
+) -> bool:
+    """Store the subscription state unless a newer read is already stored; set users.plan."""
+    if account.synced_at is not None and state.read_at <= account.synced_at:
+        return False
+    account.subscription_id = state.subscription_id
+    account.status = state.status
+    account.plan = state.plan
+    account.current_period_end = state.current_period_end
+    if state.card is not None:
+        account.card_brand, account.card_last4 = state.card.brand, state.card.last4
+    account.synced_at = state.read_at
+    await session.execute(
+        update(User).where(User.id == account.user_id).values(plan=state.live_plan or FREE_PLAN)
+    )
+    await session.flush()
+    return True
+
+
+async def apply_findings(
+    session: AsyncSession, findings: Findings, *, expected_user_id: str | None = None
+) -> Applied | None:
+    """Apply everything `findings` says; None when it concerns no user of ours.
+
+    With `expected_user_id` (the signed-in user on the success page), findings about
+    anyone else raise NotFound instead."""
+    if expected_user_id is not None:
+        await lock_account(session, expected_user_id)
+    user_id = await resolve_user(session, findings.customer_id, findings.user_hint)
+    if expected_user_id is not None and user_id != expected_user_id:
+        raise NotFound("no such checkout")
+    if user_id is None:
+        return None
+    account = await lock_account(session, user_id)
+    if findings.customer_id:
+        await link_customer(session, account, findings.customer_id)
+    applied = Applied(user_id)
+    for purchase in findings.purchases:
+        applied.granted_units += await fulfil(session, user_id, purchase)
+    if findings.state is not None:
+        applied.state_applied = await apply_state(session, account, findings.state)
+    if findings.card is not None:
+        account.card_brand, account.card_last4 = findings.card.brand, findings.card.last4
+    for reversal in findings.reversals:
+        applied.clawed_back_units += await claw_back(session, user_id, reversal)
+    await session.flush()
+    return applied
+
+
+def has_live_subscription(account: BillingAccount | None) -> bool:
+    return account is not None and account.status in LIVE_STATUSES
+
+
+def billing_export(account: BillingAccount | None) -> dict[str, object]:
+    """The billing part of a user's data export: every field we keep from Stripe."""
+    if account is None:
+        return {}
+    return {
+        "stripe_customer_id": account.stripe_customer_id,
+        "subscription_id": account.subscription_id,
+        "plan": account.plan,
+        "status": account.status,
+        "current_period_end": account.current_period_end,
+        "card_brand": account.card_brand,
+        "card_last4": account.card_last4,
+    }
+
+
+async def cancel_billing_for_user(
+    session: AsyncSession, user_id: str, *, billing: Billing | None = None
+) -> list[str]:
+    """Cancel, at Stripe and at once, every subscription of the user's Stripe customer.
+
+    For account deletion: call it before deleting the user, in the same transaction, so
+    a failure (Stripe unreachable) leaves the account in place to try again. Returns the
+    ids of the subscriptions canceled. Writes nothing: the user's rows go with the user.
+    """
+    account = await get_account(session, user_id)
+    if account is None or account.stripe_customer_id is None:
+        return []
+    billing = billing or get_billing()
+    canceled = []
+    for subscription in await billing.stripe.subscriptions(account.stripe_customer_id):
+        if subscription.get("status") in ("canceled", "incomplete_expired"):
+            continue
+        try:
+            await billing.stripe.cancel_subscription(subscription["id"])
+        except stripe.InvalidRequestError as exc:
+            if exc.code != "resource_missing":  # already gone is what we wanted
+                raise
+        canceled.append(subscription["id"])
+    return canceled

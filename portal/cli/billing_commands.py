@@ -1,0 +1,80 @@
+"""billing commands: repair a customer's state from Stripe, re-run one event."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from portal.accounts import service as accounts
+from portal.billing import flows, webhooks
+from portal.billing import service as billing_service
+from portal.billing.runtime import build_billing
+from portal.cli.common import CommandError
+from portal.credits import ledger
+from portal.credits.units import format_units
+from portal.db import open_database
+from portal.settings import get_settings
+
+__all__ = ["register"]
+
+
+def register(groups: Any) -> None:
+    billing = groups.add_parser("billing", help="Stripe billing repairs").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    sync = billing.add_parser(
+        "sync", help="re-read a customer from Stripe; fix plan, status, missed grants/refunds"
+    )
+    sync.add_argument("--email", required=True)
+    sync.set_defaults(handler=billing_sync)
+    replay = billing.add_parser(
+        "replay", help="re-run fulfilment for one Stripe event (safe to repeat)"
+    )
+    replay.add_argument("--event-id", required=True, help="evt_… (Stripe keeps events 30 days)")
+    replay.set_defaults(handler=billing_replay)
+
+
+async def billing_sync(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    billing = build_billing(settings)
+    if not billing.enabled:
+        raise CommandError("STRIPE_SECRET_KEY is not set")
+    database = open_database(settings.database_url, pool_size=1)
+    try:
+        async with database.session() as session:
+            user = await accounts.require_by_email(session, args.email)
+        applied = await flows.sync_user(database, billing, user_id=user.id)
+        async with database.session() as session:
+            balance = await ledger.balance(session, user.id)
+            account = await billing_service.get_account(session, user.id)
+    finally:
+        await billing.aclose()
+        await database.dispose()
+    if applied is None or account is None:
+        print(f"{args.email}: no Stripe customer; nothing to sync")
+        return 0
+    print(
+        f"{args.email}: customer {account.stripe_customer_id}, plan {account.plan or '-'} "
+        f"({account.status or 'no subscription'}); granted {format_units(applied.granted_units)}"
+        f", clawed back {format_units(applied.clawed_back_units)}; "
+        f"balance {format_units(balance)} credits"
+    )
+    return 0
+
+
+async def billing_replay(args: argparse.Namespace) -> int:
+    if not args.event_id.startswith("evt_"):
+        raise CommandError("--event-id must be a Stripe event id (evt_…)")
+    settings = get_settings()
+    billing = build_billing(settings)
+    if not billing.enabled:
+        raise CommandError("STRIPE_SECRET_KEY is not set")
+    database = open_database(settings.database_url, pool_size=1)
+    try:
+        event = await billing.stripe.retrieve_event(args.event_id)
+        outcome = await webhooks.handle_event(database, billing, event, replay=True)
+    finally:
+        await billing.aclose()
+        await database.dispose()
+    print(f"{args.event_id} ({event['type']}): {outcome}")
+    return 0

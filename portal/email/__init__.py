@@ -1,0 +1,1 @@
+"""Transactional email: message texts, SMTP or outbox delivery, and a metadata-only log."""

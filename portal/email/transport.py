@@ -1,0 +1,108 @@
+"""Where mail goes: an SMTP server (`SMTP_URL`) or, with none configured, `.eml` files in
+an outbox folder. Both speak the same small contract, `Transport.deliver`.
+
+Delivery errors are logged by kind only: never an address, subject or body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import ssl
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from portal.email.messages import Mail
+
+__all__ = ["OutboxTransport", "SmtpTransport", "Transport", "build_message", "parse_smtp_url"]
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    async def deliver(self, message: EmailMessage) -> None: ...
+
+
+def build_message(mail: Mail, *, sender: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = mail.to
+    message["Subject"] = mail.subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="workforce-gateway")
+    message["X-WFG-Kind"] = mail.kind
+    message.set_content(mail.text)
+    return message
+
+
+class OutboxTransport:
+    """Writes each message to `<directory>/<uuid>.eml` (development and tests)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def deliver(self, message: EmailMessage) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{uuid.uuid4().hex}.eml"
+        await asyncio.to_thread(path.write_bytes, bytes(message))
+        log.info("email (%s) written to %s", message["X-WFG-Kind"], path)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    implicit_tls: bool
+    starttls: bool
+
+
+def parse_smtp_url(url: str) -> SmtpSettings:
+    """smtp://user:pass@host:port[?starttls=true] or smtps://… (TLS from the first byte)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("SMTP_URL must look like smtp://user:pass@host:587?starttls=true")
+    query = parse_qs(parts.query)
+    starttls = query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
+    implicit = parts.scheme == "smtps"
+    return SmtpSettings(
+        host=parts.hostname,
+        port=parts.port or (465 if implicit else (587 if starttls else 25)),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        implicit_tls=implicit,
+        starttls=starttls,
+    )
+
+
+class SmtpTransport:
+    """Sends through an SMTP server; the blocking smtplib client runs in a thread."""
+
+    def __init__(self, url: str, *, timeout: float = 20) -> None:
+        self.settings = parse_smtp_url(url)
+        self.timeout = timeout
+
+    async def deliver(self, message: EmailMessage) -> None:
+        await asyncio.to_thread(self._send, message)
+
+    def _send(self, message: EmailMessage) -> None:
+        s = self.settings
+        context = ssl.create_default_context()
+        client: smtplib.SMTP
+        if s.implicit_tls:
+            client = smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context)
+        else:
+            client = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+        with client:
+            if s.starttls:
+                client.starttls(context=context)
+            if s.username:
+                client.login(s.username, s.password or "")
+            client.send_message(message)

@@ -1,0 +1,44 @@
+"""Self-service account deletion.
+
+After the password is re-entered: every token is revoked (through the tokens service, so
+caches hear of it), every session ends, operator notes on the ledger are cleared, and
+the account row is removed. The schema finishes the job (`privacy.linked`): rows that
+only describe the person cascade away; usage records and ledger entries are kept for
+accounting with `user_id` set to NULL, so nothing left points to the person.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.accounts import service as accounts
+from portal.accounts import throttle
+from portal.accounts.flows import FlowError
+from portal.accounts.models import User
+from portal.accounts.passwords import verify_password
+from portal.credits.models import LedgerEntry
+from portal.email import messages
+from portal.email.messages import Mail
+from portal.sessions import service as sessions
+from portal.tokens import service as tokens
+
+__all__ = ["delete_account"]
+
+
+async def delete_account(session: AsyncSession, user: User, *, password: str) -> list[Mail]:
+    """Delete `user` for good; returns the confirmation mail (to send after commit)."""
+    if not verify_password(user.password_hash, password):
+        raise FlowError("Your password is not correct; the account was not deleted.")
+    for token in await tokens.list_tokens(session, user.id):
+        await tokens.revoke_token(session, user_id=user.id, token_id=token.id)
+    await sessions.end_all_sessions(session, user.id)
+    await throttle.clear_account(session, user.email)
+    # An operator's note could name the person; the amount and cause stay for accounting.
+    await session.execute(
+        update(LedgerEntry).where(LedgerEntry.user_id == user.id).values(note=None)
+    )
+    # Billing (Stripe subscription cancellation) belongs here, before the row goes.
+    goodbye = messages.account_deleted(to=user.email, name=user.name)
+    await accounts.delete_user(session, user)
+    return [goodbye]

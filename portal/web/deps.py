@@ -1,0 +1,116 @@
+"""Dependencies every route uses, as `Annotated` aliases: the database, the signed-in
+person (pages redirect to sign-in, the API answers 401), and the CSRF check that
+routers apply where they are included."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request
+
+from portal.accounts.models import User
+from portal.db import Database
+from portal.email.service import Mailer
+from portal.sessions.service import resolve_session
+from portal.settings import Settings
+from portal.web.cookies import csrf_valid
+
+__all__ = [
+    "ApiUser",
+    "CurrentUser",
+    "DatabaseDep",
+    "MailerDep",
+    "MaybeUser",
+    "SettingsDep",
+    "SignInRequired",
+    "SignedIn",
+    "require_csrf",
+]
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The person behind this request. `user` is detached: reload it to change it."""
+
+    user: User
+    session_id: str
+
+
+class SignInRequired(Exception):
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+class CsrfRefused(Exception):
+    pass
+
+
+def _database(request: Request) -> Database:
+    return request.app.state.database
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _mailer(request: Request) -> Mailer:
+    return request.app.state.mailer
+
+
+DatabaseDep = Annotated[Database, Depends(_database)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+MailerDep = Annotated[Mailer, Depends(_mailer)]
+
+
+async def _maybe_user(request: Request, db: DatabaseDep) -> SignedIn | None:
+    secret = request.scope.get("state", {}).get("wfg_secret")
+    if not secret or request.scope["state"].get("wfg_cookie"):
+        return None
+    async with db.transaction() as session:
+        found = await resolve_session(session, secret)
+    if found is None:
+        return None
+    web_session, user = found
+    return SignedIn(user=user, session_id=web_session.id)
+
+
+MaybeUser = Annotated[SignedIn | None, Depends(_maybe_user)]
+
+
+async def _page_user(request: Request, viewer: MaybeUser) -> SignedIn:
+    if viewer is None:
+        target = request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        raise SignInRequired(quote(target, safe="/?=&"))
+    return viewer
+
+
+async def _api_user(viewer: MaybeUser) -> SignedIn:
+    if viewer is None:
+        raise HTTPException(401, "Sign in first: this API uses the portal's session cookie.")
+    return viewer
+
+
+CurrentUser = Annotated[SignedIn, Depends(_page_user)]
+ApiUser = Annotated[SignedIn, Depends(_api_user)]
+
+
+async def require_csrf(request: Request) -> None:
+    """Refuse a state-changing request without the CSRF token of this browser (form field
+    `csrf_token` or header `X-CSRF-Token`)."""
+    if request.method in SAFE_METHODS:
+        return
+    presented = request.headers.get("x-csrf-token")
+    if presented is None:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            value = form.get("csrf_token")
+            presented = value if isinstance(value, str) else None
+    if not csrf_valid(request, presented):
+        raise CsrfRefused

@@ -1,0 +1,115 @@
+"""Account settings: change password or email, export everything, delete the account."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from portal.accounts import flows
+from portal.accounts.flows import FlowError
+from portal.accounts.models import User
+from portal.privacy.deletion import delete_account
+from portal.privacy.export import build_export, export_filename, export_json
+from portal.sessions import service as sessions
+from portal.web.cookies import clear_browser_secret, replace_browser_secret
+from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, SettingsDep
+from portal.web.forms import FormError, read_form
+from portal.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+_PASSWORD = ("Password", 1024)
+
+
+async def _page(request: Request, viewer, db, *, status_code: int = 200, **extra) -> Response:
+    async with db.session() as session:
+        browsers = await sessions.list_sessions(session, viewer.user.id)
+    context = {"viewer": viewer, "sessions": browsers, **extra}
+    return render(request, "account.html", context, status_code=status_code)
+
+
+@router.get("/account", name="account")
+async def account_page(request: Request, viewer: CurrentUser, db: DatabaseDep) -> Response:
+    return await _page(request, viewer, db)
+
+
+@router.post("/account/password")
+async def change_password(
+    request: Request,
+    viewer: CurrentUser,
+    db: DatabaseDep,
+    mailer: MailerDep,
+    settings: SettingsDep,
+) -> Response:
+    try:
+        form = await read_form(request, {"current_password": _PASSWORD, "new_password": _PASSWORD})
+        async with db.transaction() as session:
+            user = await session.get(User, viewer.user.id)
+            mail = await flows.change_password(
+                session,
+                user,
+                current=form["current_password"],
+                new=form["new_password"],
+                base_url=settings.portal_public_url,
+            )
+            secret = await sessions.start_session(session, user)  # this browser stays in
+    except (FormError, FlowError) as problem:
+        return await _page(request, viewer, db, status_code=400, password_error=str(problem))
+    await mailer.send(mail)
+    replace_browser_secret(request, secret, signed_in=True)
+    return RedirectResponse("/account?notice=password_changed", status_code=303)
+
+
+@router.post("/account/email")
+async def change_email(
+    request: Request,
+    viewer: CurrentUser,
+    db: DatabaseDep,
+    mailer: MailerDep,
+    settings: SettingsDep,
+) -> Response:
+    try:
+        form = await read_form(request, {"new_email": ("New email", 320), "password": _PASSWORD})
+        async with db.transaction() as session:
+            user = await session.get(User, viewer.user.id)
+            mail = await flows.request_email_change(
+                session,
+                user,
+                password=form["password"],
+                new_email=form["new_email"],
+                base_url=settings.portal_public_url,
+            )
+    except (FormError, FlowError) as problem:
+        return await _page(request, viewer, db, status_code=400, email_error=str(problem))
+    await mailer.send(mail)
+    return RedirectResponse("/account?notice=email_change_sent", status_code=303)
+
+
+@router.get("/account/export", name="account_export")
+async def export(viewer: CurrentUser, db: DatabaseDep) -> Response:
+    async with db.session() as session:
+        user = await session.get(User, viewer.user.id)
+        document = await build_export(session, user)
+    return Response(
+        export_json(document),
+        media_type="application/json",
+        headers={"content-disposition": f'attachment; filename="{export_filename()}"'},
+    )
+
+
+@router.post("/account/delete")
+async def delete(
+    request: Request, viewer: CurrentUser, db: DatabaseDep, mailer: MailerDep
+) -> Response:
+    try:
+        form = await read_form(request, {"password": _PASSWORD, "confirm": ("Confirmation", 10)})
+        if form["confirm"] != "yes":
+            raise FormError("Tick the box to confirm that you want to delete your account.")
+        async with db.transaction() as session:
+            user = await session.get(User, viewer.user.id)
+            mail = await delete_account(session, user, password=form["password"])
+    except (FormError, FlowError) as problem:
+        return await _page(request, viewer, db, status_code=400, delete_error=str(problem))
+    await mailer.send(mail)
+    clear_browser_secret(request)
+    return render(request, "deleted.html")

@@ -1,0 +1,88 @@
+"""Dashboard (balance, daily chart, ledger, what we keep) and the usage table."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from portal.credits import ledger
+from portal.usage import reports
+from portal.usage.models import UsageRecord
+from portal.web.charts import daily_usage_svg
+from portal.web.deps import CurrentUser, DatabaseDep
+from portal.web.filters import PAGE_SIZE, parse_usage_query
+from portal.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+LEDGER_PAGE = 25
+
+
+def stored_fields(record: UsageRecord | None) -> list[tuple[str, object]]:
+    """Every column of the usage record exactly as stored (the "what we keep" panel)."""
+    if record is None:
+        return []
+    return [(c.name, getattr(record, c.key)) for c in UsageRecord.__table__.columns]
+
+
+@router.get("/dashboard", name="dashboard")
+async def dashboard(request: Request, viewer: CurrentUser, db: DatabaseDep) -> Response:
+    try:
+        ledger_page = max(1, min(int(request.query_params.get("ledger_page", "1")), 100_000))
+    except ValueError:
+        ledger_page = 1
+    user_id = viewer.user.id
+    async with db.session() as session:
+        balance = await ledger.balance(session, user_id)
+        available = await ledger.available(session, user_id)
+        days = await reports.daily_usage(session, user_id, days=30)
+        entries = await ledger.list_entries(
+            session, user_id, limit=LEDGER_PAGE + 1, offset=(ledger_page - 1) * LEDGER_PAGE
+        )
+        latest = await reports.latest_record(session, user_id)
+    return render(
+        request,
+        "dashboard.html",
+        {
+            "viewer": viewer,
+            "balance": balance,
+            "available": available,
+            "chart": daily_usage_svg(days),
+            "days": days,
+            "entries": entries[:LEDGER_PAGE],
+            "ledger_page": ledger_page,
+            "ledger_more": len(entries) > LEDGER_PAGE,
+            "latest_fields": stored_fields(latest),
+        },
+    )
+
+
+@router.get("/usage", name="usage")
+async def usage(request: Request, viewer: CurrentUser, db: DatabaseDep) -> Response:
+    params = request.query_params
+    query = parse_usage_query(params.get("from"), params.get("to"), params.get("page"))
+    async with db.session() as session:
+        total = await reports.count_usage(
+            session, viewer.user.id, since=query.since, until=query.until
+        )
+        rows = await reports.page_usage(
+            session,
+            viewer.user.id,
+            since=query.since,
+            until=query.until,
+            limit=PAGE_SIZE,
+            offset=query.offset,
+        )
+    pages = max(1, -(-total // PAGE_SIZE))
+    return render(
+        request,
+        "usage.html",
+        {
+            "viewer": viewer,
+            "rows": rows,
+            "query": query,
+            "total": total,
+            "pages": pages,
+        },
+        status_code=400 if query.error else 200,
+    )

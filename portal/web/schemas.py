@@ -1,0 +1,123 @@
+"""JSON shapes of the API. Input (`XCreate`) and output (`XPublic`) are separate models,
+so a hash or secret column can never slip into a response."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+__all__ = [
+    "BalancePublic",
+    "DailyUsagePublic",
+    "LedgerEntryPublic",
+    "MePublic",
+    "StoredFieldsPublic",
+    "TokenCreate",
+    "TokenCreatedPublic",
+    "TokenPublic",
+    "UsagePage",
+    "UsageRecordPublic",
+]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+TokenName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_no_nul),
+]
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class MePublic(_Public):
+    id: str
+    email: str
+    name: str
+    email_verified: bool
+    plan: str
+    created_at: datetime
+    csrf_token: str
+    """Send it back as the `X-CSRF-Token` header on POST and DELETE requests."""
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: TokenName
+
+
+class TokenPublic(_Public):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreatedPublic(BaseModel):
+    token: TokenPublic
+    secret: str
+    """The token itself. Shown this once; only its hash is kept."""
+    base_url: str
+    """Paste into the desktop app (or any OpenAI SDK) as the base URL."""
+
+
+class BalancePublic(BaseModel):
+    balance_units: int
+    available_units: int
+    balance_credits: str
+    available_credits: str
+    units_per_credit: int
+
+
+class LedgerEntryPublic(_Public):
+    id: int
+    amount: int
+    kind: str
+    cause_type: str
+    created_at: datetime
+    note: str | None
+
+
+class UsageRecordPublic(_Public):
+    call_id: str
+    model: str
+    status: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    credits: int
+    started_at: datetime
+    ended_at: datetime
+
+
+class UsagePage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[UsageRecordPublic]
+
+
+class DailyUsagePublic(BaseModel):
+    day: date
+    requests: int
+    tokens: int
+    credits: int
+
+
+class StoredFieldsPublic(BaseModel):
+    fields: dict[str, Any] | None
+    """Every stored column of your latest usage record, or null if you have none."""
+    not_stored: str

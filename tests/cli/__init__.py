@@ -1,0 +1,1 @@
+"""`gateway-admin` run as a real subprocess against the test databases."""

@@ -1,0 +1,84 @@
+"""`gateway-admin` input checks and `config check`, `db upgrade`, `schema prisma`:
+every bad input exits non-zero with one line on stderr and no traceback."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import yaml
+from alembic import command
+
+from portal.db.migrate import alembic_config
+from portal.db.prisma_schema import render_prisma_schema
+from portal.settings import PROJECT_ROOT
+from tests.cli.conftest import Admin, side_by_side
+
+
+def test_bad_input_is_refused_before_touching_the_database(
+    offline_admin: Admin, tmp_path: Path
+) -> None:
+    grant = ("credits", "grant", "--email", "a@example.com", "--reason", "r", "--amount")
+    cases = {
+        (*grant, "nan"): "--amount: not a number of credits: 'nan'",
+        (*grant, "0"): "--amount must not be zero",
+        (*grant, "1e30"): "--amount: too many credits",  # was a bare decimal.InvalidOperation
+        ("credits", "grant", "--email", "a@example.com", "--amount", "1"): "required: --reason",
+        ("tokens", "revoke", "--email", "a@example.com"): "one of the arguments",
+    }
+    results = offline_admin.many(*cases)
+    for (args, expected), result in zip(cases.items(), results, strict=True):
+        reason = result.failed()
+        assert expected in reason, (args, reason)
+    assert not (tmp_path / "absent" / "never-created.db").exists()
+
+
+def test_commands_against_a_database_that_is_not_migrated(
+    offline_admin: Admin, empty_database_url: str
+) -> None:
+    balance = ("credits", "balance", "--email", "a@example.com")
+    unmigrated = offline_admin(*balance, DATABASE_URL=empty_database_url)
+    assert "not migrated yet; run `gateway-admin db upgrade`" in unmigrated.failed()
+    assert "up to date" in offline_admin("db", "upgrade", DATABASE_URL=empty_database_url).ok()
+    command.check(alembic_config(empty_database_url))  # at head: nothing left to migrate
+
+
+def test_unreachable_or_unsupported_databases(offline_admin: Admin) -> None:
+    nowhere = "postgresql://postgres@127.0.0.1:1/nowhere"  # nothing listens on port 1
+    down, mysql = side_by_side(
+        functools.partial(offline_admin, "db", "upgrade", DATABASE_URL=nowhere),
+        functools.partial(
+            offline_admin, "credits", "balance", "--email", "a@example.com",
+            DATABASE_URL="mysql://root@127.0.0.1/wfg",
+        ),
+    )  # fmt: skip
+    assert "cannot reach the database (ConnectionRefusedError)" in down.failed()
+    assert "sqlite:///path or postgresql://" in mysql.failed()
+
+
+def test_config_check(offline_admin: Admin, tmp_path: Path) -> None:
+    priced = {"input_cost_per_token": 1e-7, "output_cost_per_token": 4e-7}
+    model = {"model_name": "m", "litellm_params": {"model": "openai/m"}, "model_info": priced}
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump({"model_list": [model], "workforce_gateway": {"markup": 2}}))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model_list:\n  - model_name: [unclosed\n")
+    shipped, typo_result, broken_result = side_by_side(
+        functools.partial(offline_admin, "config", "check"),
+        functools.partial(offline_admin, "config", "check", WFG_CONFIG=str(typo)),
+        functools.partial(offline_admin, "config", "check", "--config", str(broken)),
+    )
+    assert shipped.ok().startswith(f"{PROJECT_ROOT / 'config.yaml'}: ok")
+    assert "gpt-4.1-nano" in shipped.stdout
+    assert "workforce_gateway.markup: Extra inputs are not permitted" in typo_result.failed()
+    assert f"{broken}: not valid YAML" in broken_result.failed()
+
+
+def test_schema_prisma_check(offline_admin: Admin, tmp_path: Path) -> None:
+    stale = tmp_path / "stale.prisma"
+    stale.write_text(render_prisma_schema().replace("BigInt", "Int"))
+    committed, outdated = offline_admin.many(
+        ("schema", "prisma", "--check"), ("schema", "prisma", "--check", "--output", str(stale))
+    )
+    assert "schema.prisma is up to date" in committed.ok()
+    assert "out of date; run `gateway-admin schema prisma`" in outdated.failed()

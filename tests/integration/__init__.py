@@ -1,0 +1,1 @@
+"""Domain services against real databases (the `db` fixture: SQLite and PostgreSQL)."""

@@ -1,0 +1,229 @@
+"""Settlement: a finished call becomes one usage record and one debit, and its hold is
+released, in one transaction; doing it again writes nothing new."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from portal.credits import ledger, reservations
+from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry, Reservation
+from portal.db import Database, utcnow
+from portal.usage.models import CallStatus, UsageRecord
+from portal.usage.settlement import FinishedCall, settle_call
+from tests.fixtures.gateway import FundedUser, MakeUser
+
+FUNDS = 10**9
+
+
+def finished(user: FundedUser, *, credits: int = 40_000, **changes: object) -> FinishedCall:
+    started = utcnow() - timedelta(seconds=2)
+    call = FinishedCall(
+        call_id=f"call-{uuid.uuid4().hex}",
+        user_id=user.user_id,
+        token_id=user.token_id,
+        model="gpt-4.1-nano",
+        status=CallStatus.SUCCESS,
+        started_at=started,
+        ended_at=started + timedelta(seconds=1),
+        prompt_tokens=200,
+        completion_tokens=50,
+        cached_tokens=100,
+        reasoning_tokens=10,
+        upstream_cost_nano_usd=40_000,
+        credits=credits,
+        http_status=200,
+    )
+    return dataclasses.replace(call, **changes)  # type: ignore[arg-type]
+
+
+async def hold(db: Database, call: FinishedCall, amount: int = 500_000) -> None:
+    async with db.transaction() as session:
+        await reservations.reserve(
+            session, user_id=call.user_id, call_id=call.call_id, amount=amount, ttl_seconds=900
+        )
+
+
+async def settle(db: Database, call: FinishedCall) -> bool:
+    async with db.transaction() as session:
+        return await settle_call(session, call)
+
+
+async def state(db: Database, user_id: str) -> dict[str, int]:
+    """Everything a settlement may touch for one user."""
+    async with db.session() as session:
+
+        async def count(model: type, *where: object) -> int:
+            return int(await session.scalar(select(func.count()).select_from(model).where(*where)))
+
+        account = await session.get(CreditAccount, user_id, populate_existing=True)
+        assert account is not None
+        return {
+            "records": await count(UsageRecord, UsageRecord.user_id == user_id),
+            "debits": await count(
+                LedgerEntry, LedgerEntry.user_id == user_id, LedgerEntry.kind == EntryKind.DEBIT
+            ),
+            "holds": await count(Reservation, Reservation.user_id == user_id),
+            "balance": account.balance,
+            "reserved": account.reserved,
+            "ledger_sum": await ledger.ledger_sum(session, user_id),
+        }
+
+
+async def test_one_record_one_debit_and_the_hold_released(
+    db: Database, make_user: MakeUser
+) -> None:
+    user = await make_user("1")
+    call = finished(user)
+    await hold(db, call)
+    assert (await state(db, user.user_id))["reserved"] == 500_000
+    assert await settle(db, call)
+    after = await state(db, user.user_id)
+    assert after == {
+        "records": 1,
+        "debits": 1,
+        "holds": 0,
+        "balance": FUNDS - 40_000,
+        "reserved": 0,
+        "ledger_sum": FUNDS - 40_000,
+    }
+    async with db.session() as session:
+        record = await session.scalar(
+            select(UsageRecord).where(UsageRecord.call_id == call.call_id)
+        )
+        entry = await session.scalar(
+            select(LedgerEntry).where(
+                LedgerEntry.cause_type == CauseType.USAGE, LedgerEntry.cause_id == call.call_id
+            )
+        )
+    assert record is not None and entry is not None
+    assert (record.status, record.credits, record.prompt_tokens, record.completion_tokens) == (
+        CallStatus.SUCCESS,
+        40_000,
+        200,
+        50,
+    )
+    assert (record.cached_tokens, record.reasoning_tokens, record.token_id) == (
+        100,
+        10,
+        user.token_id,
+    )
+    assert record.started_at == call.started_at and record.ended_at == call.ended_at
+    assert (entry.amount, entry.usage_record_id, entry.user_id) == (
+        -40_000,
+        record.id,
+        user.user_id,
+    )
+
+
+async def test_settling_twice_writes_nothing_new(db: Database, make_user: MakeUser) -> None:
+    user = await make_user("1")
+    call = finished(user)
+    await hold(db, call)
+    assert await settle(db, call)
+    once = await state(db, user.user_id)
+    assert not await settle(db, call)
+    # A duplicate callback with different numbers changes nothing either.
+    assert not await settle(db, dataclasses.replace(call, credits=999_999, prompt_tokens=1))
+    assert await state(db, user.user_id) == once
+    assert once["balance"] == FUNDS - 40_000
+
+
+async def test_a_failed_row_is_upgraded_by_a_later_success(
+    db: Database, make_user: MakeUser
+) -> None:
+    """A fallback: the first attempt failed, the same call then succeeded elsewhere."""
+    user = await make_user("1")
+    success = finished(user)
+    failure = dataclasses.replace(
+        success,
+        status=CallStatus.FAILED,
+        prompt_tokens=0,
+        completion_tokens=0,
+        credits=0,
+        http_status=503,
+        error_type="ServiceUnavailableError",
+    )
+    await hold(db, success)
+    assert await settle(db, failure)
+    failed = await state(db, user.user_id)
+    assert (failed["records"], failed["debits"], failed["balance"]) == (1, 0, FUNDS)
+    assert await settle(db, success)
+    assert not await settle(db, success)
+    assert not await settle(db, failure)  # a late failure never downgrades a success
+    after = await state(db, user.user_id)
+    assert (after["records"], after["debits"], after["balance"]) == (1, 1, FUNDS - 40_000)
+    async with db.session() as session:
+        record = await session.scalar(
+            select(UsageRecord).where(UsageRecord.call_id == success.call_id)
+        )
+    assert record is not None
+    assert (record.status, record.credits, record.http_status, record.error_type) == (
+        CallStatus.SUCCESS,
+        40_000,
+        200,
+        None,
+    )
+
+
+async def test_a_free_or_failed_call_is_recorded_without_a_debit(
+    db: Database, make_user: MakeUser
+) -> None:
+    user = await make_user("1")
+    call = finished(user, credits=0, status=CallStatus.FAILED, error_type="BadRequestError")
+    await hold(db, call)
+    assert await settle(db, call)
+    after = await state(db, user.user_id)
+    assert (after["records"], after["debits"], after["holds"], after["reserved"]) == (1, 0, 0, 0)
+    with pytest.raises(ValueError, match="cannot credit"):
+        await settle(db, finished(user, credits=-5))
+
+
+async def test_a_failed_settlement_leaves_nothing_half_written(
+    db: Database, make_user: MakeUser
+) -> None:
+    """The record and the debit are written, then releasing the hold violates a
+    constraint: the whole transaction rolls back, so a retry starts from scratch."""
+    user = await make_user("1")
+    call = finished(user)
+    async with db.transaction() as session:  # a hold the account never counted
+        session.add(
+            Reservation(
+                call_id=call.call_id,
+                user_id=user.user_id,
+                amount=123,
+                expires_at=utcnow() + timedelta(minutes=5),
+            )
+        )
+    before = await state(db, user.user_id)
+    with pytest.raises(Exception, match=r"(?i)check|constraint"):
+        await settle(db, call)
+    assert await state(db, user.user_id) == before
+    assert before["records"] == 0 and before["balance"] == FUNDS
+
+    # The same call settles fine once the bogus hold is gone, exactly once.
+    async with db.transaction() as session:
+        await session.execute(delete(Reservation).where(Reservation.call_id == call.call_id))
+    assert await settle(db, call)
+    after = await state(db, user.user_id)
+    assert (after["records"], after["debits"], after["balance"]) == (1, 1, FUNDS - 40_000)
+
+
+async def test_an_error_after_settling_rolls_the_settlement_back(
+    db: Database, make_user: MakeUser
+) -> None:
+    user = await make_user("1")
+    call = finished(user)
+    await hold(db, call)
+    before = await state(db, user.user_id)
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            assert await settle_call(session, call)
+            raise RuntimeError("the connection dropped before COMMIT")
+    assert await state(db, user.user_id) == before
+    assert await settle(db, call)
+    assert (await state(db, user.user_id))["balance"] == FUNDS - 40_000

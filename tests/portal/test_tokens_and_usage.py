@@ -1,0 +1,148 @@
+"""Tokens page, usage and credits pages, the "what we keep" panel and the JSON API."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from portal.db import Database
+from portal.db.base import utcnow
+from portal.email.low_balance import low_balance_notices
+from portal.tokens.models import GatewayToken
+from portal.tokens.secrets import hash_token
+from portal.tokens.service import authenticate
+from portal.usage.models import UsageRecord
+from tests.portal.conftest import SignedInUser
+from tests.portal.support import Outbox, add_usage, grant
+
+
+async def test_token_is_shown_once_with_the_base_url_then_listed_by_prefix(
+    signed_in: SignedInUser, db: Database, outbox: Outbox
+) -> None:
+    browser, _user_id, email = await signed_in()
+    page = await browser.post("/tokens", {"name": "Work laptop"})
+    assert page.status_code == 200
+    secret = re.search(r'<code id="token-value">([^<]+)</code>', page.text).group(1)
+    assert '<code id="base-url">http://localhost:4000/v1</code>' in page.text
+    async with db.session() as session:
+        row = await session.scalar(select(GatewayToken))
+        assert (await authenticate(session, secret)).token_id == row.id
+    assert row.token_hash == hash_token(secret)
+    listing = await browser.get("/tokens")
+    assert secret not in listing.text and row.prefix in listing.text and "Work laptop" in listing.text
+    assert "never" in listing.text  # last used
+    mail = outbox.last(email, "token_created")
+    assert "Work laptop" in mail.text and secret not in mail.text
+
+
+async def test_revoking_a_token_takes_effect_at_once(
+    signed_in: SignedInUser, db: Database
+) -> None:
+    browser, _user_id, _email = await signed_in()
+    created = (await browser.api("POST", "/api/tokens", json={"name": "ci"})).json()
+    revoked = await browser.post(f"/tokens/{created['token']['id']}/revoke")
+    assert revoked.status_code == 303 and "token_revoked" in revoked.headers["location"]
+    async with db.session() as session:
+        try:
+            await authenticate(session, created["secret"])
+        except Exception as refused:
+            assert type(refused).__name__ == "TokenRevoked"
+        else:
+            raise AssertionError("a revoked token still authenticates")
+    assert "revoked" in (await browser.get("/tokens")).text
+
+
+async def test_token_name_problems_are_explained(signed_in: SignedInUser) -> None:
+    browser, _id, _email = await signed_in()
+    for name, status in (("", 400), ("   ", 400), ("x" * 101, 400), ("Łódź ✓ 東京", 200)):
+        page = await browser.post("/tokens", {"name": name})
+        assert page.status_code == status, name
+        if status == 400:
+            assert 'class="error"' in page.text
+
+
+async def test_dashboard_shows_balance_ledger_chart_and_what_we_keep(
+    signed_in: SignedInUser, db: Database
+) -> None:
+    browser, user_id, _email = await signed_in()
+    await grant(db, user_id, "5")
+    call_id = await add_usage(db, user_id, credits=250_000_000, prompt_tokens=321)
+    page = (await browser.get("/dashboard")).text
+    assert "4.75" in page  # 5 - 0.25 credits
+    assert "test grant" in page and "debit" in page
+    today = datetime.now(UTC).date().isoformat()
+    assert re.search(rf'data-day="{today}" data-requests="1"', page)
+    keep = page[page.index('id="what-we-keep"') :]
+    for column in UsageRecord.__table__.columns:
+        assert f"<th>{column.name}</th>" in keep
+    assert call_id in keep and "321" in keep
+    assert "Not among them" in keep
+
+
+async def test_usage_table_pages_and_filters_by_date(
+    signed_in: SignedInUser, db: Database
+) -> None:
+    browser, user_id, _email = await signed_in()
+    now = utcnow()
+    old = await add_usage(db, user_id, when=now - timedelta(days=40))
+    recent = [await add_usage(db, user_id, when=now - timedelta(minutes=i)) for i in range(51)]
+    first = (await browser.get("/usage")).text
+    assert "52 requests" in first and "page 1 of 2" in first
+    assert recent[0] in first and old not in first  # newest first
+    second = (await browser.get("/usage?page=2")).text
+    assert old in second
+    day = (now - timedelta(days=40)).date().isoformat()
+    filtered = (await browser.get(f"/usage?from={day}&to={day}")).text
+    assert "1 request in this range" in filtered and old in filtered
+    bad = await browser.get("/usage?from=yesterday")
+    assert bad.status_code == 400 and "Dates look like" in bad.text
+    api = (await browser.get(f"/api/usage?from={day}&to={day}")).json()
+    assert api["total"] == 1 and api["items"][0]["call_id"] == old
+
+
+async def test_api_gives_the_dashboard_data(signed_in: SignedInUser, db: Database) -> None:
+    browser, user_id, email = await signed_in()
+    await grant(db, user_id, "2")
+    call_id = await add_usage(db, user_id, credits=10**9)
+    me = (await browser.get("/api/me")).json()
+    assert me["email"] == email and me["email_verified"] is True
+    assert "password_hash" not in me
+    assert (await browser.get("/api/credits")).json()["balance_credits"] == "1"
+    ledger = (await browser.get("/api/ledger")).json()
+    assert [entry["kind"] for entry in ledger] == ["debit", "grant"]
+    daily = (await browser.get("/api/usage/daily?days=7")).json()
+    assert len(daily) == 7 and daily[-1]["requests"] == 1
+    latest = (await browser.get("/api/usage/latest")).json()
+    assert latest["fields"]["call_id"] == call_id and "not among" in latest["not_stored"]
+    tokens = (await browser.api("POST", "/api/tokens", json={"name": "api"})).json()
+    assert tokens["secret"].startswith("wfg_") and tokens["base_url"].endswith("/v1")
+    listed = (await browser.get("/api/tokens")).json()
+    assert "token_hash" not in listed[0] and "secret" not in listed[0]
+    gone = await browser.api("DELETE", f"/api/tokens/{tokens['token']['id']}")
+    assert gone.status_code == 200 and gone.json()["revoked_at"]
+    schema = (await browser.get("/api/openapi.json")).json()
+    for path in ("/api/me", "/api/tokens", "/api/usage", "/api/usage/daily", "/api/export"):
+        assert path in schema["paths"]
+
+
+async def test_low_balance_notice_is_sent_once_per_fall(
+    signed_in: SignedInUser, db: Database
+) -> None:
+    _browser, user_id, _email = await signed_in()
+    await grant(db, user_id, "1.5")
+    threshold = 10**9
+
+    async def due() -> list:
+        async with db.transaction() as session:
+            return await low_balance_notices(session, threshold=threshold, dashboard_url="/d")
+
+    assert await due() == []  # above the threshold
+    await add_usage(db, user_id, credits=800_000_000)
+    mails = await due()
+    assert [m.kind for m in mails] == ["low_balance"] and "0.7 credits" in mails[0].text
+    assert await due() == []  # once
+    await grant(db, user_id, "0.1")
+    await add_usage(db, user_id, credits=100_000_000)
+    assert [m.kind for m in await due()] == ["low_balance"]  # a new fall after a top-up
