@@ -5,7 +5,7 @@ PYTHON_VERSION ?= 3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format browsers bench clean
+.PHONY: install run test lint format browsers bench clean image
 
 $(UV):
 	python3 -m venv .venv-tools && .venv-tools/bin/pip install --quiet "uv==0.13.9"
@@ -27,6 +27,9 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+image:  ## Build deploy/Dockerfile daemonless with buildah; IMAGE_ARGS=--smoke also runs it (docs/operations.md)
+	deploy/build-image.sh $(IMAGE_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-tools var .pytest_cache .ruff_cache test-artifacts

@@ -48,14 +48,18 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def load(name: str, url: str, headers: dict[str, str], requests: int, concurrency: int) -> Result:
+async def load(
+    name: str, url: str, headers: dict[str, str], requests: int, concurrency: int
+) -> Result:
     latencies: list[float] = []
     failed = 0
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(requests):
         queue.put_nowait(i)
 
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(
+        timeout=60, limits=httpx.Limits(max_connections=concurrency)
+    ) as client:
         # warm-up (connection set-up, first-call imports inside the server)
         for _ in range(3):
             await client.post(url, json=BODY, headers=headers)
@@ -75,6 +79,27 @@ async def load(name: str, url: str, headers: dict[str, str], requests: int, conc
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
     return Result(name, len(latencies), failed, seconds, latencies)
+
+
+def report(
+    args: argparse.Namespace, database_url: str, results: list[Result], records: int, answered: int
+) -> None:
+    print(
+        f"\n{args.requests} requests, concurrency {args.concurrency}, "
+        f"{args.workers} worker(s), database {database_url.split(':')[0]}\n"
+    )
+    print(f"{'target':16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}")
+    for r in results:
+        print(f"{r.name:16} {r.rps:8.1f} {r.pct(0.5):8.1f} {r.pct(0.99):8.1f} {r.failed:7d}")
+    stock, ours = results[1], results[2]
+    added_mean = statistics.mean(ours.latencies_ms) - statistics.mean(stock.latencies_ms)
+    print(
+        "\nadded by our plugins over stock LiteLLM: "
+        f"p50 {ours.pct(0.5) - stock.pct(0.5):+.1f} ms, "
+        f"p99 {ours.pct(0.99) - stock.pct(0.99):+.1f} ms, mean {added_mean:+.1f} ms"
+    )
+    verdict = "EQUAL" if records == answered else "MISMATCH"
+    print(f"usage records written: {records}; requests answered: {answered} -> {verdict}")
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -156,8 +181,10 @@ def main() -> None:
                 await conn.close()
 
             _asyncio.run(ddl(f'CREATE DATABASE "{pg_name}"'))
-            database_url = make_url(args.database_url).set(database=pg_name).render_as_string(
-                hide_password=False
+            database_url = (
+                make_url(args.database_url)
+                .set(database=pg_name)
+                .render_as_string(hide_password=False)
             )
         else:
             database_url = f"sqlite:///{work / 'bench.db'}"
@@ -179,7 +206,9 @@ def main() -> None:
                 work / "gateway.log",
             )
         )
-        wait_ready(f"http://127.0.0.1:{stock_port}/health/liveliness", processes[1], work / "stock.log")
+        wait_ready(
+            f"http://127.0.0.1:{stock_port}/health/liveliness", processes[1], work / "stock.log"
+        )
         wait_ready(f"http://127.0.0.1:{gw_port}/healthz", processes[2], work / "gateway.log")
 
         targets = [
@@ -195,22 +224,13 @@ def main() -> None:
             for name, url, headers in targets
         ]
         time.sleep(2)  # settlement runs just after each response
-        usage = json.loads(
-            run("usage", "list", "--email", "bench@example.com", "--json",
-                capture_output=True, text=True).stdout  # fmt: skip
-        )
+        listing = run(
+            "usage", "list", "--email", "bench@example.com", "--json",
+            capture_output=True, text=True,
+        )  # fmt: skip
+        usage = json.loads(listing.stdout)
         gateway_answered = results[2].answered + 3  # + warm-up calls
-        print(f"\n{args.requests} requests, concurrency {args.concurrency}, "
-              f"{args.workers} worker(s), database {database_url.split(':')[0]}\n")  # fmt: skip
-        print(f"{'target':16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}")
-        for r in results:
-            print(f"{r.name:16} {r.rps:8.1f} {r.pct(0.5):8.1f} {r.pct(0.99):8.1f} {r.failed:7d}")
-        stock_r, ours = results[1], results[2]
-        print(f"\nadded by our plugins over stock LiteLLM: p50 {ours.pct(0.5) - stock_r.pct(0.5):+.1f} ms, "
-              f"p99 {ours.pct(0.99) - stock_r.pct(0.99):+.1f} ms, "
-              f"median of means {statistics.mean(ours.latencies_ms) - statistics.mean(stock_r.latencies_ms):+.1f} ms")  # fmt: skip
-        print(f"usage records written: {len(usage)}; requests answered by our gateway: "
-              f"{gateway_answered} -> {'EQUAL' if len(usage) == gateway_answered else 'MISMATCH'}")  # fmt: skip
+        report(args, database_url, results, len(usage), gateway_answered)
     finally:
         for process in processes:
             process.terminate()

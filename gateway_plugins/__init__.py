@@ -6,7 +6,10 @@
 - `payload_scrubbing` keeps content out of LiteLLM's logging payloads
 - `log_scrubbing` keeps content out of log records (LiteLLM's own included)
 - `proxy_errors` maps the domain's exception tree onto LiteLLM's ProxyException
-- `runtime`     the per-process state those hooks share (database, config, spool)
+- `runtime`     the per-process state those hooks share (database, config, spool, cache)
+- `rate_limits` per-plan RPM/TPM/in-flight limits, enforced by LiteLLM's limiter via Redis
+- `metrics`     Prometheus metrics of calls, refusals, credits, latency (`/metrics`)
+- `shutdown`    calls in flight and their settlements, drained on SIGTERM
 
 No SQL lives here.
 """

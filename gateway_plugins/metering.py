@@ -6,7 +6,9 @@
   estimated cost (402 when the available balance does not cover it);
 - `async_log_success_event`: one usage record + one debit keyed by LiteLLM's call id,
   the reservation released, all in one transaction;
-- `async_post_call_failure_hook`: release the reservation, record a failed-call row.
+- `async_post_call_failure_hook`: release the reservation, record a failed-call row;
+- `async_post_call_streaming_iterator_hook`: count what a stream sends (`stream_tally`),
+  so a stream the client cuts is charged for the output it got.
 
 LiteLLM swallows exceptions raised in success callbacks, so settlement retries and then
 spools the call to disk (`portal.usage.spool`) rather than lose the debit. Settlements
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -30,6 +33,7 @@ from gateway_plugins.metrics import USAGE_SPOOLED, USAGE_WRITE_FAILURES, record_
 from gateway_plugins.proxy_errors import service_unavailable, to_proxy_exception
 from gateway_plugins.runtime import GatewayRuntime, get_runtime
 from gateway_plugins.shutdown import inflight
+from gateway_plugins.stream_tally import stream_tally
 from portal.credits import reservations
 from portal.credits.units import usd_to_units
 from portal.errors import GatewayError, ModelNotPriced
@@ -106,6 +110,19 @@ class CreditMeter(CustomLogger):
         if call is not None:
             await inflight.settle(call, self._settle)
 
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: UserAPIKeyAuth, response: Any, request_data: dict
+    ) -> AsyncGenerator[Any, None]:
+        call_id = request_data.get("litellm_call_id")
+        if not call_id or not user_api_key_dict.user_id:
+            async for chunk in response:
+                yield chunk
+            return
+        sent = stream_tally.open(str(call_id))
+        async for chunk in response:
+            sent.add(chunk)
+            yield chunk
+
     async def async_post_call_failure_hook(
         self,
         request_data: dict,
@@ -117,6 +134,7 @@ class CreditMeter(CustomLogger):
         user_id = user_api_key_dict.user_id
         if not call_id or not user_id:
             return
+        stream_tally.take_tokens(str(call_id))  # forget a counted stream
         now = datetime.now(UTC)
         status = getattr(original_exception, "status_code", None) or getattr(
             original_exception, "code", None
@@ -175,13 +193,20 @@ class CreditMeter(CustomLogger):
         model_group = str(payload.get("model_group") or metadata.get("model_group") or "")
         tokens_in = int(payload.get("prompt_tokens") or 0)
         tokens_out = int(payload.get("completion_tokens") or 0)
+        price = runtime.config.prices.price_of(model_group)
+        # A stream the client cut is billed from what its chunks reported, which can be
+        # nothing yet (Gemini reports output in its last chunk): charge what was sent.
+        sent_tokens = stream_tally.take_tokens(str(call_id))
+        unreported = sent_tokens - tokens_out if metadata.get("client_disconnected") else 0
+        tokens_out += max(unreported, 0)
         cost_usd = Decimal(str(payload.get("response_cost") or 0))
         if cost_usd <= 0 and (tokens_in or tokens_out):
             # LiteLLM prices unknown models at 0: never serve free, use our price book.
-            price = runtime.config.prices.price_of(model_group)
             cost_usd = price.cost_usd(tokens_in, tokens_out) if price else Decimal(0)
             if price is None:
                 log.error("no price for model group %r; call recorded at 0", model_group)
+        elif unreported > 0 and price is not None:
+            cost_usd += price.output_per_token * unreported
         credits_settings = runtime.config.plugin.credits
         details = _usage_details(payload)
         return FinishedCall(

@@ -150,17 +150,18 @@ def _wrap_lifespan(app: FastAPI) -> None:
 
 
 def _after_proxy_start() -> None:
-    from gateway_plugins.rate_limits import require_shared_limiter, run_limiter_before_reservation
-
     import litellm
 
+    from gateway_plugins.rate_limits import require_shared_limiter, run_limiter_before_reservation
+
     runtime = get_runtime()
+    # config.yaml's litellm_settings were applied after on_worker_start: re-assert these.
+    litellm.set_verbose = False
+    litellm.turn_off_message_logging = True
     # LiteLLM guards /metrics with custom_auth (a gateway token); ours has METRICS_TOKEN.
     litellm.require_auth_for_metrics_endpoint = False
     run_limiter_before_reservation()
     require_shared_limiter(runtime.settings.redis_url)
-    for problem in shared_state_problems(runtime.settings):
-        log.warning("%s", problem)
 
 
 async def _before_proxy_stop() -> None:

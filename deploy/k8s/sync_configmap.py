@@ -49,7 +49,10 @@ def main(argv: list[str]) -> int:
     wanted = render(SOURCE.read_text(encoding="utf-8"))
     if "--check" in argv:
         if TARGET.read_text(encoding="utf-8") != wanted:
-            print(f"{TARGET} is out of date; run: python deploy/k8s/{Path(__file__).name}", file=sys.stderr)
+            print(
+                f"{TARGET} is out of date; run: python deploy/k8s/{Path(__file__).name}",
+                file=sys.stderr,
+            )
             return 1
         return 0
     TARGET.write_text(wanted, encoding="utf-8")

@@ -36,14 +36,7 @@ class StripeGateway:
     async def aclose(self) -> None:
         await self._http.close_async()
 
-    # ------------------------------------------------------------------ webhooks
-    def construct_event(self, payload: bytes, signature: str | None, secret: str, tolerance: int):
-        """Verify the `Stripe-Signature` header against the raw body; the event as a dict.
-
-        Raises `stripe.SignatureVerificationError` (bad/missing signature, stale timestamp)
-        or `ValueError` (not JSON)."""
-        return self.client.construct_event(payload, signature, secret, tolerance).to_dict()
-
+    # -------------------------------------------------------------------- events
     async def retrieve_event(self, event_id: str) -> Obj:
         return (await self.client.v1.events.retrieve_async(event_id)).to_dict()
 

@@ -1,4 +1,7 @@
-"""users / credits / tokens / usage commands."""
+"""users / credits / tokens / usage commands.
+
+Domain modules (SQLAlchemy, argon2, Redis) are imported by the handlers that use them, so
+`--help`, usage errors and bad input are answered without paying for those imports."""
 
 from __future__ import annotations
 
@@ -6,17 +9,13 @@ import argparse
 import sys
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from portal.accounts import service as accounts
 from portal.cli.common import CommandError, print_json, transaction
-from portal.credits import ledger
-from portal.credits.models import CauseType, EntryKind
 from portal.credits.units import credits_to_units, format_units
-from portal.tokens import auth_cache
-from portal.tokens import service as tokens
-from portal.tokens.models import GatewayToken
-from portal.usage.service import list_usage
+
+if TYPE_CHECKING:
+    from portal.tokens.models import GatewayToken
 
 __all__ = ["register"]
 
@@ -79,11 +78,20 @@ def register(groups: Any) -> None:
 
 
 async def users_create(args: argparse.Namespace) -> int:
+    from portal.accounts.passwords import check_password
+
     password = None
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise CommandError("no password on standard input")
+        try:
+            check_password(password)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    from portal.accounts import service as accounts
+    from portal.credits import ledger
+
     async with transaction() as session:
         user = await accounts.create_user(
             session, email=args.email, name=args.name, password=password, verified=args.verified
@@ -103,6 +111,10 @@ async def credits_grant(args: argparse.Namespace) -> int:
     reason = args.reason.strip()
     if not reason or len(reason) > 500:
         raise CommandError("--reason must be 1 to 500 characters")
+    from portal.accounts import service as accounts
+    from portal.credits import ledger
+    from portal.credits.models import CauseType, EntryKind
+
     async with transaction() as session:
         user = await accounts.require_by_email(session, args.email)
         posted = await ledger.post_entry(
@@ -121,6 +133,9 @@ async def credits_grant(args: argparse.Namespace) -> int:
 
 
 async def credits_balance(args: argparse.Namespace) -> int:
+    from portal.accounts import service as accounts
+    from portal.credits import ledger
+
     async with transaction() as session:
         user = await accounts.require_by_email(session, args.email)
         total = await ledger.balance(session, user.id)
@@ -136,6 +151,9 @@ async def credits_balance(args: argparse.Namespace) -> int:
 
 
 async def tokens_create(args: argparse.Namespace) -> int:
+    from portal.accounts import service as accounts
+    from portal.tokens import service as tokens
+
     async with transaction() as session:
         user = await accounts.require_by_email(session, args.email)
         plaintext, _token = await tokens.create_token(session, user, name=args.name)
@@ -160,6 +178,9 @@ def _iso(when: datetime | None) -> str | None:
 
 
 async def tokens_list(args: argparse.Namespace) -> int:
+    from portal.accounts import service as accounts
+    from portal.tokens import service as tokens
+
     async with transaction() as session:
         user = await accounts.require_by_email(session, args.email)
         rows = [_token_json(t) for t in await tokens.list_tokens(session, user.id)]
@@ -174,6 +195,10 @@ async def tokens_list(args: argparse.Namespace) -> int:
 
 
 async def tokens_revoke(args: argparse.Namespace) -> int:
+    from portal.accounts import service as accounts
+    from portal.tokens import auth_cache
+    from portal.tokens import service as tokens
+
     async with transaction() as session:
         user = await accounts.require_by_email(session, args.email)
         candidates = [
@@ -202,6 +227,9 @@ async def tokens_revoke(args: argparse.Namespace) -> int:
 
 
 async def usage_list_command(args: argparse.Namespace) -> int:
+    from portal.accounts import service as accounts
+    from portal.usage.service import list_usage
+
     async with transaction() as session:
         user = await accounts.require_by_email(session, args.email)
         records = await list_usage(session, user.id)

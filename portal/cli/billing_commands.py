@@ -1,21 +1,16 @@
-"""billing commands: repair a customer's state from Stripe, re-run one event."""
+"""billing commands: repair a customer's state from Stripe, re-run one event.
+
+The Stripe SDK is imported by the commands themselves, so other commands start fast."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from portal.accounts import service as accounts
-from portal.billing import flows, webhooks
-from portal.billing import service as billing_service
-from portal.billing.runtime import build_billing
 from portal.cli.common import CommandError
-from portal.credits import ledger
-from portal.credits.units import format_units
-from portal.db import open_database
-from portal.settings import get_settings
+from portal.settings import Settings, get_settings
 
-__all__ = ["register"]
+__all__ = ["billing_replay", "billing_sync", "register"]
 
 
 def register(groups: Any) -> None:
@@ -34,8 +29,16 @@ def register(groups: Any) -> None:
     replay.set_defaults(handler=billing_replay)
 
 
-async def billing_sync(args: argparse.Namespace) -> int:
-    settings = get_settings()
+async def billing_sync(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    from portal.accounts import service as accounts
+    from portal.billing import flows
+    from portal.billing import service as billing_service
+    from portal.billing.runtime import build_billing
+    from portal.credits import ledger
+    from portal.credits.units import format_units
+    from portal.db import open_database
+
+    settings = settings or get_settings()
     billing = build_billing(settings)
     if not billing.enabled:
         raise CommandError("STRIPE_SECRET_KEY is not set")
@@ -62,10 +65,14 @@ async def billing_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-async def billing_replay(args: argparse.Namespace) -> int:
+async def billing_replay(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    from portal.billing import webhooks
+    from portal.billing.runtime import build_billing
+    from portal.db import open_database
+
     if not args.event_id.startswith("evt_"):
         raise CommandError("--event-id must be a Stripe event id (evt_…)")
-    settings = get_settings()
+    settings = settings or get_settings()
     billing = build_billing(settings)
     if not billing.enabled:
         raise CommandError("STRIPE_SECRET_KEY is not set")

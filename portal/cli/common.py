@@ -6,12 +6,12 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from portal.db import open_database
 from portal.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["CommandError", "print_json", "transaction"]
 
@@ -22,6 +22,8 @@ class CommandError(Exception):
 
 @asynccontextmanager
 async def transaction() -> AsyncIterator[AsyncSession]:
+    from portal.db import open_database  # SQLAlchemy only for commands that need it
+
     database = open_database(get_settings().database_url, pool_size=1)
     try:
         async with database.transaction() as session:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -54,8 +55,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def describe(exc: BaseException) -> str:
-    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
-
     from portal.config import ConfigError
     from portal.errors import GatewayError
 
@@ -63,15 +62,30 @@ def describe(exc: BaseException) -> str:
         return exc.message
     if isinstance(exc, ConfigError):
         return "; ".join(exc.problems)
-    text = str(getattr(exc, "orig", exc)).lower()
-    if isinstance(exc, (OperationalError, ProgrammingError)) and (
-        "no such table" in text or ("does not exist" in text and "relation" in text)
-    ):
-        return "the database is not migrated yet; run `gateway-admin db upgrade`"
-    if isinstance(exc, (DBAPIError, OSError, ConnectionError)):
-        return f"cannot reach the database ({type(getattr(exc, 'orig', exc)).__name__})"
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return message
+    if "sqlalchemy" in sys.modules:  # else no database error is possible: skip the import
+        from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+
+        original = getattr(exc, "orig", None) or exc
+        text = str(original).lower()
+        if isinstance(exc, DBAPIError) and (
+            "no such table" in text or ("does not exist" in text and "relation" in text)
+        ):
+            return "the database is not migrated yet; run `gateway-admin db upgrade`"
+        if isinstance(exc, (IntegrityError, DataError)):
+            return f"the database refused the change ({_first_line(original)})"
+        if isinstance(exc, DBAPIError):
+            return f"cannot reach the database ({_first_line(original)})"
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
+        return f"cannot reach the database ({_first_line(exc)})"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _first_line(exc: BaseException) -> str:
+    """`Class: first line of the message` (drivers put SQL and parameters further down)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from portal.accounts import throttle
 from portal.accounts.flows import FlowError
 from portal.accounts.models import User
 from portal.accounts.passwords import verify_password
+from portal.billing import service as billing_service
+from portal.billing.runtime import Billing
 from portal.credits.models import LedgerEntry
 from portal.email import messages
 from portal.email.messages import Mail
@@ -26,10 +28,16 @@ from portal.tokens import service as tokens
 __all__ = ["delete_account"]
 
 
-async def delete_account(session: AsyncSession, user: User, *, password: str) -> list[Mail]:
-    """Delete `user` for good; returns the confirmation mail (to send after commit)."""
+async def delete_account(
+    session: AsyncSession, user: User, *, password: str, billing: Billing | None = None
+) -> list[Mail]:
+    """Delete `user` for good; returns the confirmation mail (to send after commit).
+
+    The Stripe subscription is cancelled first: if Stripe cannot be reached, this raises
+    (stripe.StripeError) before anything is written, and the person can simply retry."""
     if not verify_password(user.password_hash, password):
         raise FlowError("Your password is not correct; the account was not deleted.")
+    await billing_service.cancel_billing_for_user(session, user.id, billing=billing)
     for token in await tokens.list_tokens(session, user.id):
         await tokens.revoke_token(session, user_id=user.id, token_id=token.id)
     await sessions.end_all_sessions(session, user.id)
@@ -38,7 +46,6 @@ async def delete_account(session: AsyncSession, user: User, *, password: str) ->
     await session.execute(
         update(LedgerEntry).where(LedgerEntry.user_id == user.id).values(note=None)
     )
-    # Billing (Stripe subscription cancellation) belongs here, before the row goes.
     goodbye = messages.account_deleted(to=user.email, name=user.name)
     await accounts.delete_user(session, user)
     return [goodbye]

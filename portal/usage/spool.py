@@ -6,10 +6,10 @@ unreachable the debit would be lost. Instead the gateway appends the call's meta
 the spool later; settlement is idempotent by call id, so a replay never double-debits.
 
 Files, all in the spool directory:
-- `usage-<pid>.jsonl`: appended to by that worker (under an exclusive `flock`);
+- `usage-<host>-<pid>.jsonl`: appended to by that worker, each line under a short `flock`;
 - `usage-retry-<uuid>.jsonl`: lines a replay could not settle yet;
-- `claimed-<uuid>.replaying`: a file a replayer took; one left behind by a crash is
-  picked up again (a live replayer holds its `flock`);
+- `claimed-<uuid>.replaying`: a file a replayer renamed and locked (after any line
+  being written finished); one left behind by a crash is picked up again;
 - `rejected-<uuid>.jsonl`: lines the database refused as data (not as an outage),
   kept for an operator instead of blocking every later line.
 
@@ -24,6 +24,7 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -44,16 +45,21 @@ class Spool:
 
     @property
     def _path(self) -> Path:
-        return self.directory / f"usage-{os.getpid()}.jsonl"
+        # The host name too: workers of two containers sharing a volume may have one pid.
+        return self.directory / f"usage-{socket.gethostname()}-{os.getpid()}.jsonl"
 
     def append(self, call: FinishedCall) -> None:
+        """Write one line durably. Never waits for a replayer (this runs on the event loop)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         line = json.dumps(call.to_json(), separators=(",", ":")) + "\n"
         while True:
             with open(self._path, "a", encoding="utf-8") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a replayer claimed this file: open a fresh one
                 if not _still_at(handle, self._path):
-                    continue  # a replayer claimed the file between open and lock
+                    continue  # claimed between our open and our lock
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())

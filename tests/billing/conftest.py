@@ -34,6 +34,7 @@ from portal.credits.models import LedgerEntry
 from portal.db import Database
 from portal.settings import PROJECT_ROOT, Settings
 from portal.web.app import create_app
+from tests.browser.conftest import chromium, chromium_path  # noqa: F401 (fixtures)
 from tests.fakes.stripe_api import FakeStripe
 from tests.portal.support import PASSWORD, Browser
 

@@ -3,11 +3,16 @@ and running them again changes nothing."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
 
+import pytest
+import stripe
+
 from portal.billing.runtime import Billing
+from portal.cli.billing_commands import billing_replay, billing_sync
 from portal.db import Database
 from tests.billing.conftest import UNITS, MakeBuyer, StripeWorld, books, event_of, start_checkout
 from tests.fakes.stripe_api import FakeStripe
@@ -57,8 +62,8 @@ async def test_sync_repairs_a_subscription_whose_webhooks_never_came(
     assert (after.account.plan, after.account.status, after.plan) == ("pro", "active", "pro")
     assert after.balance == after.ledger_sum == 375 * UNITS  # 500 granted, 125 taken back
 
-    code, _out, err = await admin(stripe_world, "billing", "sync", "--email", buyer.email)
-    assert code == 0, err
+    # again (in-process: the same code without another interpreter start): nothing changes
+    assert await billing_sync(argparse.Namespace(email=buyer.email), stripe_world.settings) == 0
     again = await books(db, buyer.user_id)
     assert again.balance == 375 * UNITS and len(again.entries) == len(after.entries)
 
@@ -69,21 +74,20 @@ async def test_replay_runs_fulfilment_for_one_event_once(
     billing: Billing,
     db: Database,
     make_buyer: MakeBuyer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     buyer = await make_buyer()
     stripe_fake.auto_deliver = False
     session_id = await start_checkout(billing, db, buyer, "pack", "small")
     completed = event_of(stripe_fake.complete_checkout(session_id), "checkout.session.completed")
 
-    for _ in range(2):
-        code, out, err = await admin(
-            stripe_world, "billing", "replay", "--event-id", completed["id"]
-        )
-        assert code == 0, err
-        assert "checkout.session.completed" in out
+    replay = argparse.Namespace(event_id=completed["id"])
+    for _ in range(2):  # the command's own code, in-process (the CLI wiring is tested above)
+        assert await billing_replay(replay, stripe_world.settings) == 0
+    assert capsys.readouterr().out.count("checkout.session.completed): replayed") == 2
     after = await books(db, buyer.user_id)
     assert after.balance == 10 * UNITS and len(after.entries) == 1
     assert after.events == 1
 
-    code, _out, err = await admin(stripe_world, "billing", "replay", "--event-id", "evt_nope")
-    assert code == 1 and "No such event" in err
+    with pytest.raises(stripe.InvalidRequestError, match="No such event"):
+        await billing_replay(argparse.Namespace(event_id="evt_nope"), stripe_world.settings)

@@ -28,9 +28,7 @@ async def test_refund_after_spending_leaves_a_negative_balance_and_402(
     fresh_upstream,
 ) -> None:
     user = await make_user("0")
-    session_id = await start_checkout(
-        billing, db, Buyer(user.user_id, user.email), "pack", "small"
-    )
+    session_id = await start_checkout(billing, db, Buyer(user.user_id, user.email), "pack", "small")
     events = stripe_fake.complete_checkout(session_id)
     charge_id = event_of(events, "charge.succeeded")["data"]["object"]["id"]
     assert (await money(db, user.user_id)).balance == 10 * UNITS

@@ -5,12 +5,17 @@ replayed-later deliveries change nothing."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import httpx
+import pytest
+import stripe
 
 from portal.billing.runtime import Billing
 from portal.billing.service import billing_export
+from portal.billing.stripe_gateway import StripeGateway
+from portal.billing.webhooks import handle_event
 from portal.credits.models import CauseType, EntryKind
 from portal.db import Database
 from tests.billing.conftest import (
@@ -239,3 +244,28 @@ async def test_a_refund_that_arrives_before_the_payment_nets_to_zero(
     after = await books(db, buyer.user_id)
     assert after.balance == after.ledger_sum == 0
     assert sorted(e.amount for e in after.entries) == [-10 * UNITS, 10 * UNITS]
+
+
+async def test_when_stripe_cannot_be_read_nothing_is_recorded_and_the_retry_applies(
+    stripe_fake: FakeStripe, billing: Billing, db: Database, make_buyer: MakeBuyer
+) -> None:
+    buyer = await make_buyer()
+    session_id = await start_checkout(billing, db, buyer, "pack", "small")
+    stripe_fake.auto_deliver = False
+    completed = event_of(stripe_fake.complete_checkout(session_id), "checkout.session.completed")
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    unreachable = Billing(
+        catalog=billing.catalog,
+        public_url=billing.public_url,
+        stripe_gateway=StripeGateway("sk_test_fake", api_base=dead, max_network_retries=0),
+    )
+    with pytest.raises(stripe.APIConnectionError):
+        await handle_event(db, unreachable, completed)
+    await unreachable.aclose()
+    after = await books(db, buyer.user_id)
+    assert (after.balance, after.events) == (0, 0)  # Stripe will deliver again
+
+    assert await handle_event(db, billing, completed) == "processed"
+    assert (await books(db, buyer.user_id)).balance == 10 * UNITS

@@ -40,7 +40,7 @@ async def test_users_create_then_grant_and_read_balances(db: Database, admin: Ad
     email = ("--email", "ann@example.com")
     once = ("--idempotency-key", "welcome-ann", "--reason", "welcome")
     first = admin("credits", "grant", *email, "--amount", "12.5", *once).ok()
-    again, correction, short_password = admin.many(
+    again, correction, no_password = admin.many(
         ("credits", "grant", *email, "--amount", "12.5", *once),
         ("credits", "grant", *email, "--amount", "-0.000000001", "--reason", "correction"),
         ("users", "create", "--email", "bob@example.com", "--name", "Bob", "--password-stdin"),
@@ -48,7 +48,7 @@ async def test_users_create_then_grant_and_read_balances(db: Database, admin: Ad
     assert first.startswith("granted: 12.5 credits")
     assert "already granted" in again.ok()
     assert correction.ok().startswith("granted: -0.000000001 credits")
-    assert "passwords are 10 to 1024 characters long" in short_password.failed()  # empty stdin
+    assert "no password on standard input" in no_password.failed()
     assert admin("credits", "balance", *email, "--raw").ok() == "12499999999\n"
     async with db.session() as session:
         assert await ledger.balance(session, user.id) == 12_499_999_999
@@ -143,12 +143,18 @@ async def test_unknown_accounts_and_tokens_are_one_line_errors(
     db: Database, admin: Admin, make_user: MakeUser
 ) -> None:
     user = await make_user("1")
-    unknown_email, unknown_token = admin.many(
+    unknown_email, unknown_token, balance, listed = admin.many(
         ("credits", "grant", "--email", "nobody@example.com", "--amount", "1", "--reason", "r"),
         ("tokens", "revoke", "--email", user.email, "--name", "no-such-token"),
+        ("credits", "balance", "--email", user.email),
+        ("tokens", "list", "--email", user.email),
     )
     assert "no account with that email" in unknown_email.failed()
     assert "no such token for that account" in unknown_token.failed()
+    assert balance.ok() == "1 credits (1 available, 0 reserved)\n"
+    (line,) = listed.ok().splitlines()
+    assert line.startswith(f"{user.token_id}  {user.token[:10]}…  active")
+    assert user.token not in line
     async with db.session() as session:  # nothing changed
         assert await ledger.balance(session, user.user_id) == 10**9
         assert [t.revoked_at for t in await tokens.list_tokens(session, user.user_id)] == [None]

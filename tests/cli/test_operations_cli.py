@@ -30,6 +30,9 @@ def test_bad_input_is_refused_before_touching_the_database(
     for (args, expected), result in zip(cases.items(), results, strict=True):
         reason = result.failed()
         assert expected in reason, (args, reason)
+    create = ("users", "create", "--email", "a@example.com", "--name", "A", "--password-stdin")
+    short = offline_admin(*create, stdin="too short\n")
+    assert "passwords are 10 to 1024 characters long" in short.failed()
     assert not (tmp_path / "absent" / "never-created.db").exists()
 
 
@@ -52,7 +55,7 @@ def test_unreachable_or_unsupported_databases(offline_admin: Admin) -> None:
             DATABASE_URL="mysql://root@127.0.0.1/wfg",
         ),
     )  # fmt: skip
-    assert "cannot reach the database (ConnectionRefusedError)" in down.failed()
+    assert "cannot reach the database (ConnectionRefusedError: " in down.failed()
     assert "sqlite:///path or postgresql://" in mysql.failed()
 
 

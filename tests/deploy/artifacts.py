@@ -128,9 +128,7 @@ def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
 def image_user_id() -> int:
     """The numeric user the runtime stage (the last one) switches to."""
     runtime = list(dockerfile_stages().values())[-1]
-    args = dict(
-        a.split("=", 1) for instruction, a in runtime if instruction == "ARG" and "=" in a
-    )
+    args = dict(a.split("=", 1) for instruction, a in runtime if instruction == "ARG" and "=" in a)
     users = [a for instruction, a in runtime if instruction == "USER"]
     assert users, "the runtime stage sets no USER (it would run as root)"
     user = users[-1].split(":")[0]

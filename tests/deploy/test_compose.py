@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -26,6 +27,7 @@ def compose_schema() -> dict[str, Any]:
     return json.loads(vendored.read_text(encoding="utf-8"))
 
 
+@cache
 def validator() -> jsonschema.protocols.Validator:
     schema = compose_schema()
     cls = jsonschema.validators.validator_for(schema)
@@ -70,9 +72,7 @@ def test_services_start_only_after_migrations_succeeded() -> None:
         assert services[name]["healthcheck"]["test"][0] == "CMD"
 
 
-@pytest.mark.parametrize(
-    ("service", "port"), [("gateway", GATEWAY_PORT), ("portal", PORTAL_PORT)]
-)
+@pytest.mark.parametrize(("service", "port"), [("gateway", GATEWAY_PORT), ("portal", PORTAL_PORT)])
 def test_services_listen_where_ports_and_health_checks_look(service: str, port: int) -> None:
     svc = compose()["services"][service]
     env = svc["environment"]

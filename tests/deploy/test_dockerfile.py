@@ -84,9 +84,12 @@ def _ignored(path: str, patterns: list[str]) -> bool:
         negate = pattern.startswith("!")
         pattern = pattern.removeprefix("!").rstrip("/")
         candidates = [path] + [path.rsplit("/", n)[0] for n in range(1, path.count("/") + 1)]
-        if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.removeprefix("**/"))
-               for c in candidates) or any(
-            fnmatch.fnmatch(part, pattern.removeprefix("**/")) for part in path.split("/")
+        if any(
+            fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.removeprefix("**/"))
+            for c in candidates
+        ) or any(
+            fnmatch.fnmatch(part, pattern.removeprefix("**/"))
+            for part in path.split("/")
             if pattern.startswith("**/")
         ):
             ignored = not negate
@@ -106,9 +109,11 @@ def test_dockerignore_sends_what_the_dockerfile_copies_and_nothing_secret() -> N
             sources += args.split()[:-1]
     assert sources
     for source in sources:
-        for path in [source] if (ROOT / source).is_file() else [
-            str(p.relative_to(ROOT)) for p in (ROOT / source).rglob("*.py")
-        ]:
+        for path in (
+            [source]
+            if (ROOT / source).is_file()
+            else [str(p.relative_to(ROOT)) for p in (ROOT / source).rglob("*.py")]
+        ):
             assert not _ignored(path, patterns), f"{path} is copied but ignored"
     for never in (".env", ".venv/bin/python", "var/workforce.db", "tests/conftest.py"):
         assert _ignored(never, patterns), f"{never} would reach the build context"

@@ -10,8 +10,8 @@ from tests.deploy.artifacts import (
     app_services,
     container_env,
     containers,
-    documented_env_vars,
     dockerfile_stages,
+    documented_env_vars,
     k8s_object,
 )
 

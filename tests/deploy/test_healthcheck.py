@@ -39,7 +39,9 @@ def probe() -> Any:
     return runpy.run_path(str(DEPLOY / "healthcheck.py"))["main"]
 
 
-@pytest.mark.parametrize(("service", "variable"), [("gateway", "GATEWAY_PORT"), ("portal", "PORTAL_PORT")])
+@pytest.mark.parametrize(
+    ("service", "variable"), [("gateway", "GATEWAY_PORT"), ("portal", "PORTAL_PORT")]
+)
 def test_healthy_only_on_200_from_the_configured_port(
     probe: Any, service_port: int, service: str, variable: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

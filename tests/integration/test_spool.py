@@ -3,6 +3,7 @@ settles each exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import uuid
@@ -181,3 +182,27 @@ async def test_a_line_that_can_never_settle_is_set_aside(
     assert spool.rejected() == 2
     assert await account(db, user.user_id) == (2, 2, FUNDS - 400, 0)
     assert await spool.replay(settler(db)) == 0  # set aside, not retried in a loop
+
+
+async def test_spooling_while_a_replay_runs_loses_nothing(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    first, second = call_for("u1"), call_for("u2")
+    spool.append(first)
+    settling, proceed = asyncio.Event(), asyncio.Event()
+    seen: list[FinishedCall] = []
+
+    async def slow(call: FinishedCall) -> None:
+        seen.append(call)
+        settling.set()
+        await proceed.wait()
+
+    replay = asyncio.create_task(spool.replay(slow))
+    await asyncio.wait_for(settling.wait(), 10)
+    spool.append(second)  # the worker keeps spooling (and must not wait for the replay)
+    assert spool.pending() == 2
+    proceed.set()
+    assert await replay == 1
+    assert spool.pending() == 1
+    assert await spool.replay(slow) == 1
+    assert seen == [first, second]
+    assert spool.pending() == 0

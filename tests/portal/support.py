@@ -54,7 +54,9 @@ class Outbox:
 
     def last(self, address: str, kind: str | None = None) -> Mail:
         found = self.to(address, kind)
-        assert found, f"no {kind or ''} mail to {address}; outbox has {[m.kind for m in self.all()]}"
+        assert found, (
+            f"no {kind or ''} mail to {address}; outbox has {[m.kind for m in self.all()]}"
+        )
         return found[-1]
 
 

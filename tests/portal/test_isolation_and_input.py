@@ -95,9 +95,7 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize("path", sorted(FORMS))
-async def test_bad_form_input_never_breaks_a_page(
-    signed_in: SignedInUser, path: str
-) -> None:
+async def test_bad_form_input_never_breaks_a_page(signed_in: SignedInUser, path: str) -> None:
     browser, _id, _email = await signed_in()
     fields = FORMS[path]
     cases: list[dict[str, str]] = [{}]  # every field missing
@@ -166,8 +164,10 @@ async def test_odd_page_queries_are_handled(signed_in: SignedInUser, path: str) 
 
 async def test_password_with_unicode_works(browser: Browser, outbox, db: Database) -> None:
     password = "pässwörd 東京 🚀 long enough"
-    assert (await browser.sign_up("uni@example.com", name="Zoë Ñandú", password=password)).status_code == 200
+    assert (
+        await browser.sign_up("uni@example.com", name="Zoë Ñandú", password=password)
+    ).status_code == 200
     await browser.get(outbox.last("uni@example.com").link())
     assert (await browser.sign_in("uni@example.com", password)).status_code == 303
     assert "Zoë Ñandú" in (await browser.get("/account")).text
-    assert PASSWORD != password
+    assert password != PASSWORD

@@ -47,7 +47,9 @@ async def populate(browser: Browser, db: Database, user_id: str, email: str) -> 
             session, user_id=user_id, call_id="in-flight-1", amount=5, ttl_seconds=600
         )
     await browser.post("/verify/resend")  # an email log row; no link (already verified)
-    await browser.post("/account/email", {"new_email": "elsewhere@example.net", "password": PASSWORD})
+    await browser.post(
+        "/account/email", {"new_email": "elsewhere@example.net", "password": PASSWORD}
+    )
     await browser.post("/signin", {"email": email, "password": "wrong wrong"})  # a failure
     await fill_other_linked_tables(db, user_id)
     return {"token_id": created["token"]["id"], "secret": created["secret"], "call_id": call_id}
@@ -153,7 +155,7 @@ async def test_export_of_the_api_matches_the_page(signed_in: SignedInUser) -> No
 
 
 async def test_deletion_needs_the_password(signed_in: SignedInUser, db: Database) -> None:
-    browser, user_id, _email = await signed_in()
+    browser, _user_id, _email = await signed_in()
     wrong = await browser.post("/account/delete", {"password": "not my password", "confirm": "yes"})
     assert wrong.status_code == 400 and "not deleted" in wrong.text
     unticked = await browser.post("/account/delete", {"password": PASSWORD})
@@ -175,7 +177,14 @@ async def test_deletion_leaves_nothing_that_identifies_the_person(
     done = await browser.post("/account/delete", {"password": PASSWORD, "confirm": "yes"})
     assert done.status_code == 200 and "deleted" in done.text
 
-    identifying = {user_id, email, NAME, account_key(email), ids["token_id"], "elsewhere@example.net"}
+    identifying = {
+        user_id,
+        email,
+        NAME,
+        account_key(email),
+        ids["token_id"],
+        "elsewhere@example.net",
+    }
     async with db.session() as session:
         for table in Base.metadata.sorted_tables:
             rows = (await session.execute(select(table))).mappings().all()

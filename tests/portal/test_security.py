@@ -109,7 +109,7 @@ def _unsafe_routes(app: FastAPI) -> list[tuple[str, str]]:
 async def test_every_state_changing_route_refuses_a_request_without_csrf_token(
     app: FastAPI, signed_in: SignedInUser, db: Database
 ) -> None:
-    browser, user_id, _email = await signed_in()
+    browser, _user_id, _email = await signed_in()
     created = await browser.api("POST", "/api/tokens", json={"name": "mine"})
     token_id = created.json()["token"]["id"]
     routes = _unsafe_routes(app)

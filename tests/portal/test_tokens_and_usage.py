@@ -31,15 +31,15 @@ async def test_token_is_shown_once_with_the_base_url_then_listed_by_prefix(
         assert (await authenticate(session, secret)).token_id == row.id
     assert row.token_hash == hash_token(secret)
     listing = await browser.get("/tokens")
-    assert secret not in listing.text and row.prefix in listing.text and "Work laptop" in listing.text
+    assert (
+        secret not in listing.text and row.prefix in listing.text and "Work laptop" in listing.text
+    )
     assert "never" in listing.text  # last used
     mail = outbox.last(email, "token_created")
     assert "Work laptop" in mail.text and secret not in mail.text
 
 
-async def test_revoking_a_token_takes_effect_at_once(
-    signed_in: SignedInUser, db: Database
-) -> None:
+async def test_revoking_a_token_takes_effect_at_once(signed_in: SignedInUser, db: Database) -> None:
     browser, _user_id, _email = await signed_in()
     created = (await browser.api("POST", "/api/tokens", json={"name": "ci"})).json()
     revoked = await browser.post(f"/tokens/{created['token']['id']}/revoke")
@@ -81,9 +81,7 @@ async def test_dashboard_shows_balance_ledger_chart_and_what_we_keep(
     assert "Not among them" in keep
 
 
-async def test_usage_table_pages_and_filters_by_date(
-    signed_in: SignedInUser, db: Database
-) -> None:
+async def test_usage_table_pages_and_filters_by_date(signed_in: SignedInUser, db: Database) -> None:
     browser, user_id, _email = await signed_in()
     now = utcnow()
     old = await add_usage(db, user_id, when=now - timedelta(days=40))

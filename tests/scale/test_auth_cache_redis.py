@@ -3,20 +3,28 @@ invalidation wins every race with a gateway's concurrent database read."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
+from portal.accounts.service import create_user
+from portal.db import open_database
+from portal.db.migrate import upgrade_async
 from portal.settings import get_settings
 from portal.tokens import auth_cache
 from portal.tokens.auth_cache import FENCE_SECONDS, AuthCache
 from portal.tokens.secrets import hash_token, new_token
-from portal.tokens.service import TokenIdentity
+from portal.tokens.service import TokenIdentity, authenticate, create_token
 
 pytestmark = pytest.mark.redis
 
@@ -129,3 +137,35 @@ async def test_an_unreachable_redis_means_a_database_read_and_a_failed_invalidat
     finally:
         await down.close()
     assert not await auth_cache.invalidate_token(who.token_hash, redis_url="redis://127.0.0.1:1/0")
+
+
+async def test_revoking_with_the_cli_drops_the_cached_check(
+    cache: AuthCache, redis_url: str, tmp_path: Path
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    await upgrade_async(database_url)
+    database = open_database(database_url)
+    try:
+        async with database.transaction() as session:
+            user = await create_user(session, email="cli@example.com", name="C", verified=True)
+            plaintext, token = await create_token(session, user, name="laptop")
+            identity = await authenticate(session, plaintext)
+    finally:
+        await database.dispose()
+    await cache.put(identity, read_at=time.monotonic())
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "WFG_DATABASE_URL"},
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "WFG_VAR_DIR": str(tmp_path / "var"),
+    }
+
+    revoked = await asyncio.to_thread(
+        subprocess.run,
+        [Path(sys.executable).parent / "gateway-admin", "tokens", "revoke",
+         "--email", "cli@example.com", "--id", token.id],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+
+    assert revoked.returncode == 0 and revoked.stderr == "", revoked.stderr
+    assert await cache.get(identity.token_hash) is None

@@ -12,6 +12,7 @@ import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import openai
@@ -81,18 +82,19 @@ def gateways(
     config_path = work / "config.yaml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     env = {"REDIS_URL": redis_url, "WFG_CONFIG": str(config_path)}
-    started: list[RunningGateway] = []
+
+    def start(name: str) -> RunningGateway:
+        (work / name).mkdir()
+        return start_gateway(
+            database_url=scale_db_url, upstream=upstream, work_dir=work / name, extra_env=env
+        )
+
+    with ThreadPoolExecutor(2) as pool:  # the two start-ups overlap
+        futures = [pool.submit(start, name) for name in ("a", "b")]
+    started = [f.result() for f in futures if f.exception() is None]
     try:
-        for name in ("a", "b"):
-            (work / name).mkdir()
-            started.append(
-                start_gateway(
-                    database_url=scale_db_url,
-                    upstream=upstream,
-                    work_dir=work / name,
-                    extra_env=env,
-                )
-            )
+        for future in futures:
+            future.result()  # re-raise a failed start (after the other is stopped below)
         yield started[0], started[1]
     finally:
         for gateway in started:

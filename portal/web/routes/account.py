@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import stripe
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from portal.accounts import flows
 from portal.accounts.flows import FlowError
 from portal.accounts.models import User
+from portal.billing.views import app_billing
 from portal.privacy.deletion import delete_account
 from portal.privacy.export import build_export, export_filename, export_json
 from portal.sessions import service as sessions
+from portal.tokens import auth_cache
 from portal.web.cookies import clear_browser_secret, replace_browser_secret
 from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, SettingsDep
 from portal.web.forms import FormError, read_form
@@ -99,7 +102,11 @@ async def export(viewer: CurrentUser, db: DatabaseDep) -> Response:
 
 @router.post("/account/delete")
 async def delete(
-    request: Request, viewer: CurrentUser, db: DatabaseDep, mailer: MailerDep
+    request: Request,
+    viewer: CurrentUser,
+    db: DatabaseDep,
+    mailer: MailerDep,
+    settings: SettingsDep,
 ) -> Response:
     try:
         form = await read_form(request, {"password": _PASSWORD, "confirm": ("Confirmation", 10)})
@@ -107,9 +114,21 @@ async def delete(
             raise FormError("Tick the box to confirm that you want to delete your account.")
         async with db.transaction() as session:
             user = await session.get(User, viewer.user.id)
-            mail = await delete_account(session, user, password=form["password"])
+            mail = await delete_account(
+                session, user, password=form["password"], billing=app_billing(request.app)
+            )
     except (FormError, FlowError) as problem:
         return await _page(request, viewer, db, status_code=400, delete_error=str(problem))
+    except stripe.StripeError:
+        return await _page(
+            request,
+            viewer,
+            db,
+            status_code=503,
+            delete_error="We could not reach our payment provider to cancel your subscription, "
+            "so nothing was deleted. Please try again in a few minutes.",
+        )
+    await auth_cache.invalidate_user(viewer.user.id, redis_url=settings.redis_url)
     await mailer.send(mail)
     clear_browser_secret(request)
     return render(request, "deleted.html")

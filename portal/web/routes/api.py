@@ -15,6 +15,7 @@ from portal.credits import ledger
 from portal.credits.units import UNITS_PER_CREDIT, format_units
 from portal.errors import NotFound
 from portal.privacy.export import build_export, export_filename, export_json
+from portal.tokens import auth_cache
 from portal.tokens import service as tokens
 from portal.tokens.flows import create_token_with_notice
 from portal.usage import reports
@@ -88,14 +89,18 @@ async def create_token(
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenPublic)
-async def revoke_token(token_id: str, viewer: ApiUser, db: DatabaseDep) -> Any:
+async def revoke_token(
+    token_id: str, viewer: ApiUser, db: DatabaseDep, settings: SettingsDep
+) -> Any:
     try:
         async with db.transaction() as session:
-            return await tokens.revoke_token(
+            token = await tokens.revoke_token(
                 session, user_id=viewer.user.id, token_id=token_id[:64]
             )
     except NotFound:
         raise HTTPException(404, "No such token.") from None
+    await auth_cache.invalidate_token(token.token_hash, redis_url=settings.redis_url)
+    return token
 
 
 @router.get("/credits", response_model=BalancePublic)
@@ -140,9 +145,13 @@ async def usage(
             session, viewer.user.id, since=query.since, until=query.until
         )
         rows = await reports.page_usage(
-            session, viewer.user.id, since=query.since, until=query.until, limit=limit,
+            session,
+            viewer.user.id,
+            since=query.since,
+            until=query.until,
+            limit=limit,
             offset=offset,
-        )  # fmt: skip
+        )
     items = [UsageRecordPublic.model_validate(row) for row in rows]
     return UsagePage(total=total, limit=limit, offset=offset, items=items)
 

@@ -7,7 +7,9 @@ from fastapi.responses import RedirectResponse, Response
 
 from portal.accounts import flows
 from portal.accounts.flows import FlowError, SignInRefused
+from portal.accounts.models import User
 from portal.sessions import service as sessions
+from portal.tokens import auth_cache
 from portal.web.cookies import browser_secret, clear_browser_secret, replace_browser_secret
 from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, MaybeUser, SettingsDep
 from portal.web.forms import FormError, read_form
@@ -68,30 +70,40 @@ async def signup(
 
 
 @router.get("/verify", name="verify")
-async def verify(request: Request, db: DatabaseDep, mailer: MailerDep, viewer: MaybeUser):
+async def verify(
+    request: Request, db: DatabaseDep, mailer: MailerDep, settings: SettingsDep, viewer: MaybeUser
+) -> Response:
     secret = request.query_params.get("token", "")
     try:
         async with db.transaction() as session:
-            _user, mail = await flows.confirm_email_link(session, secret)
+            user, mail = await flows.confirm_email_link(session, secret)
     except FlowError as problem:
         return render(
-            request, "message.html", {"title": "Link not valid", "text": str(problem),
-                                      "viewer": viewer}, status_code=400
-        )  # fmt: skip
+            request,
+            "message.html",
+            {"title": "Link not valid", "text": str(problem), "viewer": viewer},
+            status_code=400,
+        )
+    await auth_cache.invalidate_user(user.id, redis_url=settings.redis_url)
     await mailer.send(mail)
     return render(request, "verified.html", {"viewer": viewer})
 
 
 @router.post("/verify/resend")
 async def resend_verification(
-    request: Request, viewer: CurrentUser, db: DatabaseDep, mailer: MailerDep,
+    request: Request,
+    viewer: CurrentUser,
+    db: DatabaseDep,
+    mailer: MailerDep,
     settings: SettingsDep,
-) -> Response:  # fmt: skip
+) -> Response:
     async with db.transaction() as session:
-        user = await session.get(type(viewer.user), viewer.user.id)
-        mail = await flows.resend_verification(
-            session, user, base_url=settings.portal_public_url
-        ) if user else []  # fmt: skip
+        user = await session.get(User, viewer.user.id)
+        mail = (
+            []
+            if user is None
+            else await flows.resend_verification(session, user, base_url=settings.portal_public_url)
+        )
     await mailer.send(mail)
     return RedirectResponse("/dashboard?notice=verification_sent", status_code=303)
 
@@ -184,7 +196,7 @@ async def reset_confirm(
     try:
         form = await read_form(request, {"token": ("Link", 200), "password": _PASSWORD})
         async with db.transaction() as session:
-            _user, mail = await flows.reset_password(
+            user, mail = await flows.reset_password(
                 session,
                 secret=form["token"],
                 password=form["password"],
@@ -192,9 +204,12 @@ async def reset_confirm(
             )
     except (FormError, FlowError) as problem:
         return render(
-            request, "reset_confirm.html",
-            {"token": form.get("token", ""), "error": str(problem)}, status_code=400,
-        )  # fmt: skip
+            request,
+            "reset_confirm.html",
+            {"token": form.get("token", ""), "error": str(problem)},
+            status_code=400,
+        )
+    await auth_cache.invalidate_user(user.id, redis_url=settings.redis_url)  # now verified
     await mailer.send(mail)
     clear_browser_secret(request)
     return RedirectResponse("/signin?notice=password_reset", status_code=303)

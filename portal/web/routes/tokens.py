@@ -7,6 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from portal.accounts.models import User
 from portal.errors import NotFound
+from portal.tokens import auth_cache
 from portal.tokens import service as tokens
 from portal.tokens.flows import create_token_with_notice
 from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, SettingsDep
@@ -65,10 +66,15 @@ async def create_token(
 
 
 @router.post("/tokens/{token_id}/revoke")
-async def revoke_token(token_id: str, viewer: CurrentUser, db: DatabaseDep) -> Response:
+async def revoke_token(
+    token_id: str, viewer: CurrentUser, db: DatabaseDep, settings: SettingsDep
+) -> Response:
     try:
         async with db.transaction() as session:
-            await tokens.revoke_token(session, user_id=viewer.user.id, token_id=token_id[:64])
+            token = await tokens.revoke_token(
+                session, user_id=viewer.user.id, token_id=token_id[:64]
+            )
     except NotFound:
         return RedirectResponse("/tokens?notice=token_not_found", status_code=303)
+    await auth_cache.invalidate_token(token.token_hash, redis_url=settings.redis_url)
     return RedirectResponse("/tokens?notice=token_revoked", status_code=303)

@@ -1,0 +1,47 @@
+"""A stream the client abandons is still metered for the output it got, and its
+reservation is released, on every model."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.db import Database
+from portal.usage.models import CallStatus
+from tests.fakes.upstream import FakeUpstream
+from tests.fixtures.gateway import MakeUser, RunningGateway
+from tests.gateway.support import gateway_config, money, settled_usage
+
+pytestmark = pytest.mark.gateway
+
+MESSAGES = [{"role": "user", "content": "Tell me a long story"}]
+REPLY_WORDS = 40
+
+
+async def test_streams_cut_by_the_client_are_metered_and_released(
+    gateway: RunningGateway, db: Database, make_user: MakeUser, fresh_upstream: FakeUpstream
+) -> None:
+    fresh_upstream.reply_text = " ".join(f"chapter{i}" for i in range(REPLY_WORDS))
+    fresh_upstream.chunk_delay = 0.25  # the whole reply would take 10 s: the cut is real
+    user = await make_user("1")
+    client = gateway.async_client(user.token)
+    models = gateway_config().model_names
+
+    for model in models:
+        stream = await client.chat.completions.create(
+            model=model, messages=MESSAGES, max_tokens=200, stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+        await stream.close()
+
+    records = await settled_usage(db, user.user_id, len(models))
+    assert fresh_upstream.calls_served == 0  # no stream ran to its end
+    assert sorted(r.model for r in records) == sorted(models)
+    for record in records:
+        assert record.status == CallStatus.SUCCESS, record.model
+        assert record.completion_tokens > 0, record.model
+        assert record.credits > 0, record.model
+    state = await money(db, user.user_id)
+    assert state.reserved == 0
+    assert state.balance == 10**9 - sum(r.credits for r in records) == state.ledger_sum
