@@ -10,6 +10,8 @@
 - `rate_limits` per-plan RPM/TPM/in-flight limits, enforced by LiteLLM's limiter via Redis
 - `metrics`     Prometheus metrics of calls, refusals, credits, latency (`/metrics`)
 - `shutdown`    calls in flight and their settlements, drained on SIGTERM
+- `estimates`   sizing a reservation (input tokens + output allowance, priced)
+- `stream_tally` counts what a stream sent (never the text), to meter cut streams
 
 No SQL lives here.
 """

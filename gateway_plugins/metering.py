@@ -36,7 +36,7 @@ from gateway_plugins.shutdown import inflight
 from gateway_plugins.stream_tally import stream_tally
 from portal.credits import reservations
 from portal.credits.units import usd_to_units
-from portal.errors import GatewayError, ModelNotPriced
+from portal.errors import GatewayError, ModelNotPriced, UnknownModel
 from portal.observability import context
 from portal.usage.models import CallStatus
 from portal.usage.settlement import FinishedCall, settle_call
@@ -90,7 +90,11 @@ class CreditMeter(CustomLogger):
     @staticmethod
     def _estimate(runtime: GatewayRuntime, data: dict) -> int:
         model = str(data.get("model") or "")
-        price = runtime.config.prices.price_of(model)
+        if not runtime.config.prices.knows(model):
+            raise UnknownModel(
+                f"The model {model!r} does not exist on this gateway; GET /v1/models lists them."
+            )
+        price = runtime.config.reservation_prices.price_of(model)
         if price is None:
             raise ModelNotPriced(
                 f"Model {model!r} is not available: it has no price configured on this gateway."

@@ -10,11 +10,22 @@ from litellm.proxy._types import ProxyException
 
 from portal.errors import GatewayError
 
-__all__ = ["service_unavailable", "to_proxy_exception"]
+__all__ = ["GatewayProxyException", "service_unavailable", "to_proxy_exception"]
+
+
+class GatewayProxyException(ProxyException):
+    """A ProxyException whose body `code` is our machine-readable code
+    ("insufficient_credits", "token_revoked", …) as OpenAI's API does, instead of the
+    status number LiteLLM puts there; the HTTP status still comes from `self.code`."""
+
+    def to_dict(self) -> dict:
+        body = super().to_dict()
+        body["code"] = self.openai_code
+        return body
 
 
 def to_proxy_exception(error: GatewayError) -> ProxyException:
-    return ProxyException(
+    return GatewayProxyException(
         message=error.message,
         type=error.error_type,
         param=None,
@@ -24,7 +35,7 @@ def to_proxy_exception(error: GatewayError) -> ProxyException:
 
 
 def service_unavailable(what: str) -> ProxyException:
-    return ProxyException(
+    return GatewayProxyException(
         message=f"{what} is temporarily unavailable; please retry shortly.",
         type="api_error",
         param=None,

@@ -11,6 +11,7 @@ error `type`/`code` it maps to, so gateway and portal translate them in one plac
     │   └── EmailNotVerified
     ├── InsufficientCredits (402)
     ├── ModelNotPriced (400)
+    ├── UnknownModel (404)
     ├── RateLimited (429)
     └── NotFound (404)
 
@@ -32,6 +33,7 @@ __all__ = [
     "RateLimited",
     "TokenExpired",
     "TokenRevoked",
+    "UnknownModel",
 ]
 
 
@@ -87,6 +89,12 @@ class ModelNotPriced(GatewayError):
     status_code = 400
     error_type = "invalid_request_error"
     error_code = "model_not_priced"
+
+
+class UnknownModel(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    error_code = "model_not_found"
 
 
 class RateLimited(GatewayError):

@@ -125,6 +125,7 @@ async def fulfil_redirect(
     async with database.transaction() as session:
         applied = await service.apply_findings(session, findings, expected_user_id=user_id)
     assert applied is not None
+    await service.announce_plan_change(applied, billing)
     return RedirectResult(findings, applied)
 
 
@@ -144,4 +145,6 @@ async def sync_user(database: Database, billing: Billing, *, user_id: str) -> Ap
     async with database.transaction() as session:
         account = await service.lock_account(session, user_id)
         await service.link_customer(session, account, customer_id)
-        return await service.apply_findings(session, findings, expected_user_id=user_id)
+        applied = await service.apply_findings(session, findings, expected_user_id=user_id)
+    await service.announce_plan_change(applied, billing)
+    return applied

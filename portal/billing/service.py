@@ -30,9 +30,11 @@ from portal.credits.models import CauseType, EntryKind, LedgerEntry
 from portal.db.base import utcnow
 from portal.db.upsert import insert_ignore
 from portal.errors import NotFound
+from portal.tokens import auth_cache
 
 __all__ = [
     "Applied",
+    "announce_plan_change",
     "apply_findings",
     "billing_export",
     "cancel_billing_for_user",
@@ -210,6 +212,13 @@ async def apply_findings(
     return applied
 
 
+async def announce_plan_change(applied: Applied | None, billing: Billing) -> None:
+    """After the commit: drop the gateways' cached checks of the user's tokens, so a new
+    plan (and its rate limits) applies at once rather than when the cache expires."""
+    if applied is not None and applied.state_applied:
+        await auth_cache.invalidate_user(applied.user_id, redis_url=billing.redis_url)
+
+
 def has_live_subscription(account: BillingAccount | None) -> bool:
     return account is not None and account.status in LIVE_STATUSES
 
@@ -242,6 +251,14 @@ async def cancel_billing_for_user(
     if account is None or account.stripe_customer_id is None:
         return []
     billing = billing or get_billing()
+    if billing.stripe_gateway is None:
+        # Billing was switched off after this customer paid: nothing can be called. The
+        # account still goes (the person asked for it); the operator must cancel by hand.
+        log.error(
+            "account deletion could not cancel Stripe customer %s: STRIPE_SECRET_KEY is unset",
+            account.stripe_customer_id,
+        )
+        return []
     canceled = []
     for subscription in await billing.stripe.subscriptions(account.stripe_customer_id):
         if subscription.get("status") in ("canceled", "incomplete_expired"):

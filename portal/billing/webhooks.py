@@ -132,6 +132,7 @@ async def handle_event(
         if not recorded and not replay:
             return "duplicate"
         applied = await service.apply_findings(session, findings)
+    await service.announce_plan_change(applied, billing)
     if applied is None:
         log.info("stripe event %s (%s): not a customer of ours", event_id, event_type)
         return "not ours"

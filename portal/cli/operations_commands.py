@@ -117,9 +117,11 @@ def serve_command(args: argparse.Namespace) -> int:
         for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
+        # The gateway finishes in-flight calls, then writes their usage, before it exits.
+        patience = settings.gateway_graceful_seconds + settings.gateway_drain_seconds + 10
         for child in children.values():
             try:
-                child.wait(timeout=40)
+                child.wait(timeout=patience)
             except subprocess.TimeoutExpired:
                 child.kill()
     return exit_code or 0

@@ -35,6 +35,9 @@ class GatewayConfig:
     raw: dict[str, Any]
     plugin: PluginSettings
     prices: PriceBook
+    """What each model group costs (debits when LiteLLM cannot price a call)."""
+    reservation_prices: PriceBook
+    """The same, raised to the dearest fallback of each group (reservations)."""
 
     @property
     def model_names(self) -> list[str]:
@@ -70,4 +73,25 @@ def load_config(path: Path, *, require_prices: bool = True) -> GatewayConfig:
         problems.extend(price_problems)
     if problems:
         raise ConfigError(problems)
-    return GatewayConfig(path=path, raw=raw, plugin=plugin, prices=prices)
+    return GatewayConfig(
+        path=path,
+        raw=raw,
+        plugin=plugin,
+        prices=prices,
+        reservation_prices=prices.covering_fallbacks(_fallbacks(raw)),
+    )
+
+
+def _fallbacks(raw: dict[str, Any]) -> dict[str, list[str]]:
+    """`router_settings.fallbacks` (a list of {group: [fallback, …]}) as one mapping."""
+    chains: dict[str, list[str]] = {}
+    router = raw.get("router_settings")
+    if not isinstance(router, dict):
+        return chains
+    for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+        for item in router.get(key) or []:
+            if isinstance(item, dict):
+                for group, targets in item.items():
+                    if isinstance(targets, list):
+                        chains.setdefault(str(group), []).extend(str(t) for t in targets)
+    return chains

@@ -37,6 +37,30 @@ class PriceBook:
     def price_of(self, model_group: str) -> ModelPrice | None:
         return self.prices.get(model_group)
 
+    def knows(self, model_group: str) -> bool:
+        return model_group in self.prices or model_group in self.unpriced
+
+    def covering_fallbacks(self, fallbacks: dict[str, list[str]]) -> PriceBook:
+        """A book in which each group costs the most of itself and every group the router
+        may fall back to from it (transitively), so a reservation covers a fallback to a
+        dearer model. Unpriced groups in a chain are skipped (the config check refuses them)."""
+        covering: dict[str, ModelPrice] = {}
+        for group, price in self.prices.items():
+            seen, queue = {group}, list(fallbacks.get(group, []))
+            while queue:
+                other = queue.pop()
+                if other in seen:
+                    continue
+                seen.add(other)
+                queue.extend(fallbacks.get(other, []))
+                if (alternative := self.prices.get(other)) is not None:
+                    price = ModelPrice(
+                        max(price.input_per_token, alternative.input_per_token),
+                        max(price.output_per_token, alternative.output_per_token),
+                    )
+            covering[group] = price
+        return PriceBook(covering, self.unpriced)
+
     @classmethod
     def from_model_list(cls, model_list: list[Any]) -> tuple[PriceBook, list[str]]:
         prices: dict[str, ModelPrice] = {}

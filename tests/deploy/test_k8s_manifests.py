@@ -142,13 +142,16 @@ def test_services_listen_where_probes_and_services_look(
 def test_gateway_has_time_to_finish_in_flight_calls() -> None:
     spec = pod_spec(k8s_object("Deployment", "gateway"))
     (container,) = spec["containers"]
-    graceful = int(container_env(container)["GATEWAY_GRACEFUL_SECONDS"]["value"])
+    env = container_env(container)
+    graceful = int(env["GATEWAY_GRACEFUL_SECONDS"]["value"])
+    drain = int(env.get("GATEWAY_DRAIN_SECONDS", {"value": "20"})["value"])
     sleep_command = container["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep_command[0] == "sleep"
     pre_stop = int(sleep_command[1])
     assert spec["terminationGracePeriodSeconds"] >= 60
-    # the kubelet kills at the deadline: preStop, then the graceful window, then exit
-    assert spec["terminationGracePeriodSeconds"] >= pre_stop + graceful + 10
+    # the kubelet kills at the deadline: preStop, the graceful window for open requests,
+    # then the drain that writes their usage (20 s unless set)
+    assert spec["terminationGracePeriodSeconds"] >= pre_stop + graceful + drain
 
 
 def test_rolling_updates_never_drop_below_the_wanted_replicas() -> None:

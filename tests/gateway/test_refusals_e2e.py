@@ -54,18 +54,22 @@ def raw_error(
     return response.status_code, payload["error"]
 
 
-def assert_error(error: openai.APIStatusError, status: int, error_type: str, says: str) -> None:
+def assert_error(
+    error: openai.APIStatusError, status: int, error_type: str, says: str, code: str | None = None
+) -> None:
     assert error.status_code == status
     assert isinstance(error.body, dict)
     assert error.body["type"] == error_type == error.type
     assert error.code is not None
+    if code is not None:  # our machine-readable reason, as OpenAI's API gives one
+        assert error.code == error.body["code"] == code, error.body
     assert says in error.body["message"], error.body
 
 
 async def test_bad_token_is_401(gateway: RunningGateway, fresh_upstream) -> None:
     for token in ("sk-not-a-gateway-token", "wfg_" + "0" * 43):
         error = refused(gateway.client(token), openai.AuthenticationError)
-        assert_error(error, 401, "authentication_error", "Invalid gateway token")
+        assert_error(error, 401, "authentication_error", "Invalid gateway token", "invalid_api_key")
         status, body = raw_error(gateway, token)
         assert status == 401 and body["type"] == "authentication_error"
     status, body = raw_error(gateway, None)
@@ -84,7 +88,7 @@ async def test_revoked_token_is_refused_right_after_revocation(
     async with db.transaction() as session:
         await revoke_token(session, user_id=user.user_id, token_id=user.token_id)
     error = refused(client, openai.AuthenticationError)
-    assert_error(error, 401, "authentication_error", "revoked")
+    assert_error(error, 401, "authentication_error", "revoked", "token_revoked")
     status, body = raw_error(gateway, user.token)
     assert status == 401 and "revoked" in body["message"]
     assert len(fresh_upstream.requests) == 1
@@ -95,7 +99,7 @@ async def test_unverified_user_is_403_and_told_to_verify(
 ) -> None:
     user = await make_user("1", verified=False)
     error = refused(gateway.client(user.token), openai.PermissionDeniedError)
-    assert_error(error, 403, "permission_error", "Verify your email address")
+    assert_error(error, 403, "permission_error", "Verify your email address", "email_not_verified")
     status, body = raw_error(gateway, user.token)
     assert status == 403 and "Verify your email address" in body["message"]
     assert fresh_upstream.requests == []
@@ -108,12 +112,26 @@ async def test_no_credit_is_402(
     user = await make_user(credits)
     for stream in (False, True):
         error = refused(gateway.client(user.token), openai.APIStatusError, stream=stream)
-        assert_error(error, 402, "insufficient_quota", "Insufficient credits")
+        assert_error(
+            error, 402, "insufficient_quota", "Insufficient credits", "insufficient_credits"
+        )
         status, body = raw_error(gateway, user.token, stream=stream)
         assert status == 402 and "Top up" in body["message"]
     assert fresh_upstream.requests == []
     state = await money(db, user.user_id)
     assert state.reserved == 0
+
+
+async def test_unknown_model_is_404_model_not_found(
+    gateway: RunningGateway, make_user: MakeUser, fresh_upstream
+) -> None:
+    user = await make_user("1")
+    with pytest.raises(openai.NotFoundError) as caught:
+        gateway.client(user.token).chat.completions.create(
+            model="no-such-model", messages=MESSAGES, max_tokens=20
+        )
+    assert_error(caught.value, 404, "invalid_request_error", "does not exist", "model_not_found")
+    assert fresh_upstream.requests == []
 
 
 async def test_client_chosen_call_id_is_refused(

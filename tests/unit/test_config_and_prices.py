@@ -51,7 +51,7 @@ def test_shipped_config_prices_every_model_from_the_cost_map_or_overrides() -> N
     assert nano is not None
     assert (nano.input_per_token, nano.output_per_token) == cost_map(NANO)
     # OpenRouter models are not in the cost map: their price comes from config.yaml.
-    router = config.prices.price_of("openrouter/gpt-4o-mini")
+    router = config.prices.price_of("openrouter-gpt-4o-mini")
     assert router is not None
     assert router.input_per_token == Decimal("0.00000015")
     assert config.plugin.credits.markup == Decimal("1.0")
@@ -238,3 +238,28 @@ def test_unusable_files_get_clear_errors(tmp_path: Path, text: str, problem: str
 
 def test_missing_file(tmp_path: Path) -> None:
     assert problems_of(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: file not found"]
+
+
+def test_reservations_cover_the_dearest_model_a_group_may_fall_back_to(tmp_path: Path) -> None:
+    cheap = deployment("cheap", "x/cheap", input_cost_per_token=1e-7, output_cost_per_token=4e-7)
+    mid = deployment("mid", "x/mid", input_cost_per_token=1e-6, output_cost_per_token=2e-6)
+    dear = deployment("dear", "x/dear", input_cost_per_token=5e-7, output_cost_per_token=9e-6)
+    path = write(
+        tmp_path,
+        {
+            "model_list": [cheap, mid, dear],
+            # cheap -> mid -> dear (transitively), and a cycle back that must not loop
+            "router_settings": {"fallbacks": [{"cheap": ["mid"]}, {"mid": ["dear", "cheap"]}]},
+        },
+    )
+    config = load_config(path)
+    covering = config.reservation_prices.price_of("cheap")
+    assert covering is not None
+    assert (covering.input_per_token, covering.output_per_token) == (
+        Decimal("0.000001"),  # mid's input price
+        Decimal("0.000009"),  # dear's output price
+    )
+    # what a call is debited when LiteLLM cannot price it stays the group's own price
+    assert config.prices.price_of("cheap").output_per_token == Decimal("4E-7")
+    # a group with no fallbacks reserves at its own price
+    assert config.reservation_prices.price_of("dear") == config.prices.price_of("dear")
