@@ -188,7 +188,17 @@ def main() -> None:
             )
         else:
             database_url = f"sqlite:///{work / 'bench.db'}"
-        gw_env = {**env, "DATABASE_URL": database_url, "WFG_VAR_DIR": str(work / "var")}
+        # The shipped limits (free plan: 600 requests/minute) would refuse a long run with
+        # 429s; keep the limiter on, with limits the benchmark never reaches.
+        config["workforce_gateway"]["limits"]["plans"]["free"] = {"rpm": 10**6, "tpm": 10**9}
+        gateway_config = work / "gateway.yaml"
+        gateway_config.write_text(yaml.safe_dump(config))
+        gw_env = {
+            **env,
+            "DATABASE_URL": database_url,
+            "WFG_VAR_DIR": str(work / "var"),
+            "WFG_CONFIG": str(gateway_config),
+        }
         admin = str(Path(sys.executable).parent / "gateway-admin")
         run = lambda *a, **kw: subprocess.run([admin, *a], env=gw_env, check=True, **kw)  # noqa: E731
         run("db", "upgrade", capture_output=True)

@@ -61,7 +61,6 @@ def prepare_environment(env: dict[str, str] | os._Environ[str] = os.environ) -> 
     from portal.settings import get_settings
 
     env["CONFIG_FILE_PATH"] = str(get_settings().config_path)
-    env["LITELLM_WORKER_STARTUP_HOOKS"] = "gateway_plugins.server:on_worker_start"
 
 
 def build_app() -> FastAPI:
@@ -70,6 +69,7 @@ def build_app() -> FastAPI:
     import litellm
 
     route_litellm_logs()  # before the proxy's import logs anything in LiteLLM's format
+    _fail_fast_on_missing_otel_sdk()
     from litellm.proxy.proxy_server import app
 
     litellm.suppress_debug_info = True
@@ -78,6 +78,19 @@ def build_app() -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     _wrap_lifespan(app)
     return app
+
+
+def _fail_fast_on_missing_otel_sdk() -> None:
+    """LiteLLM's auth tries `litellm.integrations.otel.logger` on every request (best
+    effort, for tracing we do not use). Without opentelemetry-sdk installed that import
+    fails, so Python never caches the module and re-reads and re-compiles its source each
+    time: measured at about a third of the gateway's CPU. Marking it absent makes the
+    same ImportError immediate."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("opentelemetry.sdk") is None:
+        sys.modules.setdefault("litellm.integrations.otel.logger", None)  # type: ignore[arg-type]
 
 
 def _classify_errors_without_prisma() -> None:
@@ -155,13 +168,17 @@ def _after_proxy_start() -> None:
     from gateway_plugins.rate_limits import require_shared_limiter, run_limiter_before_reservation
 
     runtime = get_runtime()
-    # config.yaml's litellm_settings were applied after on_worker_start: re-assert these.
-    litellm.set_verbose = False
+    # After config.yaml's litellm_settings were applied, so an operator cannot undo them:
+    litellm.set_verbose = False  # print()s request bodies
     litellm.turn_off_message_logging = True
     # LiteLLM guards /metrics with custom_auth (a gateway token); ours has METRICS_TOKEN.
     litellm.require_auth_for_metrics_endpoint = False
     run_limiter_before_reservation()
     require_shared_limiter(runtime.settings.redis_url)
+    missing = sorted(runtime.config.prices.unpriced)
+    if missing:
+        log.error("models with no price are refused until priced: %s", ", ".join(missing))
+    _background_tasks.add(asyncio.create_task(_replay_spool_forever(runtime)))
 
 
 async def _before_proxy_stop() -> None:
@@ -174,21 +191,6 @@ async def _before_proxy_stop() -> None:
     if runtime.auth_cache is not None:
         await runtime.auth_cache.close()
     await runtime.database.dispose()
-
-
-async def on_worker_start() -> None:
-    """LiteLLM worker startup hook: settings that must hold after config load, and the
-    background replay of spooled settlements."""
-    import litellm
-
-    litellm.set_verbose = False  # print()s request bodies; never allowed here
-    litellm.turn_off_message_logging = True
-    runtime = get_runtime()
-    missing = sorted(runtime.config.prices.unpriced)
-    if missing:
-        log.error("models with no price are refused until priced: %s", ", ".join(missing))
-    task = asyncio.create_task(_replay_spool_forever(runtime))
-    _background_tasks.add(task)
 
 
 _background_tasks: set[asyncio.Task[None]] = set()

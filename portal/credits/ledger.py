@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
-from portal.db.upsert import insert_ignore
+from portal.db.upsert import WITHOUT_SESSION_SYNC, insert_ignore
 
 __all__ = [
     "available",
@@ -59,7 +59,8 @@ async def post_entry(
     await session.execute(
         update(CreditAccount)
         .where(CreditAccount.user_id == user_id)
-        .values(balance=CreditAccount.balance + amount)
+        .values(balance=CreditAccount.balance + amount),
+        execution_options=WITHOUT_SESSION_SYNC,
     )
     return True
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits.models import CreditAccount, Reservation
 from portal.db.base import utcnow
+from portal.db.upsert import WITHOUT_SESSION_SYNC
 from portal.errors import InsufficientCredits
 
 __all__ = ["release", "release_expired", "reserve"]
@@ -54,7 +55,8 @@ async def _try_hold(session: AsyncSession, user_id: str, amount: int) -> bool:
             CreditAccount.user_id == user_id,
             CreditAccount.balance - CreditAccount.reserved >= amount,
         )
-        .values(reserved=CreditAccount.reserved + amount)
+        .values(reserved=CreditAccount.reserved + amount),
+        execution_options=WITHOUT_SESSION_SYNC,
     )
     return bool(result.rowcount)
 
@@ -65,7 +67,8 @@ async def release(session: AsyncSession, call_id: str) -> int:
         await session.execute(
             delete(Reservation)
             .where(Reservation.call_id == call_id)
-            .returning(Reservation.user_id, Reservation.amount)
+            .returning(Reservation.user_id, Reservation.amount),
+            execution_options=WITHOUT_SESSION_SYNC,
         )
     ).all()
     for user_id, amount in rows:
@@ -79,7 +82,10 @@ async def release_expired(session: AsyncSession, user_id: str | None = None) -> 
     if user_id is not None:
         statement = statement.where(Reservation.user_id == user_id)
     rows = (
-        await session.execute(statement.returning(Reservation.user_id, Reservation.amount))
+        await session.execute(
+            statement.returning(Reservation.user_id, Reservation.amount),
+            execution_options=WITHOUT_SESSION_SYNC,
+        )
     ).all()
     for held_by, amount in rows:
         await _unhold(session, held_by, amount)
@@ -90,5 +96,6 @@ async def _unhold(session: AsyncSession, user_id: str, amount: int) -> None:
     await session.execute(
         update(CreditAccount)
         .where(CreditAccount.user_id == user_id)
-        .values(reserved=CreditAccount.reserved - amount)
+        .values(reserved=CreditAccount.reserved - amount),
+        execution_options=WITHOUT_SESSION_SYNC,
     )

@@ -53,5 +53,7 @@ def mailer_from_settings(settings: Settings) -> Mailer:
         transport: Transport = SmtpTransport(settings.smtp_url)
     else:
         transport = OutboxTransport(settings.outbox_dir)
-        log.warning("no SMTP_URL set: email is written to %s", settings.outbox_dir)
+        # In production nobody reads the outbox: people would never get their links.
+        report = log.error if settings.is_production else log.warning
+        report("no SMTP_URL set: email is written to %s, not sent", settings.outbox_dir)
     return Mailer(transport, sender=settings.mail_from)

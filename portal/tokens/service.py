@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts.models import AccountStatus, User
 from portal.db.base import utcnow
+from portal.db.upsert import WITHOUT_SESSION_SYNC
 from portal.errors import (
     AccountSuspended,
     EmailNotVerified,
@@ -129,5 +130,6 @@ async def touch_last_used(session: AsyncSession, token_id: str, when: datetime) 
             (GatewayToken.last_used_at.is_(None))
             | (GatewayToken.last_used_at < when - LAST_USED_RESOLUTION),
         )
-        .values(last_used_at=when)
+        .values(last_used_at=when),
+        execution_options=WITHOUT_SESSION_SYNC,
     )

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.usage.models import UsageRecord
 
-__all__ = ["DailyUsage", "count_usage", "daily_usage", "latest_record", "page_usage"]
+__all__ = ["DailyUsage", "count_usage", "daily_usage", "latest_record"]
 
 
 @dataclass(frozen=True)
@@ -76,22 +76,3 @@ async def latest_record(session: AsyncSession, user_id: str) -> UsageRecord | No
         .order_by(UsageRecord.started_at.desc(), UsageRecord.id.desc())
         .limit(1)
     )
-
-
-async def page_usage(
-    session: AsyncSession,
-    user_id: str,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[UsageRecord]:
-    """Newest first, for the usage table."""
-    statement = select(UsageRecord).where(UsageRecord.user_id == user_id)
-    if since is not None:
-        statement = statement.where(UsageRecord.started_at >= since)
-    if until is not None:
-        statement = statement.where(UsageRecord.started_at < until)
-    statement = statement.order_by(UsageRecord.started_at.desc(), UsageRecord.id.desc())
-    return list(await session.scalars(statement.limit(limit).offset(offset)))

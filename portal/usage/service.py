@@ -20,13 +20,18 @@ async def list_usage(
     until: datetime | None = None,
     limit: int | None = None,
     offset: int = 0,
+    newest_first: bool = False,
 ) -> list[UsageRecord]:
+    """A user's calls in time order (oldest first, or newest first for tables)."""
     statement = select(UsageRecord).where(UsageRecord.user_id == user_id)
     if since is not None:
         statement = statement.where(UsageRecord.started_at >= since)
     if until is not None:
         statement = statement.where(UsageRecord.started_at < until)
-    statement = statement.order_by(UsageRecord.started_at, UsageRecord.id).offset(offset)
+    order = (UsageRecord.started_at, UsageRecord.id)
+    if newest_first:
+        order = (UsageRecord.started_at.desc(), UsageRecord.id.desc())
+    statement = statement.order_by(*order).offset(offset)
     if limit is not None:
         statement = statement.limit(limit)
     return list(await session.scalars(statement))

@@ -3,22 +3,18 @@ environment (DATABASE_URL, WFG_VAR_DIR)."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
-from tests.fixtures.services import DEFAULT_POSTGRES_URL, unavailable
+from tests.fixtures.services import scratch_postgres_database
 
 GATEWAY_ADMIN = Path(sys.executable).parent / "gateway-admin"
 
@@ -103,22 +99,5 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    server = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    name = f"wfg_cli_{uuid.uuid4().hex[:12]}"
-    try:
-        _server_sql(server, f'CREATE DATABASE "{name}"')
-    except Exception as exc:
-        unavailable("PostgreSQL", exc)
-    yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    _server_sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _server_sql(server_url: str, statement: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(server_url, timeout=5)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
+    with scratch_postgres_database("wfg_cli") as url:
+        yield url

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,9 +22,7 @@ from sqlalchemy import select, update
 
 from gateway_plugins.estimates import prompt_tokens, reservation_units
 from portal.accounts.models import AccountStatus, User
-from portal.accounts.service import create_user
-from portal.credits import ledger
-from portal.credits.models import CauseType, EntryKind, LedgerEntry
+from portal.credits.models import EntryKind, LedgerEntry
 from portal.db import Database, open_database
 from portal.db.migrate import upgrade
 from portal.settings import PROJECT_ROOT
@@ -34,7 +31,13 @@ from portal.tokens import service as tokens
 from portal.tokens.secrets import hash_token
 from portal.usage.models import CallStatus
 from tests.fakes.upstream import FakeUpstream
-from tests.fixtures.gateway import RunningGateway, start_gateway, stop_gateway
+from tests.fixtures.gateway import (
+    FundedUser,
+    RunningGateway,
+    funded_user,
+    start_gateway,
+    stop_gateway,
+)
 from tests.gateway.support import (
     expected_units,
     fake_prompt_tokens,
@@ -55,11 +58,7 @@ PLANS = {
 }
 
 
-@dataclass
-class Person:
-    user_id: str
-    token: str
-    token_id: str
+Person = FundedUser
 
 
 @pytest.fixture(scope="module")
@@ -116,22 +115,7 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 async def person(database: Database, *, plan: str, units: int) -> Person:
-    async with database.transaction() as session:
-        user = await create_user(
-            session, email=f"scale-{uuid.uuid4().hex[:10]}@example.com", name="S", verified=True
-        )
-        user.plan = plan
-        token, row = await tokens.create_token(session, user, name="scale")
-        await ledger.ensure_account(session, user.id)
-        await ledger.post_entry(
-            session,
-            user_id=user.id,
-            amount=units,
-            kind=EntryKind.GRANT,
-            cause_type=CauseType.ADMIN,
-            cause_id=f"scale-{uuid.uuid4()}",
-        )
-    return Person(user.id, token, row.id)
+    return await funded_user(database, units=units, plan=plan)
 
 
 @dataclass

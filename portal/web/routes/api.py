@@ -19,6 +19,7 @@ from portal.tokens import auth_cache
 from portal.tokens import service as tokens
 from portal.tokens.flows import create_token_with_notice
 from portal.usage import reports
+from portal.usage import service as usage_service
 from portal.web.cookies import csrf_token
 from portal.web.deps import ApiUser, DatabaseDep, MailerDep, SettingsDep
 from portal.web.filters import UsageQuery
@@ -144,13 +145,14 @@ async def usage(
         total = await reports.count_usage(
             session, viewer.user.id, since=query.since, until=query.until
         )
-        rows = await reports.page_usage(
+        rows = await usage_service.list_usage(
             session,
             viewer.user.id,
             since=query.since,
             until=query.until,
             limit=limit,
             offset=offset,
+            newest_first=True,
         )
     items = [UsageRecordPublic.model_validate(row) for row in rows]
     return UsagePage(total=total, limit=limit, offset=offset, items=items)

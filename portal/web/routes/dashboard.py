@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from portal.credits import ledger
 from portal.usage import reports
+from portal.usage import service as usage_service
 from portal.usage.models import UsageRecord
 from portal.web.charts import daily_usage_svg
 from portal.web.deps import CurrentUser, DatabaseDep
@@ -65,13 +66,14 @@ async def usage(request: Request, viewer: CurrentUser, db: DatabaseDep) -> Respo
         total = await reports.count_usage(
             session, viewer.user.id, since=query.since, until=query.until
         )
-        rows = await reports.page_usage(
+        rows = await usage_service.list_usage(
             session,
             viewer.user.id,
             since=query.since,
             until=query.until,
             limit=PAGE_SIZE,
             offset=query.offset,
+            newest_first=True,
         )
     pages = max(1, -(-total // PAGE_SIZE))
     return render(
