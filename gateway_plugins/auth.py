@@ -9,7 +9,7 @@ import logging
 import time
 
 from fastapi import Request
-from litellm.proxy._types import ProxyException, UserAPIKeyAuth
+from litellm.proxy._types import UserAPIKeyAuth
 
 from gateway_plugins.proxy_errors import service_unavailable, to_proxy_exception
 from gateway_plugins.rate_limits import limit_fields, rate_limit_scope
@@ -28,15 +28,12 @@ _CLIENT_CALL_ID_HEADER = "x-litellm-call-id"
 
 
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
-    if _CLIENT_CALL_ID_HEADER in request.headers:
-        raise ProxyException(
-            message=f"The {_CLIENT_CALL_ID_HEADER} header is not accepted by this gateway.",
-            type="invalid_request_error",
-            param=_CLIENT_CALL_ID_HEADER,
-            code=400,
-        )
     runtime = get_runtime()
     try:
+        if _CLIENT_CALL_ID_HEADER in request.headers:
+            raise GatewayError(
+                f"The {_CLIENT_CALL_ID_HEADER} header is not accepted by this gateway."
+            )
         identity = await _identify(runtime, api_key or "")
     except GatewayError as refused:
         raise to_proxy_exception(refused) from None

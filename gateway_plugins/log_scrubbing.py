@@ -7,7 +7,7 @@ import logging
 import traceback
 from typing import Any
 
-__all__ = ["install_log_scrubbing"]
+__all__ = ["install_log_scrubbing", "requests_may_arrive"]
 
 # Loggers whose message text is known to be content-free (ours, the ASGI server's
 # fixed templates, HTTP clients' request lines). Every other logger's text is withheld.
@@ -29,6 +29,18 @@ def install_log_scrubbing() -> None:
     logging.setLogRecordFactory(factory)
 
 
+_serving = False
+
+
+def requests_may_arrive() -> None:
+    """Called once the app has started, before the server accepts a connection. Until
+    then no request content exists, so LiteLLM's start-up warnings (configuration
+    advice) keep their text; its debug/info lines stay withheld (they can dump settings
+    and keys)."""
+    global _serving
+    _serving = True
+
+
 def _scrub_record(record: logging.LogRecord) -> None:
     if record.exc_info and record.exc_info[1] is not None:
         exc_type, _exc, tb = record.exc_info
@@ -39,6 +51,8 @@ def _scrub_record(record: logging.LogRecord) -> None:
     if record.stack_info:
         record.stack_info = None
     if record.name.startswith(_TRUSTED_LOGGERS):
+        return
+    if not _serving and record.levelno >= logging.WARNING:
         return
     record.msg = (
         f"{record.name} {record.levelname.lower()} at {record.module}:{record.lineno} "

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
-from gateway_plugins.log_scrubbing import install_log_scrubbing
+from gateway_plugins.log_scrubbing import install_log_scrubbing, requests_may_arrive
 from gateway_plugins.runtime import GatewayRuntime, get_runtime
 from portal.config.deployment import shared_state_problems
 from portal.observability.exposition import metrics_router
@@ -179,6 +179,7 @@ def _after_proxy_start() -> None:
     if missing:
         log.error("models with no price are refused until priced: %s", ", ".join(missing))
     _background_tasks.add(asyncio.create_task(_replay_spool_forever(runtime)))
+    requests_may_arrive()  # from here on, LiteLLM's log text is withheld
 
 
 async def _before_proxy_stop() -> None:
