@@ -41,9 +41,9 @@ class Billing:
 
 def build_billing(settings: Settings, catalog: BillingSettings | None = None) -> Billing:
     if catalog is None:
-        from portal.config import load_config
+        from portal.config import load_plugin_settings
 
-        catalog = load_config(settings.config_path, require_prices=False).plugin.billing
+        catalog = load_plugin_settings(settings.config_path).billing
     gateway = (
         StripeGateway(settings.stripe_secret_key, api_base=settings.stripe_api_base)
         if settings.stripe_secret_key

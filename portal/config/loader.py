@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from portal.config.plugin_settings import PluginSettings
 from portal.credits.pricing import PriceBook
 
-__all__ = ["ConfigError", "GatewayConfig", "load_config"]
+__all__ = ["ConfigError", "GatewayConfig", "load_config", "load_plugin_settings"]
 
 SECTION = "workforce_gateway"
 
@@ -46,24 +46,8 @@ class GatewayConfig:
 
 def load_config(path: Path, *, require_prices: bool = True) -> GatewayConfig:
     """Parse and validate. With `require_prices`, any unpriced model is an error."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: file not found"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML ({exc.__class__.__name__})"]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError([f"{path}: the top level must be a mapping"])
-
-    problems: list[str] = []
-    plugin = PluginSettings()
-    try:
-        plugin = PluginSettings.model_validate(raw.get(SECTION) or {})
-    except ValidationError as exc:
-        for err in exc.errors():
-            key = ".".join(str(part) for part in (SECTION, *err["loc"]))
-            problems.append(f"{key}: {err['msg']}")
-
+    raw = _read(path)
+    plugin, problems = _plugin_settings(raw)
     model_list = raw.get("model_list")
     if not isinstance(model_list, list) or not model_list:
         problems.append("model_list: must list at least one model")
@@ -80,6 +64,38 @@ def load_config(path: Path, *, require_prices: bool = True) -> GatewayConfig:
         prices=prices,
         reservation_prices=prices.covering_fallbacks(_fallbacks(raw)),
     )
+
+
+def load_plugin_settings(path: Path) -> PluginSettings:
+    """Only our `workforce_gateway:` section: for the portal, which needs no price book
+    (building one imports LiteLLM)."""
+    plugin, problems = _plugin_settings(_read(path))
+    if problems:
+        raise ConfigError(problems)
+    return plugin
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML ({exc.__class__.__name__})"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping"])
+    return raw
+
+
+def _plugin_settings(raw: dict[str, Any]) -> tuple[PluginSettings, list[str]]:
+    try:
+        return PluginSettings.model_validate(raw.get(SECTION) or {}), []
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(part) for part in (SECTION, *err['loc']))}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        return PluginSettings(), problems
 
 
 def _fallbacks(raw: dict[str, Any]) -> dict[str, list[str]]:

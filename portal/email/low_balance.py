@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts.models import AccountStatus, User
+from portal.config import ConfigError, load_plugin_settings
 from portal.config.plugin_settings import PluginSettings
 from portal.credits.models import CreditAccount, LedgerEntry
 from portal.credits.units import credits_to_units, format_units
@@ -27,12 +27,10 @@ __all__ = ["low_balance_notices", "threshold_units"]
 
 
 def threshold_units(config_path: Path) -> int:
-    """The threshold from config.yaml (read directly: the portal needs no price book)."""
+    """The threshold from config.yaml (the default when the file is unusable)."""
     try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        section = raw.get("workforce_gateway") or {}
-        plugin = PluginSettings.model_validate(section)
-    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        plugin = load_plugin_settings(config_path)
+    except (ConfigError, OSError):
         plugin = PluginSettings()
     return credits_to_units(plugin.credits.low_balance_credits)
 

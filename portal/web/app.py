@@ -56,6 +56,9 @@ def create_app(
                 jobs.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs
+            billing = getattr(app.state, "billing", None)  # built on first use
+            if billing is not None:
+                await billing.aclose()
             if owned:
                 await app.state.database.dispose()
 

@@ -263,3 +263,15 @@ def test_reservations_cover_the_dearest_model_a_group_may_fall_back_to(tmp_path:
     assert config.prices.price_of("cheap").output_per_token == Decimal("4E-7")
     # a group with no fallbacks reserves at its own price
     assert config.reservation_prices.price_of("dear") == config.prices.price_of("dear")
+
+
+def test_the_portal_reads_our_section_alone_and_bad_keys_are_named(tmp_path: Path) -> None:
+    from portal.config import load_plugin_settings
+
+    # no model_list at all: the portal needs no price book
+    good = write(tmp_path, {"workforce_gateway": {"credits": {"low_balance_credits": "2.5"}}})
+    assert load_plugin_settings(good).credits.low_balance_credits == Decimal("2.5")
+    bad = write(tmp_path, {"workforce_gateway": {"billing": {"plans": {"pro": {"nme": "x"}}}}})
+    with pytest.raises(ConfigError) as caught:
+        load_plugin_settings(bad)
+    assert any(p.startswith("workforce_gateway.billing.plans.pro") for p in caught.value.problems)
