@@ -98,7 +98,9 @@ smoke() {
   trap cleanup EXIT
   psql "$pg/postgres" -qc "CREATE DATABASE $db" >/dev/null
   local env=(-e "DATABASE_URL=$pg/$db" -e "REDIS_URL=${REDIS_URL_SMOKE:-redis://127.0.0.1:6379/15}"
-             -e WFG_ENV=production -e "GATEWAY_PORT=$gw_port" -e "PORTAL_PORT=$portal_port")
+             -e WFG_ENV=production -e "GATEWAY_PORT=$gw_port" -e "PORTAL_PORT=$portal_port"
+             # production refuses to start without mail and a /metrics token (no mail is sent)
+             -e SMTP_URL=smtp://127.0.0.1:1 -e "METRICS_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')")
 
   local uid
   uid=$(buildah run "$c" -- id -u)

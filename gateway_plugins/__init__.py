@@ -1,17 +1,23 @@
-"""Thin adapters from LiteLLM's proxy hooks to the domain code in `portal/`.
+"""The gateway: our ASGI app around LiteLLM's Router, used as a library.
 
-- `server`      builds and runs the proxy app (keeps DATABASE_URL away from LiteLLM)
-- `auth`        custom_auth: gateway token -> user, or a 401/403 with an OpenAI-style body
-- `metering`    reserve credits before a call, settle usage + debit after it
-- `payload_scrubbing` keeps content out of LiteLLM's logging payloads
-- `log_scrubbing` keeps content out of log records (LiteLLM's own included)
-- `proxy_errors` maps the domain's exception tree onto LiteLLM's ProxyException
-- `runtime`     the per-process state those hooks share (database, config, spool, cache)
-- `rate_limits` per-plan RPM/TPM/in-flight limits, enforced by LiteLLM's limiter via Redis
-- `metrics`     Prometheus metrics of calls, refusals, credits, latency (`/metrics`)
-- `shutdown`    calls in flight and their settlements, drained on SIGTERM
-- `estimates`   sizing a reservation (input tokens + output allowance, priced)
-- `stream_tally` counts what a stream sent (never the text), to meter cut streams
+Read `pipeline` first: it runs the steps of every metered call in order.
 
-No SQL lives here.
+- `app`            the routes (exactly the metered endpoints + health + metrics), lifespan
+- `server`         the process: uvicorn, environment, logging
+- `pipeline`       authenticate → validate → limit → reserve → call → meter → settle → answer
+- `auth`           where a gateway token is checked (Bearer or x-api-key)
+- `validation`     one allow-listed request model per endpoint
+- `rate_limits`    per-plan RPM / TPM / calls in flight (`limits` + Redis)
+- `reservation`    where credits are held before a call (and the overspend bound)
+- `upstream`       the Router call under one deadline, cancelled when the client leaves
+- `streaming`      a streamed answer settled before its final event, ended honestly
+- `stream_formats` SSE in OpenAI chat/text, Anthropic Messages and Responses format
+- `metering`       usage and price of what was answered
+- `settlement`     usage row + debit committed (or spooled) before the last byte
+- `litellm_bridge` every LiteLLM detail we rely on, in one module
+- `errors`         refusals and failures as OpenAI- or Anthropic-style error bodies
+- `background`     spool replay and expiry of holds left by dead processes
+- `inflight`, `metrics`, `log_scrubbing`, `runtime`
+
+No SQL lives here: the domain code in `portal/` owns the data.
 """

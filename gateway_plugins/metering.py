@@ -1,260 +1,114 @@
-"""Where a call's credits are reserved (before) and debited (after).
+"""Step 6: meter. What a call used (tokens, never text) and what it costs in credits.
 
-`CreditMeter` is a LiteLLM `CustomLogger`, wired in config.yaml under
-`litellm_settings.callbacks`:
-- `async_pre_call_hook`: refuse unpriced models and oversize requests, reserve the
-  estimated cost (402 when the available balance does not cover it);
-- `async_log_success_event`: one usage record + one debit keyed by LiteLLM's call id,
-  the reservation released, all in one transaction;
-- `async_post_call_failure_hook`: release the reservation, record a failed-call row;
-- `async_post_call_streaming_iterator_hook`: count what a stream sends (`stream_tally`),
-  so a stream the client cuts is charged for the output it got.
-
-LiteLLM swallows exceptions raised in success callbacks, so settlement retries and then
-spools the call to disk (`portal.usage.spool`) rather than lose the debit. Settlements
-run as tasks tracked by `gateway_plugins.shutdown.inflight`, so a shutdown waits for
-them and LiteLLM's callback timeout cannot cancel one halfway.
+Usage comes from the upstream's own report (a plain response's `usage`, a stream's final
+usage chunk / `message_delta` / `response.completed`); the price from LiteLLM's cost map
+(cached input and reasoning priced as LiteLLM does), or from the configured price book
+when LiteLLM prices a call at 0 (a model is never served free). A stream that ends
+early (client gone, upstream cut or stalled) is billed for what was delivered: prompt
+tokens as estimated before the call, output as the characters sent / 4, at the price
+book's price for the model group.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncGenerator
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from litellm.integrations.custom_logger import CustomLogger
-from litellm.proxy._types import UserAPIKeyAuth
-
-from gateway_plugins.estimates import output_allowance, prompt_tokens, reservation_units
-from gateway_plugins.metrics import USAGE_SPOOLED, USAGE_WRITE_FAILURES, record_debit
-from gateway_plugins.proxy_errors import service_unavailable, to_proxy_exception
-from gateway_plugins.runtime import GatewayRuntime, get_runtime
-from gateway_plugins.shutdown import inflight
-from gateway_plugins.stream_tally import stream_tally
-from portal.credits import reservations
+from portal.config import GatewayConfig
 from portal.credits.units import usd_to_units
-from portal.errors import GatewayError, ModelNotPriced, UnknownModel
-from portal.observability import context
+from portal.tokens.service import TokenIdentity
 from portal.usage.models import CallStatus
-from portal.usage.settlement import FinishedCall, settle_call
+from portal.usage.settlement import FinishedCall
 
-__all__ = ["CreditMeter", "credit_meter"]
+__all__ = ["CHARS_PER_TOKEN", "Usage", "finished_call", "usage_from"]
 
-log = logging.getLogger(__name__)
-
-SETTLE_ATTEMPTS = 3
-# Request fields a client could use to set its own price or skip the upstream.
-_CLIENT_PRICING_KEYS = (
-    "mock_response",
-    "mock_testing_fallbacks",
-    "model_info",
-    "api_base",
-    "base_url",
-)
+CHARS_PER_TOKEN = 4  # English text runs ~4 characters per token; used for cut streams only
 
 
-class CreditMeter(CustomLogger):
-    async def async_pre_call_hook(
-        self, user_api_key_dict: UserAPIKeyAuth, cache: Any, data: dict, call_type: str
-    ) -> dict:
-        user_id = user_api_key_dict.user_id
-        call_id = data.get("litellm_call_id")
-        if not user_id or not call_id:
-            return data
-        context.call_id.set(str(call_id))  # log lines of this request name the call
-        runtime = get_runtime()
-        for key in [k for k in data if k in _CLIENT_PRICING_KEYS or "cost" in k]:
-            data.pop(key, None)
-        try:
-            amount = self._estimate(runtime, data)
-            async with runtime.database.transaction() as session:
-                await reservations.reserve(
-                    session,
-                    user_id=user_id,
-                    call_id=call_id,
-                    amount=amount,
-                    ttl_seconds=runtime.config.plugin.credits.reservation_ttl_seconds,
-                )
-        except GatewayError as refused:
-            raise to_proxy_exception(refused) from None
-        except Exception as exc:
-            log.error("credit reservation failed: %s", type(exc).__name__)
-            raise service_unavailable("Credit check") from None
-        inflight.reserved(call_id, amount)
-        inflight.forget_older_than(runtime.config.plugin.credits.reservation_ttl_seconds)
-        return data
+@dataclass
+class Usage:
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    cache_creation: int = 0
+    reasoning: int = 0
 
-    @staticmethod
-    def _estimate(runtime: GatewayRuntime, data: dict) -> int:
-        model = str(data.get("model") or "")
-        if not runtime.config.prices.knows(model):
-            raise UnknownModel(
-                f"The model {model!r} does not exist on this gateway; GET /v1/models lists them."
-            )
-        price = runtime.config.reservation_prices.price_of(model)
-        if price is None:
-            raise ModelNotPriced(
-                f"Model {model!r} is not available: it has no price configured on this gateway."
-            )
-        plugin = runtime.config.plugin
-        tokens_out = output_allowance(data, plugin)
-        if tokens_out > plugin.limits.max_request_tokens:
-            raise GatewayError(
-                f"max_tokens may be at most {plugin.limits.max_request_tokens} on this gateway."
-            )
-        return reservation_units(price, prompt_tokens(data), tokens_out, plugin)
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
 
-    async def async_log_success_event(
-        self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
-        call = self._finished_call(kwargs, status=CallStatus.SUCCESS)
-        if call is not None:
-            await inflight.settle(call, self._settle)
 
-    async def async_post_call_streaming_iterator_hook(
-        self, user_api_key_dict: UserAPIKeyAuth, response: Any, request_data: dict
-    ) -> AsyncGenerator[Any, None]:
-        call_id = request_data.get("litellm_call_id")
-        if not call_id or not user_api_key_dict.user_id:
-            async for chunk in response:
-                yield chunk
-            return
-        sent = stream_tally.open(str(call_id))
-        async for chunk in response:
-            sent.add(chunk)
-            yield chunk
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
-    async def async_post_call_failure_hook(
-        self,
-        request_data: dict,
-        original_exception: Exception,
-        user_api_key_dict: UserAPIKeyAuth,
-        traceback_str: str | None = None,
-    ) -> None:
-        call_id = request_data.get("litellm_call_id")
-        user_id = user_api_key_dict.user_id
-        if not call_id or not user_id:
-            return
-        stream_tally.take_tokens(str(call_id))  # forget a counted stream
-        now = datetime.now(UTC)
-        status = getattr(original_exception, "status_code", None) or getattr(
-            original_exception, "code", None
+
+def usage_from(report: Any) -> Usage | None:
+    """An upstream usage report in any of the three shapes: OpenAI chat/embeddings
+    (`prompt_tokens`), Anthropic (`input_tokens` without the cached part) and OpenAI
+    Responses (`input_tokens` including it)."""
+    if not isinstance(report, dict):
+        return None
+    if "prompt_tokens" in report:
+        prompt_details = report.get("prompt_tokens_details") or {}
+        completion_details = report.get("completion_tokens_details") or {}
+        return Usage(
+            prompt=_int(report.get("prompt_tokens")),
+            completion=_int(report.get("completion_tokens")),
+            cached=_int(prompt_details.get("cached_tokens")),
+            reasoning=_int(completion_details.get("reasoning_tokens")),
         )
-        call = FinishedCall(
-            call_id=call_id,
-            user_id=user_id,
-            token_id=_token_id(user_api_key_dict.metadata),
-            model=str(request_data.get("model") or "")[:200],
-            status=CallStatus.FAILED,
-            started_at=now,
-            ended_at=now,
-            http_status=int(status) if str(status).isdigit() else None,
-            error_type=type(original_exception).__name__[:100],
+    if "input_tokens" in report or "output_tokens" in report:
+        read = _int(report.get("cache_read_input_tokens"))
+        creation = _int(report.get("cache_creation_input_tokens"))
+        details = report.get("input_tokens_details") or {}
+        output_details = report.get("output_tokens_details") or {}
+        return Usage(
+            prompt=_int(report.get("input_tokens")) + read + creation,
+            completion=_int(report.get("output_tokens")),
+            cached=read or _int(details.get("cached_tokens")),
+            cache_creation=creation,
+            reasoning=_int(output_details.get("reasoning_tokens")),
         )
-        runtime = get_runtime()
-        try:
-            async with runtime.database.transaction() as session:
-                # Only calls that got past the pre-call check hold a reservation; refusals
-                # (401/402/…) leave no usage row.
-                if await reservations.release(session, call_id):
-                    await settle_call(session, call)
-        except Exception as exc:
-            log.error("failed-call bookkeeping failed: %s", type(exc).__name__)
-        finally:
-            inflight.finished(call_id)
-
-    async def _settle(self, call: FinishedCall) -> None:
-        runtime = get_runtime()
-        for attempt in range(SETTLE_ATTEMPTS):
-            try:
-                async with runtime.database.transaction() as session:
-                    settled = await settle_call(session, call)
-                if settled:
-                    record_debit(call.model, call.credits)
-                return
-            except Exception as exc:
-                USAGE_WRITE_FAILURES.inc()
-                log.warning(
-                    "usage settlement attempt %d failed: %s", attempt + 1, type(exc).__name__
-                )
-                await asyncio.sleep(0.2 * 2**attempt)
-        runtime.spool.append(call)
-        USAGE_SPOOLED.inc()
-        log.error("usage settlement spooled to disk for replay (call %s)", call.call_id)
-
-    @staticmethod
-    def _finished_call(kwargs: dict, *, status: str) -> FinishedCall | None:
-        payload = kwargs.get("standard_logging_object") or {}
-        metadata = (kwargs.get("litellm_params") or {}).get("metadata") or {}
-        user_id = metadata.get("user_api_key_user_id")
-        call_id = kwargs.get("litellm_call_id") or payload.get("litellm_call_id")
-        if not user_id or not call_id:
-            return None  # not a gateway-user call (e.g. a health check)
-        runtime = get_runtime()
-        model_group = str(payload.get("model_group") or metadata.get("model_group") or "")
-        tokens_in = int(payload.get("prompt_tokens") or 0)
-        tokens_out = int(payload.get("completion_tokens") or 0)
-        price = runtime.config.prices.price_of(model_group)
-        # A stream the client cut is billed from what its chunks reported, which can be
-        # nothing yet (Gemini reports output in its last chunk): charge what was sent.
-        sent_tokens = stream_tally.take_tokens(str(call_id))
-        unreported = sent_tokens - tokens_out if metadata.get("client_disconnected") else 0
-        tokens_out += max(unreported, 0)
-        cost_usd = Decimal(str(payload.get("response_cost") or 0))
-        if cost_usd <= 0 and (tokens_in or tokens_out):
-            # LiteLLM prices unknown models at 0: never serve free, use our price book.
-            cost_usd = price.cost_usd(tokens_in, tokens_out) if price else Decimal(0)
-            if price is None:
-                log.error("no price for model group %r; call recorded at 0", model_group)
-        elif unreported > 0 and price is not None:
-            cost_usd += price.output_per_token * unreported
-        credits_settings = runtime.config.plugin.credits
-        details = _usage_details(payload)
-        return FinishedCall(
-            call_id=str(call_id),
-            user_id=str(user_id),
-            token_id=_token_id(metadata.get("user_api_key_metadata")),
-            model=model_group[:200] or str(payload.get("model") or "")[:200],
-            status=status,
-            started_at=_timestamp(payload.get("startTime")),
-            ended_at=_timestamp(payload.get("endTime")),
-            prompt_tokens=tokens_in,
-            completion_tokens=tokens_out,
-            cached_tokens=details["cached_tokens"],
-            reasoning_tokens=details["reasoning_tokens"],
-            upstream_cost_nano_usd=int(cost_usd * 1_000_000_000),
-            credits=usd_to_units(
-                cost_usd,
-                usd_per_credit=credits_settings.usd_per_credit,
-                markup=credits_settings.markup,
-            ),
-        )
-
-
-def _token_id(metadata: Any) -> str | None:
-    if isinstance(metadata, dict):
-        value = metadata.get("wfg_token_id")
-        return str(value) if value else None
     return None
 
 
-def _timestamp(value: Any) -> datetime:
-    if isinstance(value, int | float) and value > 0:
-        return datetime.fromtimestamp(value, UTC)
-    return datetime.now(UTC)
-
-
-def _usage_details(payload: dict) -> dict[str, int]:
-    usage = (payload.get("metadata") or {}).get("usage_object") or {}
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    return {
-        "cached_tokens": int(prompt_details.get("cached_tokens") or 0),
-        "reasoning_tokens": int(completion_details.get("reasoning_tokens") or 0),
-    }
-
-
-credit_meter = CreditMeter()
+def finished_call(
+    config: GatewayConfig,
+    *,
+    call_id: str,
+    identity: TokenIdentity,
+    model_group: str,
+    usage: Usage,
+    cost_usd: Decimal,
+    started_at: datetime,
+    ended_at: datetime,
+    status: str = CallStatus.SUCCESS,
+    http_status: int | None = 200,
+    error_type: str | None = None,
+) -> FinishedCall:
+    """The call's usage row; the price book prices it when LiteLLM could not (cost 0)."""
+    if cost_usd <= 0 and usage.total:
+        price = config.prices.price_of(model_group)
+        cost_usd = price.cost_usd(usage.prompt, usage.completion) if price else Decimal(0)
+    credits = config.plugin.credits
+    return FinishedCall(
+        call_id=call_id,
+        user_id=identity.user_id,
+        token_id=identity.token_id,
+        model=model_group[:200],
+        status=status,
+        started_at=started_at,
+        ended_at=ended_at,
+        prompt_tokens=usage.prompt,
+        completion_tokens=usage.completion,
+        cached_tokens=usage.cached,
+        reasoning_tokens=usage.reasoning,
+        upstream_cost_nano_usd=int(cost_usd * 1_000_000_000),
+        credits=usd_to_units(
+            cost_usd, usd_per_credit=credits.usd_per_credit, markup=credits.markup
+        ),
+        http_status=http_status,
+        error_type=error_type,
+    )

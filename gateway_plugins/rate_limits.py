@@ -1,92 +1,163 @@
-"""Per-user rate limits by plan: requests and tokens per minute, calls in flight.
+"""Step 3: limit. Per-plan requests per minute, tokens per minute and calls in flight,
+shared by every gateway instance and worker through Redis.
 
-Enforced by LiteLLM's own limiter (`litellm/proxy/hooks/parallel_request_limiter_v3.py`),
-which the proxy always loads; we only tell it the limits, through the `UserAPIKeyAuth`
-that `custom_auth` returns (`limit_fields`):
+- RPM: `limits`' moving window (exact: a burst can never exceed the plan's number in any
+  60 s), one entry per admitted call.
+- TPM: `limits`' fixed one-minute window, counted from actual usage once a call is
+  settled; a call is admitted while the window still has room. (Counting before the call
+  would need a second tokenizer pass; credits, not TPM, bound what a user can spend.)
+- In flight: a Redis sorted set per user whose members expire with the request deadline,
+  so a slot held by a process that died frees itself (`limits` has no concurrency
+  primitive; this is one short Lua script). A stream frees its slot when it ends.
 
-- `user_rpm_limit` / `user_tpm_limit` are counted per `user_id` (its "user" window);
-- `max_parallel_requests` is counted per `api_key`, so `api_key` carries a per-user
-  scope (`rate_limit_scope`) rather than the token hash: all of a user's tokens share
-  one in-flight gauge, as they share one RPM/TPM window.
-
-With `REDIS_URL` set, LiteLLM builds its coordination Redis from the environment and
-every counter is a Lua script there, atomic across instances and workers
-(`require_shared_limiter` refuses to start if that did not happen). Without Redis the
-counters are per process, which is why `gateway-admin config check` refuses
-`GATEWAY_WORKERS` > 1 without it. A refusal is LiteLLM's `ProxyRateLimitError`: HTTP 429
-with an OpenAI-style body and `Retry-After`. TPM is counted from actual usage after each
-call (`LITELLM_TPM_TOKEN_RESERVATION_ENABLED=false`, set by the server): a second
-tokenizer pass per request would cost more than the burst it prevents, and credits,
-not TPM, bound what a user can spend.
+Without `REDIS_URL` the same strategies count in process memory (one worker only; the
+config check refuses more). While Redis is unreachable the limits are **not** enforced
+(fail open, logged and counted in `wfg_gateway_limiter_unavailable_total`): every call
+is still authenticated, reserved against the database balance and metered, so an outage
+of Redis costs no money and no availability, only rate limiting.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
+from dataclasses import dataclass
 
-import litellm
-from litellm.integrations.custom_logger import CustomLogger
+import redis.asyncio as aioredis
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from portal.config.plugin_settings import PlanLimits
+from portal.errors import RateLimited
 
-__all__ = [
-    "limit_fields",
-    "rate_limit_scope",
-    "require_shared_limiter",
-    "run_limiter_before_reservation",
-]
+__all__ = ["InFlightSlot", "RateLimiter"]
 
 log = logging.getLogger(__name__)
 
-LIMITER_HOOK = "parallel_request_limiter"
+_PREFIX = "wfg:limits"
+# KEYS[1]: the user's in-flight set. ARGV: now, expires_at, member, limit, key ttl (s)
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
 
 
-def rate_limit_scope(user_id: str) -> str:
-    return f"wfg-user:{user_id}"
+def _retry_after(seconds: float) -> int:
+    return max(1, int(seconds + 0.999))
 
 
-def limit_fields(limits: PlanLimits) -> dict[str, int | None]:
-    """`UserAPIKeyAuth` fields that make LiteLLM's limiter apply a plan's limits."""
-    return {
-        "user_rpm_limit": limits.rpm,
-        "user_tpm_limit": limits.tpm,
-        "max_parallel_requests": limits.max_parallel_requests,
-    }
+@dataclass
+class InFlightSlot:
+    """A held call-in-flight slot; `release()` is idempotent."""
+
+    limiter: RateLimiter | None
+    user_id: str
+    member: str
+
+    async def release(self) -> None:
+        limiter, self.limiter = self.limiter, None
+        if limiter is not None:
+            await limiter._release(self.user_id, self.member)
 
 
-def _limiter() -> CustomLogger | None:
-    from litellm.proxy.proxy_server import proxy_logging_obj
-
-    return proxy_logging_obj.get_proxy_hook(LIMITER_HOOK)
-
-
-def run_limiter_before_reservation(meter_class_name: str = "CreditMeter") -> None:
-    """Pre-call hooks run in `litellm.callbacks` order, and the proxy appends its limiter
-    after the callbacks from config.yaml. Move it ahead of our credit meter, so a
-    rate-limited request is refused before it holds credits or touches the database.
-
-    The meter is found by class name: LiteLLM may load config.yaml's callback modules
-    from their files, making objects other than the ones `import` gives us."""
-    limiter = _limiter()
-    callbacks = litellm.callbacks
-    meters = [c for c in callbacks if type(c).__name__ == meter_class_name]
-    if limiter is None or limiter not in callbacks or not meters:
-        return
-    first_meter = callbacks.index(meters[0])
-    if callbacks.index(limiter) > first_meter:
-        callbacks.remove(limiter)
-        callbacks.insert(first_meter, limiter)
-
-
-def require_shared_limiter(redis_url: str | None) -> None:
-    """With REDIS_URL set, LiteLLM's limiter must count in Redis, or every instance would
-    grant a user the full limit. LiteLLM falls back to memory (with a warning) when
-    Redis does not answer at start; we refuse to start instead."""
-    if not redis_url:
-        return
-    # The limiter registers its Lua scripts when built, only if Redis was attached then.
-    if getattr(_limiter(), "batch_rate_limiter_script", None) is None:
-        raise RuntimeError(
-            "REDIS_URL is set but LiteLLM's rate limiter is not using Redis "
-            "(unreachable at start?); refusing to run with per-instance limits"
+class RateLimiter:
+    def __init__(self, redis_url: str | None, redis: aioredis.Redis | None) -> None:
+        storage: Storage = (
+            RedisStorage(
+                redis_url.replace("redis://", "async+redis://", 1).replace(
+                    "rediss://", "async+rediss://", 1
+                ),
+                implementation="redispy",
+                key_prefix=_PREFIX,
+            )
+            if redis_url
+            else MemoryStorage()
         )
+        self._requests = MovingWindowRateLimiter(storage)
+        self._tokens = FixedWindowRateLimiter(storage)
+        self._redis = redis
+        self._acquire = redis.register_script(_ACQUIRE) if redis is not None else None
+        self._local: dict[str, set[str]] = {}
+        self.unavailable = 0  # calls admitted without a check while Redis was down
+
+    async def admit(
+        self, user_id: str, limits: PlanLimits, deadline_seconds: float
+    ) -> InFlightSlot:
+        """Check RPM and TPM, take an in-flight slot; RateLimited (429) otherwise."""
+        try:
+            if limits.tpm is not None:
+                item = RateLimitItemPerMinute(limits.tpm)
+                if not await self._tokens.test(item, "tpm", user_id):
+                    stats = await self._tokens.get_window_stats(item, "tpm", user_id)
+                    raise RateLimited(
+                        f"Rate limit reached: {limits.tpm} tokens per minute on your plan.",
+                        _retry_after(stats.reset_time - time.time()),
+                    )
+            if limits.rpm is not None:
+                item = RateLimitItemPerMinute(limits.rpm)
+                if not await self._requests.hit(item, "rpm", user_id):
+                    stats = await self._requests.get_window_stats(item, "rpm", user_id)
+                    raise RateLimited(
+                        f"Rate limit reached: {limits.rpm} requests per minute on your plan.",
+                        _retry_after(stats.reset_time - time.time()),
+                    )
+            return await self._take_slot(user_id, limits.max_parallel_requests, deadline_seconds)
+        except RateLimited:
+            raise
+        except Exception as exc:  # Redis unreachable: fail open (module docstring)
+            self.unavailable += 1
+            log.warning("rate limiter unavailable (%s); call admitted", type(exc).__name__)
+            return InFlightSlot(None, user_id, "")
+
+    async def record_tokens(self, user_id: str, limits: PlanLimits, tokens: int) -> None:
+        if limits.tpm is None or tokens <= 0:
+            return
+        try:
+            await self._tokens.hit(RateLimitItemPerMinute(limits.tpm), "tpm", user_id, cost=tokens)
+        except Exception as exc:
+            log.warning("rate limiter unavailable (%s); tokens not counted", type(exc).__name__)
+
+    async def _take_slot(
+        self, user_id: str, limit: int | None, deadline_seconds: float
+    ) -> InFlightSlot:
+        if limit is None:
+            return InFlightSlot(None, user_id, "")
+        member = uuid.uuid4().hex
+        if self._acquire is None:
+            held = self._local.setdefault(user_id, set())
+            if len(held) >= limit:
+                raise RateLimited(_parallel_message(limit), 1)
+            held.add(member)
+            return InFlightSlot(self, user_id, member)
+        now = time.time()
+        taken = await self._acquire(
+            keys=[f"{_PREFIX}:inflight:{user_id}"],
+            args=[now, now + deadline_seconds, member, limit, int(deadline_seconds) + 5],
+        )
+        if not taken:
+            raise RateLimited(_parallel_message(limit), 1)
+        return InFlightSlot(self, user_id, member)
+
+    async def _release(self, user_id: str, member: str) -> None:
+        if self._redis is None:
+            held = self._local.get(user_id)
+            if held is not None:
+                held.discard(member)
+                if not held:
+                    del self._local[user_id]
+            return
+        try:
+            await self._redis.zrem(f"{_PREFIX}:inflight:{user_id}", member)
+        except Exception as exc:  # the member expires with the request deadline
+            log.warning("in-flight slot release failed (%s)", type(exc).__name__)
+
+
+def _parallel_message(limit: int) -> str:
+    return f"Rate limit reached: at most {limit} calls in flight at once on your plan."

@@ -1,19 +1,30 @@
-"""Per-process state shared by the hooks, created on first use inside the worker.
-
-The async engine opens connections lazily, on the worker's own event loop."""
+"""Per-process state of the gateway, built once at start (`open_runtime`) and closed at
+shutdown: settings, config.yaml, the database, Redis, the Router, the limiter, the spool.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
+import logging
+from dataclasses import dataclass, field
+from typing import Any
 
+import redis.asyncio as aioredis
+from litellm.router import Router
+
+from gateway_plugins import litellm_bridge
+from gateway_plugins.inflight import InFlight
+from gateway_plugins.rate_limits import RateLimiter
 from portal.config import GatewayConfig, load_config
+from portal.config.plugin_settings import PlanLimits
 from portal.db import Database, open_database
-from portal.settings import Settings, get_settings
+from portal.settings import Settings
 from portal.tokens.auth_cache import AuthCache
+from portal.tokens.service import TokenIdentity
 from portal.usage.spool import Spool
 
-__all__ = ["GatewayRuntime", "get_runtime"]
+__all__ = ["GatewayRuntime", "open_runtime"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -22,22 +33,49 @@ class GatewayRuntime:
     config: GatewayConfig
     database: Database
     spool: Spool
-    auth_cache: AuthCache | None = None  # with REDIS_URL: token checks shared by instances
+    router: Router
+    limiter: RateLimiter
+    redis: aioredis.Redis | None = None
+    auth_cache: AuthCache | None = None
+    inflight: InFlight = field(default_factory=InFlight)
+    output_limits: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def deadline_seconds(self) -> int:
+        """The request deadline, which is also how long a hold or a slot may live."""
+        credits, timeouts = self.config.plugin.credits, self.config.plugin.timeouts
+        return min(credits.reservation_ttl_seconds, timeouts.request_seconds)
+
+    def max_output_tokens(self, model: Any) -> int:
+        cap = self.config.plugin.limits.max_request_tokens
+        return min(cap, self.output_limits.get(model, cap)) if isinstance(model, str) else cap
+
+    def limits_for(self, identity: TokenIdentity) -> PlanLimits:
+        return self.config.plugin.limits.for_plan(identity.plan)
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.database.dispose()
 
 
-@cache
-def get_runtime() -> GatewayRuntime:
-    settings = get_settings()
+def open_runtime(settings: Settings) -> GatewayRuntime:
     # Unpriced models do not stop the gateway; they are refused per request.
     config = load_config(settings.config_path, require_prices=False)
+    raw = config.raw
+    litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
+    router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
+    redis = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     return GatewayRuntime(
         settings=settings,
         config=config,
         database=open_database(settings.database_url),
         spool=Spool(settings.spool_dir),
+        router=router,
+        limiter=RateLimiter(settings.redis_url, redis),
+        redis=redis,
         auth_cache=(
-            AuthCache.from_url(settings.redis_url, settings.auth_cache_ttl_seconds)
-            if settings.redis_url
-            else None
+            AuthCache(redis, settings.auth_cache_ttl_seconds) if redis is not None else None
         ),
+        output_limits=litellm_bridge.output_limits(raw["model_list"]),
     )

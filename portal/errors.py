@@ -102,6 +102,10 @@ class RateLimited(GatewayError):
     error_type = "rate_limit_error"
     error_code = "rate_limit_exceeded"
 
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, sent as Retry-After
+
 
 class NotFound(GatewayError):
     status_code = 404

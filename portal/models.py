@@ -1,6 +1,6 @@
 """Every table, imported in one place so metadata is complete (Alembic, schema.prisma)."""
 
-from portal.accounts.models import AccountLink, SignInFailure, User
+from portal.accounts.models import AccountLink, ThrottleCounter, User
 from portal.billing.models import BillingAccount, StripeEvent
 from portal.credits.models import CreditAccount, LedgerEntry, Reservation
 from portal.db.base import Base
@@ -18,8 +18,8 @@ __all__ = [
     "GatewayToken",
     "LedgerEntry",
     "Reservation",
-    "SignInFailure",
     "StripeEvent",
+    "ThrottleCounter",
     "UsageRecord",
     "User",
     "WebSession",

@@ -2,21 +2,24 @@
 
 The link carries 256 random bits; the table keeps only their SHA-256. A link works once,
 until it expires, and issuing a new one of the same purpose retires the older ones.
+Using one is a single conditional UPDATE, so of several parallel uses exactly one wins.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts.models import AccountLink, LinkPurpose, User
 from portal.db.base import utcnow
+from portal.db.upsert import WITHOUT_SESSION_SYNC
 
-__all__ = ["LIFETIMES", "consume_link", "find_link", "issue_link"]
+__all__ = ["LIFETIMES", "UsedLink", "consume_link", "find_link", "issue_link"]
 
 LIFETIMES = {
     LinkPurpose.VERIFY_EMAIL: timedelta(hours=48),
@@ -63,11 +66,32 @@ async def find_link(session: AsyncSession, secret: str, purpose: str) -> Account
     return link
 
 
-async def consume_link(session: AsyncSession, secret: str, purpose: str) -> AccountLink | None:
-    """Mark the link used and return it; None if it is unknown, used or expired."""
-    link = await find_link(session, secret, purpose)
-    if link is None:
+@dataclass(frozen=True)
+class UsedLink:
+    user_id: str
+    new_email: str | None
+
+
+async def consume_link(session: AsyncSession, secret: str, purpose: str) -> UsedLink | None:
+    """Mark the link used and say whose it was; None if it is unknown, used or expired.
+
+    One conditional UPDATE decides: a parallel use of the same link waits for this row
+    (PostgreSQL row lock, SQLite's single writer) and then finds it used."""
+    if not secret or len(secret) > 100:
         return None
-    link.used_at = utcnow()
-    await session.flush()
-    return link
+    now = utcnow()
+    used = (
+        await session.execute(
+            update(AccountLink)
+            .where(
+                AccountLink.token_hash == _hash(secret),
+                AccountLink.purpose == purpose,
+                AccountLink.used_at.is_(None),
+                AccountLink.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(AccountLink.user_id, AccountLink.new_email)
+            .execution_options(**WITHOUT_SESSION_SYNC)
+        )
+    ).one_or_none()
+    return UsedLink(used.user_id, used.new_email) if used is not None else None

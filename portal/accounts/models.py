@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base, UTCDateTime, utcnow
-from portal.db.columns import BigId, created_at_column, new_id
+from portal.db.columns import created_at_column, new_id
 
-__all__ = ["AccountLink", "AccountStatus", "LinkPurpose", "SignInFailure", "User"]
+__all__ = ["AccountLink", "AccountStatus", "LinkPurpose", "ThrottleCounter", "User"]
 
 
 class AccountStatus:
@@ -54,17 +54,19 @@ class AccountLink(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class SignInFailure(Base):
-    """A failed sign-in, counted per account and per client address to throttle guessing.
+class ThrottleCounter(Base):
+    """Hits counted against one abuse limit (`accounts.throttle`): sign-in failures of an
+    (account, client) pair or of a client, password re-entries, mail to an address.
 
-    Keyed by a hash of the normalised email (whether or not an account has it, so the
-    throttle itself reveals nothing) or of the client address; old rows are pruned."""
+    Keyed by a digest (of the normalised email whether or not an account has it, so a
+    limit reveals nothing, and of the client address); `subject_hash` names the account
+    a row concerns, so export and deletion find it. Rows older than their window are
+    pruned by retention."""
 
-    __tablename__ = "sign_in_failures"
+    __tablename__ = "throttle_counters"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    scope: Mapped[str] = mapped_column(String(16))  # "account" | "address"
-    key_hash: Mapped[str] = mapped_column(String(64))
-    failed_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    __table_args__ = (Index("ix_sign_in_failures_key", "key_hash", "failed_at"),)
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex
+    subject_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    blocked_until: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,22 +1,46 @@
-"""Password hashing with argon2id (argon2-cffi's defaults follow RFC 9106)."""
+"""Passwords: argon2id hashing (argon2-cffi's defaults follow RFC 9106) and the rules a
+new password must meet.
+
+Hashing costs tens of milliseconds of CPU and 64 MiB: the async functions run it in a
+small pool of worker threads (argon2-cffi releases the GIL), so the event loop keeps
+answering and at most `HASHING_THREADS` hashes run at once (the rest wait their turn).
+
+A new password must be 10+ characters and not easy to guess (NIST SP 800-63B: refuse
+common and breached passwords): zxcvbn matches it against its frequency lists of leaked
+passwords, words and names, common patterns, and the person's own email and name.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn import zxcvbn
 
 __all__ = [
+    "HASHING_THREADS",
     "MAX_PASSWORD_LENGTH",
     "MIN_PASSWORD_LENGTH",
     "check_password",
+    "check_new_password",
     "hash_password",
+    "hash_password_async",
     "needs_rehash",
     "verify_password",
+    "verify_password_async",
 ]
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
+MIN_STRENGTH = 3  # zxcvbn score: about 10^8 guesses or more
+_SCORED_LENGTH = 72  # zxcvbn's own bound; its run time grows fast with length
+HASHING_THREADS = max(2, min(4, os.cpu_count() or 2))
 _hasher = PasswordHasher()
+_workers = ThreadPoolExecutor(HASHING_THREADS, thread_name_prefix="password-hash")
 
 
 def check_password(password: str) -> None:
@@ -25,6 +49,31 @@ def check_password(password: str) -> None:
         raise ValueError(
             f"passwords are {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters long"
         )
+
+
+def _weakness(password: str, personal: tuple[str, ...]) -> str | None:
+    result = zxcvbn(password[:_SCORED_LENGTH], user_inputs=list(personal))
+    if result["score"] >= MIN_STRENGTH:
+        return None
+    warning = result["feedback"]["warning"]
+    reason = f" ({warning.rstrip('.')})" if warning else ""
+    return (
+        f"That password is too easy to guess{reason}. Try a few unrelated words, "
+        "or let a password manager make one."
+    )
+
+
+async def check_new_password(password: str, *, personal: Iterable[str] = ()) -> None:
+    """Raise ValueError (phrased for the user) if `password` is too short, too long, or
+    common, leaked or built from `personal` facts (email, name)."""
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise ValueError(
+            f"Choose a password of {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters."
+        )
+    words = tuple(part for text in personal for part in text.replace("@", " ").split() if part)
+    loop = asyncio.get_running_loop()
+    if problem := await loop.run_in_executor(_workers, _weakness, password, words):
+        raise ValueError(problem)
 
 
 def hash_password(password: str) -> str:
@@ -39,6 +88,19 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+async def hash_password_async(password: str) -> str:
+    """`hash_password` in a worker thread."""
+    check_password(password)
+    return await asyncio.get_running_loop().run_in_executor(_workers, _hasher.hash, password)
+
+
+async def verify_password_async(password_hash: str | None, password: str) -> bool:
+    """`verify_password` in a worker thread."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _workers, verify_password, password_hash, password
+    )
 
 
 def needs_rehash(password_hash: str) -> bool:

@@ -5,19 +5,21 @@ through a function here, so caches of account state have one place to be invalid
 
 from __future__ import annotations
 
-import re
+import unicodedata
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts.models import AccountStatus, User
-from portal.accounts.passwords import hash_password
+from portal.accounts.passwords import hash_password_async
 from portal.db.base import utcnow
 from portal.errors import NotFound
 
 __all__ = [
     "EmailTaken",
     "change_email",
+    "clean_name",
     "create_user",
     "delete_user",
     "get_by_email",
@@ -26,9 +28,11 @@ __all__ = [
     "normalise_email",
     "require_by_email",
     "set_password",
+    "set_password_hash",
 ]
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}$")
+# Line and paragraph separators end a line in mail text as surely as CR/LF do.
+_NOT_IN_NAMES = frozenset({"Cc", "Zl", "Zp"})
 
 
 class EmailTaken(ValueError):
@@ -36,10 +40,28 @@ class EmailTaken(ValueError):
 
 
 def normalise_email(email: str) -> str:
-    email = email.strip().lower()
-    if len(email) > 320 or not _EMAIL.match(email):
+    """The address as stored (lower-case), or ValueError if it is not one we can mail:
+    email-validator's syntax rules (RFC 5321/5322 without quoted or obsolete forms, so
+    nothing like `"<>` or a line break reaches a `To:` header). No DNS lookup."""
+    email = email.strip()
+    if len(email) > 320:
         raise ValueError("not a valid email address")
-    return email
+    try:
+        checked = validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        raise ValueError("not a valid email address") from None
+    return checked.normalized.lower()
+
+
+def clean_name(name: str) -> str:
+    """The name as stored, or ValueError: 1 to 200 characters, no control characters
+    (a line break in a name would start a new line in the mail that greets it)."""
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise ValueError("name must be 1 to 200 characters")
+    if any(unicodedata.category(char) in _NOT_IN_NAMES for char in name):
+        raise ValueError("name must not contain control characters or line breaks")
+    return name
 
 
 async def get_by_email(session: AsyncSession, email: str) -> User | None:
@@ -66,15 +88,13 @@ async def create_user(
     verified: bool = False,
 ) -> User:
     email = normalise_email(email)
-    name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise ValueError("name must be 1 to 200 characters")
+    name = clean_name(name)
     if await session.scalar(select(User.id).where(User.email == email)) is not None:
         raise EmailTaken("an account with that email already exists")
     user = User(
         email=email,
         name=name,
-        password_hash=hash_password(password) if password is not None else None,
+        password_hash=await hash_password_async(password) if password is not None else None,
         email_verified_at=utcnow() if verified else None,
         status=AccountStatus.ACTIVE,
     )
@@ -95,7 +115,12 @@ async def mark_verified(session: AsyncSession, user: User) -> None:
 
 async def set_password(session: AsyncSession, user: User, password: str) -> None:
     """Replace the password (ValueError if its length is out of bounds)."""
-    user.password_hash = hash_password(password)
+    await set_password_hash(session, user, await hash_password_async(password))
+
+
+async def set_password_hash(session: AsyncSession, user: User, password_hash: str) -> None:
+    """Replace the password with one hashed beforehand (outside the transaction's writes)."""
+    user.password_hash = password_hash
     await session.flush()
 
 

@@ -21,8 +21,15 @@ def register(groups: Any) -> None:
     config = groups.add_parser("config", help="validate config.yaml").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    check = config.add_parser("check", help="validate routing, prices and plugin settings")
+    check = config.add_parser(
+        "check", help="validate routing, prices, plugin settings and the environment"
+    )
     check.add_argument("--config", type=Path, help="path (default: WFG_CONFIG or ./config.yaml)")
+    check.add_argument(
+        "--service",
+        choices=("gateway", "portal"),
+        help="check the environment of this service only (default: both)",
+    )
     check.set_defaults(handler=config_check)
 
     db = groups.add_parser("db", help="database migrations").add_subparsers(
@@ -49,14 +56,26 @@ def config_check(args: argparse.Namespace) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     path = args.config or get_settings().config_path
     config = load_config(path)  # raises ConfigError listing every problem
-    from portal.config.deployment import shared_state_errors, shared_state_warnings
-
-    if errors := shared_state_errors(get_settings()):
-        raise CommandError("; ".join(errors))
-    for warning in shared_state_warnings(get_settings()):
-        print(f"warning: {warning}", file=sys.stderr)
+    _check_environment(getattr(args, "service", None))
     print(f"{path}: ok ({len(config.model_names)} models: {', '.join(config.model_names)})")
     return 0
+
+
+def _check_environment(service: str | None) -> None:
+    """Refuse what the services would refuse at start (all of it at once, in production);
+    print the warnings."""
+    from portal.config.deployment import (
+        SERVICES,
+        deployment_errors,
+        refusal_message,
+        shared_state_warnings,
+    )
+
+    settings = get_settings()
+    if errors := deployment_errors(settings, services=[service] if service else SERVICES):
+        raise CommandError(refusal_message(errors) if settings.is_production else "; ".join(errors))
+    for warning in shared_state_warnings(settings) if service != "portal" else []:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def db_upgrade(_args: argparse.Namespace) -> int:
@@ -93,7 +112,10 @@ def serve_command(args: argparse.Namespace) -> int:
     and if one exits the others are stopped too."""
     names = ["gateway", "portal"] if args.service == "all" else [args.service]
     if "gateway" in names:
-        config_check(argparse.Namespace(config=None))
+        service = None if len(names) > 1 else "gateway"
+        config_check(argparse.Namespace(config=None, service=service))
+    else:
+        _check_environment("portal")
     settings = get_settings()
     children = {name: subprocess.Popen(_SERVICES[name]) for name in names}
     for name in names:

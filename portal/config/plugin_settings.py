@@ -16,6 +16,7 @@ __all__ = [
     "PlanLimits",
     "PluginSettings",
     "RetentionSettings",
+    "TimeoutSettings",
 ]
 
 
@@ -30,8 +31,12 @@ class CreditSettings(_Strict):
     """Multiplier applied to the upstream cost when debiting."""
     default_max_tokens: int = Field(default=4096, gt=0)
     """Output tokens reserved for a request that does not set max_tokens."""
-    reservation_ttl_seconds: int = Field(default=900, gt=0)
-    """A reservation not settled by then (crashed worker) is released by the next reserve."""
+    reservation_ttl_seconds: int = Field(default=300, gt=0)
+    """Upper bound on how long a hold lives; the gateway uses the smaller of this and the
+    request deadline, so the holds of a process that died expire by themselves."""
+    input_estimate_factor: Decimal = Field(default=Decimal("1.25"), ge=1)
+    """Prompt tokens are reserved × this: LiteLLM's tokenizer only approximates other
+    providers' counts (the overspend bound is stated in gateway_plugins/reservation.py)."""
     low_balance_credits: Decimal = Field(default=Decimal("1"), ge=0)
 
 
@@ -48,7 +53,12 @@ class PlanLimits(_Strict):
 
 class LimitSettings(_Strict):
     max_request_tokens: int = Field(default=200_000, gt=0)
-    """Refuse a request whose max_tokens exceeds this (bounds a single reservation)."""
+    """Refuse a request whose max_tokens exceeds this (bounds a single reservation); a
+    model whose own output limit is lower is capped at that."""
+    max_choices: int = Field(default=8, gt=0)
+    """Largest `n` accepted; the reservation covers every choice."""
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    """Largest request body accepted (413 is not used: the body is refused with 400)."""
     plans: dict[str, PlanLimits] = {}
     """Rate limits keyed by `users.plan` (set by billing); shared by every gateway
     instance and worker through Redis (`gateway_plugins.rate_limits`)."""
@@ -57,6 +67,16 @@ class LimitSettings(_Strict):
 
     def for_plan(self, plan: str) -> PlanLimits:
         return self.plans.get(plan) or self.plans.get(self.default_plan) or PlanLimits()
+
+
+class TimeoutSettings(_Strict):
+    """One deadline per request covers every retry and fallback the Router makes."""
+
+    request_seconds: int = Field(default=300, gt=0)
+    first_byte_seconds: int = Field(default=60, gt=0)
+    """A stream must have answered within this (retries and fallbacks included)."""
+    stream_idle_seconds: int = Field(default=60, gt=0)
+    """A stream that sends nothing for this long ends with an error event."""
 
 
 class RetentionSettings(_Strict):
@@ -76,5 +96,6 @@ class RetentionSettings(_Strict):
 class PluginSettings(_Strict):
     credits: CreditSettings = CreditSettings()
     limits: LimitSettings = LimitSettings()
+    timeouts: TimeoutSettings = TimeoutSettings()
     retention: RetentionSettings = RetentionSettings()
     billing: BillingSettings = BillingSettings()

@@ -15,6 +15,7 @@ from portal.db.upsert import WITHOUT_SESSION_SYNC, insert_ignore
 
 __all__ = [
     "available",
+    "balance_and_reserved",
     "balance",
     "carry_forward",
     "ensure_account",
@@ -92,8 +93,8 @@ async def balance(session: AsyncSession, user_id: str) -> int:
     return int(value or 0)
 
 
-async def available(session: AsyncSession, user_id: str) -> int:
-    """Balance minus what calls in flight have reserved."""
+async def balance_and_reserved(session: AsyncSession, user_id: str) -> tuple[int, int]:
+    """(balance, units reserved by calls in flight)."""
     row = (
         await session.execute(
             select(CreditAccount.balance, CreditAccount.reserved).where(
@@ -101,7 +102,13 @@ async def available(session: AsyncSession, user_id: str) -> int:
             )
         )
     ).first()
-    return 0 if row is None else int(row.balance - row.reserved)
+    return (0, 0) if row is None else (int(row.balance), int(row.reserved))
+
+
+async def available(session: AsyncSession, user_id: str) -> int:
+    """Balance minus what calls in flight have reserved."""
+    balance, reserved = await balance_and_reserved(session, user_id)
+    return balance - reserved
 
 
 async def ledger_sum(session: AsyncSession, user_id: str) -> int:

@@ -16,6 +16,7 @@ __all__ = ["CallStatus", "UsageRecord"]
 
 class CallStatus:
     SUCCESS = "success"
+    INCOMPLETE = "incomplete"  # a stream that ended early, billed for what was delivered
     FAILED = "failed"
 
 

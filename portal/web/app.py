@@ -88,7 +88,7 @@ def create_app(
     app.add_middleware(
         BrowserCookie, policy=CookiePolicy.for_public_url(settings.portal_public_url)
     )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts=settings.is_production)
     app.add_middleware(BodySizeLimit, limit=MAX_BODY_BYTES)
     observability.instrument(app)  # /metrics, HTTP metrics, request ids (outermost)
     return app

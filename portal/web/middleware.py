@@ -16,6 +16,7 @@ CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+HSTS = "max-age=63072000; includeSubDomains"
 
 
 class BrowserCookie:
@@ -56,8 +57,12 @@ class BrowserCookie:
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    """Headers on every response. `hsts` (production): browsers then refuse plain HTTP to
+    this host for two years, so a network attacker cannot strip TLS from the next visit."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,6 +78,8 @@ class SecurityHeaders:
                 headers["x-content-type-options"] = "nosniff"
                 headers["cross-origin-opener-policy"] = "same-origin"
                 headers["permissions-policy"] = "camera=(), microphone=(), geolocation=()"
+                if self.hsts:
+                    headers["strict-transport-security"] = HSTS
                 if not scope["path"].startswith("/static/"):
                     headers["cache-control"] = "no-store"
             await send(message)

@@ -6,12 +6,14 @@ import os
 
 import uvicorn
 
+from portal.config.deployment import refuse_unsafe_production
 from portal.observability.logging import logging_config
 from portal.settings import get_settings
 
 
 def main() -> None:
     settings = get_settings()
+    refuse_unsafe_production(settings, services=["portal"])  # exits, naming every problem
     uvicorn.run(
         "portal.web.app:create_app",
         factory=True,

@@ -7,11 +7,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from portal.accounts import flows
-from portal.accounts.flows import FlowError
+from portal.accounts.flows import FlowError, Throttled
 from portal.accounts.models import User
 from portal.billing.views import app_billing
 from portal.privacy.deletion import delete_account
 from portal.privacy.export import build_export, export_filename, export_json
+from portal.privacy.leftovers import erase_leftovers
 from portal.sessions import service as sessions
 from portal.tokens import auth_cache
 from portal.web.cookies import clear_browser_secret, replace_browser_secret
@@ -31,6 +32,24 @@ async def _page(request: Request, viewer, db, *, status_code: int = 200, **extra
     return render(request, "account.html", context, status_code=status_code)
 
 
+async def _refused(request: Request, viewer, db, problem: Exception, field: str) -> Response:
+    """The account page with `problem` shown by the form it concerns (400, or 429 with
+    Retry-After when password re-entries are being throttled)."""
+    if isinstance(problem, Throttled):
+        page = await _page(request, viewer, db, status_code=429, **{field: str(problem)})
+        page.headers["retry-after"] = str(problem.retry_after)
+        return page
+    return await _page(request, viewer, db, status_code=400, **{field: str(problem)})
+
+
+async def _admit_password_reentry(db, user_id: str) -> None:
+    """Count this re-entry of the password, committed before it is checked (Throttled)."""
+    async with db.transaction() as session:
+        user = await session.get(User, user_id)
+        if user is not None:
+            await flows.admit_password_reentry(session, user)
+
+
 @router.get("/account", name="account")
 async def account_page(request: Request, viewer: CurrentUser, db: DatabaseDep) -> Response:
     return await _page(request, viewer, db)
@@ -46,6 +65,7 @@ async def change_password(
 ) -> Response:
     try:
         form = await read_form(request, {"current_password": _PASSWORD, "new_password": _PASSWORD})
+        await _admit_password_reentry(db, viewer.user.id)
         async with db.transaction() as session:
             user = await session.get(User, viewer.user.id)
             mail = await flows.change_password(
@@ -57,7 +77,7 @@ async def change_password(
             )
             secret = await sessions.start_session(session, user)  # this browser stays in
     except (FormError, FlowError) as problem:
-        return await _page(request, viewer, db, status_code=400, password_error=str(problem))
+        return await _refused(request, viewer, db, problem, "password_error")
     await mailer.send(mail)
     replace_browser_secret(request, secret, signed_in=True)
     return RedirectResponse("/account?notice=password_changed", status_code=303)
@@ -73,6 +93,7 @@ async def change_email(
 ) -> Response:
     try:
         form = await read_form(request, {"new_email": ("New email", 320), "password": _PASSWORD})
+        await _admit_password_reentry(db, viewer.user.id)
         async with db.transaction() as session:
             user = await session.get(User, viewer.user.id)
             mail = await flows.request_email_change(
@@ -83,7 +104,7 @@ async def change_email(
                 base_url=settings.portal_public_url,
             )
     except (FormError, FlowError) as problem:
-        return await _page(request, viewer, db, status_code=400, email_error=str(problem))
+        return await _refused(request, viewer, db, problem, "email_error")
     await mailer.send(mail)
     return RedirectResponse("/account?notice=email_change_sent", status_code=303)
 
@@ -112,13 +133,14 @@ async def delete(
         form = await read_form(request, {"password": _PASSWORD, "confirm": ("Confirmation", 10)})
         if form["confirm"] != "yes":
             raise FormError("Tick the box to confirm that you want to delete your account.")
+        await _admit_password_reentry(db, viewer.user.id)
         async with db.transaction() as session:
             user = await session.get(User, viewer.user.id)
-            mail = await delete_account(
+            deleted = await delete_account(
                 session, user, password=form["password"], billing=app_billing(request.app)
             )
     except (FormError, FlowError) as problem:
-        return await _page(request, viewer, db, status_code=400, delete_error=str(problem))
+        return await _refused(request, viewer, db, problem, "delete_error")
     except stripe.StripeError:
         return await _page(
             request,
@@ -129,6 +151,7 @@ async def delete(
             "so nothing was deleted. Please try again in a few minutes.",
         )
     await auth_cache.invalidate_user(viewer.user.id, redis_url=settings.redis_url)
-    await mailer.send(mail)
+    await mailer.send(deleted.mail)
+    await erase_leftovers(db, mailer, deleted.addresses)
     clear_browser_secret(request)
     return render(request, "deleted.html")

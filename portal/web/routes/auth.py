@@ -1,13 +1,22 @@
-"""Sign up, verify, sign in and out, password reset: the pages before an account is in use."""
+"""Sign up, verify, sign in and out, password reset: the pages before an account is in use.
+
+Mail that anyone can trigger (sign-up, reset) is prepared and delivered after the answer
+has gone (`BackgroundTasks`), so the answer takes the same time whether or not the
+address has an account; only the per-client limit is decided before answering.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import logging
+
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import RedirectResponse, Response
 
 from portal.accounts import flows
-from portal.accounts.flows import FlowError, SignInRefused
+from portal.accounts.flows import FlowError, SignInRefused, Throttled
 from portal.accounts.models import User
+from portal.db import Database
+from portal.email.service import Mailer
 from portal.sessions import service as sessions
 from portal.tokens import auth_cache
 from portal.web.cookies import browser_secret, clear_browser_secret, replace_browser_secret
@@ -16,6 +25,7 @@ from portal.web.forms import FormError, read_form
 from portal.web.templating import render
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
 
 _EMAIL = ("Email", 320)
 _NAME = ("Name", 200)
@@ -30,7 +40,14 @@ def _safe_next(target: str | None) -> str:
 
 
 def _client_address(request: Request) -> str:
+    """The client as uvicorn saw it: behind a proxy listed in FORWARDED_ALLOW_IPS, the
+    address that proxy forwarded (X-Forwarded-For); otherwise the connection's peer."""
     return request.client.host if request.client else "unknown"
+
+
+def _too_many(response: Response, problem: Throttled | SignInRefused) -> Response:
+    response.headers["retry-after"] = str(problem.retry_after)
+    return response
 
 
 @router.get("/")
@@ -47,11 +64,17 @@ async def signup_page(request: Request, viewer: MaybeUser) -> Response:
 
 @router.post("/signup")
 async def signup(
-    request: Request, db: DatabaseDep, mailer: MailerDep, settings: SettingsDep
+    request: Request,
+    db: DatabaseDep,
+    mailer: MailerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
 ) -> Response:
     form: dict[str, str] = {}
     try:
         form = await read_form(request, {"email": _EMAIL, "name": _NAME, "password": _PASSWORD})
+        async with db.transaction() as session:
+            await flows.admit_mail_request(session, client=_client_address(request))
         async with db.transaction() as session:
             mail = await flows.sign_up(
                 session,
@@ -62,10 +85,11 @@ async def signup(
             )
     except (FormError, FlowError) as problem:
         form.pop("password", None)
-        return render(
-            request, "signup.html", {"form": form, "error": str(problem)}, status_code=400
-        )
-    await mailer.send(mail)
+        context = {"form": form, "error": str(problem)}
+        if isinstance(problem, Throttled):
+            return _too_many(render(request, "signup.html", context, status_code=429), problem)
+        return render(request, "signup.html", context, status_code=400)
+    background.add_task(mailer.send, mail)
     return render(request, "check_email.html", {"purpose": "signup"})
 
 
@@ -125,21 +149,20 @@ async def signin(request: Request, db: DatabaseDep) -> Response:
     except FormError as problem:
         return render(request, "signin.html", {"error": str(problem)}, status_code=400)
     refused: SignInRefused | None = None
-    async with db.transaction() as session:  # commits failed attempts too (the throttle)
-        try:
+    client = _client_address(request)
+    try:
+        async with db.transaction() as session:  # the attempt counts before it is checked
+            await flows.admit_sign_in(session, email=form["email"], client=client)
+        async with db.transaction() as session:
             user = await flows.sign_in(
-                session,
-                email=form["email"],
-                password=form["password"],
-                address=_client_address(request),
+                session, email=form["email"], password=form["password"], client=client
             )
-        except SignInRefused as problem:
-            refused = problem
-        else:
             secret = await sessions.start_session(session, user)
             old = request.scope["state"].get("wfg_secret")
             if old:  # rotation: whatever session the old cookie named ends here
                 await sessions.end_session(session, old)
+    except SignInRefused as problem:
+        refused = problem
     if refused is not None:
         context = {"error": str(refused), "email": form["email"], "next": form["next"]}
         response = render(
@@ -169,18 +192,34 @@ async def reset_page(request: Request) -> Response:
 
 @router.post("/reset")
 async def reset_request(
-    request: Request, db: DatabaseDep, mailer: MailerDep, settings: SettingsDep
+    request: Request,
+    db: DatabaseDep,
+    mailer: MailerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
 ) -> Response:
     try:
         form = await read_form(request, {"email": _EMAIL})
+        async with db.transaction() as session:
+            await flows.admit_mail_request(session, client=_client_address(request))
     except FormError as problem:
         return render(request, "reset_request.html", {"error": str(problem)}, status_code=400)
-    async with db.transaction() as session:
-        mail = await flows.request_password_reset(
-            session, email=form["email"], base_url=settings.portal_public_url
-        )
-    await mailer.send(mail)
+    except Throttled as problem:
+        page = render(request, "reset_request.html", {"error": str(problem)}, status_code=429)
+        return _too_many(page, problem)
+    # Whether the address has an account shows in neither the answer nor its timing.
+    background.add_task(_mail_reset_link, db, mailer, form["email"], settings.portal_public_url)
     return render(request, "check_email.html", {"purpose": "reset"})
+
+
+async def _mail_reset_link(db: Database, mailer: Mailer, email: str, base_url: str) -> None:
+    try:
+        async with db.transaction() as session:
+            mail = await flows.request_password_reset(session, email=email, base_url=base_url)
+    except Exception as exc:  # after the answer: log the kind of failure, never the address
+        log.error("password reset mail not prepared: %s", type(exc).__name__)
+        return
+    await mailer.send(mail)
 
 
 @router.get("/reset/confirm", name="reset_confirm")

@@ -1,0 +1,187 @@
+"""The gateway's ASGI app: exactly the routes it meters, plus health and metrics.
+
+`ROUTES` is the whole surface; `tests/gateway/test_routes.py` enumerates it and fails on
+anything else. Every other path or method answers 404 with an OpenAI-style body. LiteLLM
+is used as a library (`gateway_plugins.litellm_bridge`), so none of its proxy routes
+exist here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway_plugins import background, metrics, pipeline
+from gateway_plugins.auth import identify, presented_token
+from gateway_plugins.errors import error_response, from_domain, not_found, service_unavailable
+from gateway_plugins.log_scrubbing import requests_may_arrive
+from gateway_plugins.runtime import GatewayRuntime, open_runtime
+from portal.credits import ledger
+from portal.credits.units import format_units
+from portal.errors import GatewayError, NotFound
+from portal.observability.exposition import metrics_endpoint
+from portal.observability.middleware import RequestContextMiddleware
+from portal.observability.readiness import check_dependencies
+from portal.settings import Settings
+
+__all__ = ["ROUTES", "build_app"]
+
+log = logging.getLogger(__name__)
+
+# (method, path) of every route; the test of the surface reads this list.
+ROUTES: list[tuple[str, str]] = [
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/completions"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/responses"),
+    ("POST", "/v1/embeddings"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model_id:path}"),
+    ("GET", "/v1/credits"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+]
+
+
+def _runtime(request: Request) -> GatewayRuntime:
+    runtime: GatewayRuntime = request.app.state.runtime
+    return runtime
+
+
+def _metered(kind: str) -> Any:
+    async def endpoint(request: Request) -> Response:
+        return await pipeline.handle(_runtime(request), request, kind)
+
+    endpoint.__name__ = f"{kind}_endpoint"
+    return endpoint
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+async def _authenticated(request: Request) -> Any:
+    runtime = _runtime(request)
+    return await identify(runtime.database, runtime.auth_cache, presented_token(request.headers))
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "workforce-gateway"}
+
+
+async def list_models(request: Request) -> Response:
+    try:
+        await _authenticated(request)
+    except GatewayError as refused:
+        return error_response(from_domain(refused))
+    names = _runtime(request).config.prices.model_names
+    return _json({"object": "list", "data": [_model_card(name) for name in names]})
+
+
+async def get_model(request: Request) -> Response:
+    model_id = request.path_params["model_id"]
+    try:
+        await _authenticated(request)
+        if model_id not in _runtime(request).config.prices.model_names:
+            raise NotFound(f"The model {model_id[:200]!r} does not exist on this gateway.")
+    except GatewayError as refused:
+        return error_response(from_domain(refused))
+    return _json(_model_card(model_id))
+
+
+async def credits(request: Request) -> Response:
+    """The caller's balance, so the desktop app can show what is left without a portal
+    session: credits as a decimal string, and the integer units behind it."""
+    runtime = _runtime(request)
+    try:
+        identity = await _authenticated(request)
+        async with runtime.database.session() as session:
+            balance, reserved = await ledger.balance_and_reserved(session, identity.user_id)
+    except GatewayError as refused:
+        return error_response(from_domain(refused))
+    except Exception as exc:
+        log.error("credits read failed: %s", type(exc).__name__)
+        return error_response(service_unavailable("The balance"))
+    return _json(
+        {
+            "object": "credits",
+            "balance": format_units(balance),
+            "balance_units": balance,
+            "reserved_units": reserved,
+            "available": format_units(balance - reserved),
+            "available_units": balance - reserved,
+            "plan": identity.plan,
+        }
+    )
+
+
+async def healthz(_request: Request) -> Response:
+    """The process serves requests; touches no dependency and no upstream."""
+    return _json({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready for traffic when the database answers. Redis is reported; while it is down
+    the gateway still serves (limits fail open, see `rate_limits`), so it does not gate."""
+    runtime = _runtime(request)
+    _ready, report = await check_dependencies(runtime.database, runtime.redis)
+    ready = report["database"] == "ok"
+    return _json({"status": "ok" if ready else "unavailable", **report}, 200 if ready else 503)
+
+
+async def _not_found(request: Request, _exc: Exception) -> Response:
+    return error_response(not_found(request.url.path))
+
+
+def build_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = open_runtime(settings)
+        metrics.configure(runtime.config.model_names)
+        app.state.runtime = runtime
+        missing = sorted(runtime.config.prices.unpriced)
+        if missing:
+            log.error("models with no price are refused until priced: %s", ", ".join(missing))
+        jobs = background.start(runtime)
+        requests_may_arrive()  # from here on, LiteLLM's log text is withheld
+        try:
+            yield
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            await runtime.inflight.drain(settings.gateway_drain_seconds)
+            await runtime.close()
+
+    handlers = {
+        "/v1/chat/completions": _metered("chat"),
+        "/v1/completions": _metered("text"),
+        "/v1/messages": _metered("messages"),
+        "/v1/responses": _metered("responses"),
+        "/v1/embeddings": _metered("embeddings"),
+        "/v1/models": list_models,
+        "/v1/models/{model_id:path}": get_model,
+        "/v1/credits": credits,
+        "/healthz": healthz,
+        "/readyz": readyz,
+        "/metrics": metrics_endpoint,
+    }
+    routes = [Route(path, handlers[path], methods=[method]) for method, path in ROUTES]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _not_found, HTTPException: _not_found},
+    )
+    app.add_middleware(RequestContextMiddleware)
+    return app

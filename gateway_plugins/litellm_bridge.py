@@ -1,0 +1,309 @@
+"""Every LiteLLM detail the gateway relies on, named in one place.
+
+LiteLLM is used as a library: one `litellm.Router`, built from config.yaml's `model_list`,
+`router_settings` and `litellm_settings` (LiteLLM's own conventions), does provider
+routing, fallbacks, retries, streaming and format translation; its cost map prices calls.
+Nothing else in `gateway_plugins` imports LiteLLM. `tests/gateway/test_litellm_pins.py`
+pins each behaviour listed here, so an upgrade that changes one fails loudly:
+
+- `Router.acompletion / atext_completion / aembedding / aanthropic_messages / aresponses`
+  are the calls (`ROUTER_METHODS`); a stream is an async iterator of chunk objects (chat,
+  text, responses events) or of raw SSE bytes (Anthropic messages);
+- a plain response carries `_hidden_params["response_cost"]` (US$, cached-input discounts
+  and reasoning tokens included) and `_hidden_params["model_id"]` (the deployment);
+- `cost_per_token(model=, custom_llm_provider=, usage_object=)` prices a stream's usage;
+- `stream_options={"include_usage": True}` makes a chat/text stream end with usage;
+- exceptions carry `status_code`; `Router(allowed_fails_policy=…)` decides which errors
+  may put a deployment into cooldown (`COOLDOWN_POLICY`);
+- `litellm.turn_off_message_logging`, `suppress_debug_info`, `set_verbose` keep content out
+  of LiteLLM's own logging.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import litellm
+import orjson
+from litellm.router import Router
+from litellm.types.router import AllowedFailsPolicy
+
+__all__ = [
+    "COOLDOWN_POLICY",
+    "LITELLM_SETTINGS_ALLOWED",
+    "ROUTER_METHODS",
+    "UpstreamFailure",
+    "apply_litellm_settings",
+    "build_router",
+    "count_prompt_tokens",
+    "deployment_of",
+    "output_limits",
+    "plain_response_cost",
+    "stream_usage_cost",
+    "to_jsonable",
+    "upstream_failure",
+]
+
+log = logging.getLogger(__name__)
+
+ROUTER_METHODS = {
+    "chat": "acompletion",
+    "text": "atext_completion",
+    "embeddings": "aembedding",
+    "messages": "aanthropic_messages",
+    "responses": "aresponses",
+}
+
+# A request's own mistakes (400, 404, 413, 422, content policy) must never cool a
+# deployment down for everyone: allow "unlimited" such failures. 429, 5xx and timeouts
+# keep LiteLLM's default (router_settings.allowed_fails, else LiteLLM's).
+_NEVER = 1_000_000_000
+COOLDOWN_POLICY = AllowedFailsPolicy(
+    BadRequestErrorAllowedFails=_NEVER,
+    NotFoundErrorAllowedFails=_NEVER,
+    ContentPolicyViolationErrorAllowedFails=_NEVER,
+    AuthenticationErrorAllowedFails=_NEVER,
+)
+
+# litellm_settings keys an operator may set; each is applied as `litellm.<key> = value`.
+# Callbacks are refused: a third-party logger would receive prompts and completions.
+LITELLM_SETTINGS_ALLOWED = frozenset(
+    {
+        "drop_params",
+        "modify_params",
+        "turn_off_message_logging",
+        "request_timeout",
+        "num_retries",
+        "max_budget",
+        "set_verbose",
+        "json_logs",
+        "suppress_debug_info",
+    }
+)
+_FORCED_LITELLM_SETTINGS = {
+    "turn_off_message_logging": True,
+    "set_verbose": False,  # print()s request bodies
+    "suppress_debug_info": True,
+    "json_logs": False,  # formats exceptions around our log scrubbing
+}
+# router_settings keys we own: an operator's value would undo a gateway guarantee.
+_ROUTER_KEYS_OWNED = frozenset({"allowed_fails_policy", "model_list"})
+
+
+def router_settings_problems(settings: Mapping[str, Any]) -> list[str]:
+    accepted = set(inspect.signature(Router.__init__).parameters) - {"self"}
+    problems = []
+    for key in settings:
+        if key in _ROUTER_KEYS_OWNED:
+            problems.append(f"router_settings.{key}: set by the gateway, remove it")
+        elif key not in accepted:
+            problems.append(f"router_settings.{key}: not a litellm.Router setting")
+    return problems
+
+
+def litellm_settings_problems(settings: Mapping[str, Any]) -> list[str]:
+    return [
+        f"litellm_settings.{key}: not supported by the gateway"
+        + (" (a logging callback would receive prompt text)" if "callback" in key else "")
+        for key in settings
+        if key not in LITELLM_SETTINGS_ALLOWED
+    ]
+
+
+def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
+    """Module-level LiteLLM settings; ours win over the operator's where content is at stake."""
+    for key, value in {**settings, **_FORCED_LITELLM_SETTINGS}.items():
+        if key in LITELLM_SETTINGS_ALLOWED:
+            setattr(litellm, key, value)
+    litellm.callbacks = []
+    litellm.success_callback = []
+    litellm.failure_callback = []
+    litellm._async_success_callback = []
+    litellm._async_failure_callback = []
+
+
+def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str, Any]) -> Router:
+    """One Router for the process. Each deployment gets its model_name as id when it has
+    none, so usage rows and logs name deployments the operator recognises."""
+    deployments = []
+    for index, entry in enumerate(model_list):
+        info = dict(entry.get("model_info") or {})
+        info.setdefault("id", f"{entry['model_name']}#{index}")
+        deployments.append({**entry, "model_info": info})
+    return Router(
+        model_list=deployments, **dict(router_settings), allowed_fails_policy=COOLDOWN_POLICY
+    )
+
+
+def deployment_of(router: Router, model_id: str | None) -> tuple[str, str | None]:
+    """(litellm model, provider) of the deployment that answered."""
+    deployment = router.get_deployment(model_id) if model_id else None
+    if deployment is None:
+        return "", None
+    params = deployment.litellm_params
+    return str(params.model), getattr(params, "custom_llm_provider", None)
+
+
+def _hidden(response: Any) -> dict[str, Any]:
+    if isinstance(response, dict):
+        return response.get("_hidden_params") or {}
+    return getattr(response, "_hidden_params", None) or {}
+
+
+def plain_response_cost(response: Any) -> tuple[Decimal, str | None]:
+    """(US$ cost LiteLLM computed, deployment id) of a non-streamed response."""
+    hidden = _hidden(response)
+    cost = hidden.get("response_cost") or 0
+    try:
+        return Decimal(str(cost)), hidden.get("model_id")
+    except ArithmeticError:
+        return Decimal(0), hidden.get("model_id")
+
+
+def stream_usage_cost(
+    router: Router,
+    model_id: str | None,
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cached_tokens: int = 0,
+    cache_creation_tokens: int = 0,
+    reasoning_tokens: int = 0,
+) -> Decimal:
+    """US$ of a stream's usage at the answering deployment's price (LiteLLM's cost map or
+    the deployment's configured price), cached input and reasoning priced as LiteLLM does."""
+    model, provider = deployment_of(router, model_id)
+    if not model:
+        return Decimal(0)
+    usage = litellm.Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+        prompt_tokens_details={"cached_tokens": cached_tokens},
+        completion_tokens_details={"reasoning_tokens": reasoning_tokens},
+        cache_read_input_tokens=cached_tokens,
+        cache_creation_input_tokens=cache_creation_tokens,
+    )
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model,
+            custom_llm_provider=provider,
+            usage_object=usage,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cache_read_input_tokens=cached_tokens,
+            cache_creation_input_tokens=cache_creation_tokens,
+            custom_cost_per_token=_custom_price(router, model_id),
+        )
+    except Exception as exc:  # unknown to the cost map: the caller uses our price book
+        log.debug("stream cost fell back to the price book (%s)", type(exc).__name__)
+        return Decimal(0)
+    return Decimal(str(prompt_cost)) + Decimal(str(completion_cost))
+
+
+def _custom_price(router: Router, model_id: str | None) -> Any:
+    deployment = router.get_deployment(model_id) if model_id else None
+    if deployment is None:
+        return None
+    for source in (deployment.model_info or {}, deployment.litellm_params.model_dump()):
+        prices = {k: source.get(k) for k in ("input_cost_per_token", "output_cost_per_token")}
+        if all(value is not None for value in prices.values()):
+            return prices
+    return None
+
+
+class UpstreamFailure(Exception):
+    """An upstream or routing failure, as the client should see it."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(kind)
+        self.status = status
+        self.kind = kind  # the LiteLLM exception class name (metrics, logs)
+        self.message = message
+
+
+_STATUS_MESSAGES = {
+    401: "The upstream provider refused the gateway's credentials.",
+    403: "The upstream provider refused the request.",
+    404: "The upstream provider does not know this model or endpoint.",
+    408: "The upstream provider timed out.",
+    429: "The upstream provider is rate limiting; retry shortly.",
+}
+
+
+def upstream_failure(error: BaseException) -> UpstreamFailure:
+    """Map a LiteLLM exception to what the client gets. A 4xx keeps LiteLLM's message (the
+    caller's own request described back to the caller); anything else gets a fixed text,
+    since it may name the operator's upstream. Never logged with its message."""
+    status = getattr(error, "status_code", None)
+    kind = type(error).__name__
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        status = 504 if isinstance(error, litellm.Timeout | TimeoutError) else 502
+    if status in (400, 413, 422) and isinstance(getattr(error, "message", None), str):
+        return UpstreamFailure(status, kind, _client_message(error.message))
+    if status >= 500 or status not in _STATUS_MESSAGES:
+        message = "The upstream provider failed to answer; retry shortly."
+        return UpstreamFailure(502 if status < 500 else status, kind, message)
+    return UpstreamFailure(status, kind, _STATUS_MESSAGES[status])
+
+
+def _client_message(message: str) -> str:
+    for prefix in ("litellm.BadRequestError: ", "litellm.UnprocessableEntityError: "):
+        message = message.removeprefix(prefix)
+    return message[:2000]
+
+
+def to_jsonable(response: Any) -> Any:
+    """A plain response as JSON data, without LiteLLM's private fields (`_hidden_params`
+    names the operator's upstream)."""
+    if isinstance(response, dict):
+        return {k: v for k, v in response.items() if not k.startswith("_")}
+    return response.model_dump(mode="json", exclude_none=True)
+
+
+def count_prompt_tokens(kind: str, params: Mapping[str, Any]) -> int:
+    """Input tokens of a request with LiteLLM's tokenizer (tiktoken; an approximation for
+    other providers' tokenizers, hence the configured safety factor). Odd shapes fall back
+    to a generous size estimate (a third of the JSON length)."""
+    try:
+        if kind in ("chat", "messages"):
+            messages = list(params["messages"])
+            system = params.get("system")
+            if system is not None:
+                messages.insert(0, {"role": "system", "content": _text_of(system)})
+            return int(litellm.token_counter(messages=messages, tools=params.get("tools")))
+        text = params.get("input", params.get("prompt"))
+        if isinstance(text, str):
+            return int(litellm.token_counter(text=text))
+    except Exception as exc:
+        log.debug("token count fell back to a size estimate (%s)", type(exc).__name__)
+    return len(orjson.dumps(params, default=str)) // 3 + 1
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return " ".join(str(block.get("text", "")) for block in value if isinstance(block, dict))
+
+
+def output_limits(model_list: list[dict[str, Any]]) -> dict[str, int]:
+    """Model group → the smallest `max_output_tokens` among its deployments, from
+    model_info or LiteLLM's cost map (groups with no known limit are absent)."""
+    limits: dict[str, int] = {}
+    for entry in model_list:
+        info = entry.get("model_info") or {}
+        limit = info.get("max_output_tokens") or info.get("max_tokens")
+        if limit is None:
+            try:
+                known = litellm.get_model_info(model=entry["litellm_params"]["model"])
+                limit = known.get("max_output_tokens") or known.get("max_tokens")
+            except Exception:  # not in the cost map
+                limit = None
+        if isinstance(limit, int) and limit > 0:
+            name = entry["model_name"]
+            limits[name] = min(limits.get(name, limit), limit)
+    return limits

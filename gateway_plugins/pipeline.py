@@ -1,0 +1,198 @@
+"""The request pipeline of every metered endpoint, top to bottom:
+
+    authenticate → validate → limit → reserve → call LiteLLM → meter → settle → answer
+
+1. `auth.identify`             token → user (401/403)
+2. `validation.validate`       allow-listed, typed body (400, unknown model 404)
+3. `rate_limits.RateLimiter`   RPM / TPM / calls in flight per plan (429)
+4. `reservation.reserve`       estimated credits held in the database (402)
+5. `upstream.call`             the Router, under one deadline; cancelled if the client leaves
+6. `metering`                  usage and price of what was answered
+7. `settlement.settle`         usage row + debit + release committed (or spooled)
+8. answer                      JSON body, or the stream's final event, only after 7
+
+Refusals in steps 1–4 leave no usage row and hold nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway_plugins import litellm_bridge, metrics, reservation, upstream
+from gateway_plugins.auth import identify, presented_token
+from gateway_plugins.errors import ApiFormat, error_response, from_domain, service_unavailable
+from gateway_plugins.metering import Usage, finished_call, usage_from
+from gateway_plugins.rate_limits import InFlightSlot
+from gateway_plugins.runtime import GatewayRuntime
+from gateway_plugins.settlement import settle
+from gateway_plugins.streaming import MeteredStream
+from gateway_plugins.validation import ValidRequest, parse_body, validate
+from portal.db.base import utcnow
+from portal.errors import GatewayError, ModelNotPriced, UnknownModel
+from portal.observability import context
+from portal.tokens.service import TokenIdentity
+from portal.usage.models import CallStatus
+
+__all__ = ["Call", "handle"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Call:
+    """One admitted call: who, what, what is held."""
+
+    call_id: str
+    kind: str
+    identity: TokenIdentity
+    request: ValidRequest
+    reserved_units: int
+    estimated_prompt_tokens: int
+    slot: InFlightSlot
+    started_at: datetime
+
+    @property
+    def api(self) -> ApiFormat:
+        return "anthropic" if self.kind == "messages" else "openai"
+
+
+async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response:
+    api: ApiFormat = "anthropic" if kind == "messages" else "openai"
+    try:
+        call = await _admit(runtime, http, kind)
+    except GatewayError as refused:
+        metrics.refused(refused.status_code)
+        log.info("refused %s: %s", refused.status_code, refused.error_code)
+        return error_response(from_domain(refused), api)
+    except Exception as exc:
+        log.error("admission failed: %s", type(exc).__name__)
+        return error_response(service_unavailable("The gateway"), api)
+    runtime.inflight.started(call.call_id, call.reserved_units)
+    if call.request.stream:
+        return await _stream(runtime, http, call)
+    try:
+        return await _plain(runtime, http, call)
+    finally:
+        await _done(runtime, call)
+
+
+async def _admit(runtime: GatewayRuntime, http: Request, kind: str) -> Call:
+    identity = await identify(runtime.database, runtime.auth_cache, presented_token(http.headers))
+    settings = runtime.config.plugin
+    body = parse_body(await http.body(), settings.limits.max_body_bytes)
+    model = body.get("model")
+    valid = validate(
+        kind,
+        body,
+        max_output_tokens=runtime.max_output_tokens(model),
+        default_output_tokens=settings.credits.default_max_tokens,
+        max_choices=settings.limits.max_choices,
+    )
+    if not runtime.config.prices.knows(valid.model):
+        raise UnknownModel(
+            f"The model {valid.model!r} does not exist on this gateway; GET /v1/models lists them."
+        )
+    price = runtime.config.reservation_prices.price_of(valid.model)
+    if price is None:
+        raise ModelNotPriced(f"Model {valid.model!r} is not available: it has no price configured.")
+    call_id = str(uuid.uuid4())
+    context.call_id.set(call_id)
+    limits = settings.limits.for_plan(identity.plan)
+    slot = await runtime.limiter.admit(identity.user_id, limits, runtime.deadline_seconds)
+    try:
+        prompt_tokens = litellm_bridge.count_prompt_tokens(kind, valid.params)
+        units = reservation.estimate_units(settings, price, prompt_tokens, valid.output_tokens)
+        await reservation.reserve(runtime, identity.user_id, call_id, units)
+    except BaseException:
+        await slot.release()
+        raise
+    return Call(call_id, kind, identity, valid, units, prompt_tokens, slot, utcnow())
+
+
+async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response:
+    try:
+        response = await upstream.call(runtime, http, call)
+    except upstream.ClientGone:
+        await _record_failure(runtime, call, 499, "ClientDisconnected")
+        return Response(status_code=499)
+    except Exception as exc:
+        failure = litellm_bridge.upstream_failure(exc)
+        await _record_failure(runtime, call, failure.status, failure.kind)
+        return error_response(upstream.failure_body(failure), call.api)
+    data = litellm_bridge.to_jsonable(response)
+    cost, model_id = litellm_bridge.plain_response_cost(response)
+    usage = usage_from(data.get("usage")) or Usage(prompt=call.estimated_prompt_tokens)
+    await settle(
+        runtime.database,
+        runtime.spool,
+        finished_call(
+            runtime.config,
+            call_id=call.call_id,
+            identity=call.identity,
+            model_group=call.request.model,
+            usage=usage,
+            cost_usd=cost,
+            started_at=call.started_at,
+            ended_at=utcnow(),
+        ),
+    )
+    metrics.answered(call.request.model, usage, model_id)
+    await runtime.limiter.record_tokens(
+        call.identity.user_id, runtime.limits_for(call.identity), usage.total
+    )
+    return Response(orjson.dumps(data), media_type="application/json")
+
+
+async def _stream(runtime: GatewayRuntime, http: Request, call: Call) -> Response:
+    try:
+        stream = await upstream.open_stream(runtime, http, call)
+    except BaseException as exc:
+        try:
+            if isinstance(exc, upstream.ClientGone):
+                await _record_failure(runtime, call, 499, "ClientDisconnected")
+                return Response(status_code=499)
+            if not isinstance(exc, Exception):
+                raise
+            failure = litellm_bridge.upstream_failure(exc)
+            await _record_failure(runtime, call, failure.status, failure.kind)
+            return error_response(upstream.failure_body(failure), call.api)
+        finally:
+            await _done(runtime, call)
+    return MeteredStream(runtime, call, stream, on_end=_done)
+
+
+async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind: str) -> None:
+    """A call that produced no answer: a failed-call row, nothing debited, hold released."""
+    metrics.failed(call.request.model, status)
+    log.info("call failed upstream: %s %s", status, kind)
+    now = utcnow()
+    await settle(
+        runtime.database,
+        runtime.spool,
+        finished_call(
+            runtime.config,
+            call_id=call.call_id,
+            identity=call.identity,
+            model_group=call.request.model,
+            usage=Usage(),
+            cost_usd=Decimal(0),
+            started_at=call.started_at,
+            ended_at=now,
+            status=CallStatus.FAILED,
+            http_status=status,
+            error_type=kind[:100],
+        ),
+    )
+
+
+async def _done(runtime: GatewayRuntime, call: Call) -> None:
+    await call.slot.release()
+    runtime.inflight.finished(call.call_id)

@@ -1,0 +1,48 @@
+"""Step 4: reserve. Where a call's credits are held before it starts.
+
+The estimate is the prompt's tokens (LiteLLM's tokenizer × `input_estimate_factor`,
+because for non-OpenAI providers it only approximates) plus the output allowance
+(`max_tokens` or `default_max_tokens`, × `n`), priced at the dearest deployment the model
+group may fall back to, with the markup. The hold is one conditional UPDATE in the
+database (`portal.credits.reservations.reserve`), atomic across instances; it expires
+with the request deadline, so a process that dies frees its holds by itself.
+
+Overspend bound: a user's balance can fall below zero by at most the sum, over the calls
+they have in flight at once, of each call's under-estimate. With `max_tokens` honoured
+the output side is exact, so the bound is k × (true prompt tokens − estimated prompt
+tokens) × input price for k calls in flight (k ≤ the plan's `max_parallel_requests`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from gateway_plugins.runtime import GatewayRuntime
+from portal.config.plugin_settings import PluginSettings
+from portal.credits import reservations
+from portal.credits.pricing import ModelPrice
+from portal.credits.units import usd_to_units
+
+__all__ = ["estimate_units", "reserve"]
+
+
+def estimate_units(
+    settings: PluginSettings, price: ModelPrice, prompt_tokens: int, output_tokens: int
+) -> int:
+    credits = settings.credits
+    padded_prompt = math.ceil(prompt_tokens * credits.input_estimate_factor)
+    cost = price.cost_usd(padded_prompt, output_tokens)
+    units = usd_to_units(cost, usd_per_credit=credits.usd_per_credit, markup=credits.markup)
+    return max(units, 1)
+
+
+async def reserve(runtime: GatewayRuntime, user_id: str, call_id: str, units: int) -> None:
+    """Hold `units` for the call, or raise InsufficientCredits (402)."""
+    async with runtime.database.transaction() as session:
+        await reservations.reserve(
+            session,
+            user_id=user_id,
+            call_id=call_id,
+            amount=units,
+            ttl_seconds=runtime.deadline_seconds,
+        )

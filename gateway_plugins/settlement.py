@@ -1,0 +1,50 @@
+"""Step 7: settle. Where an answered call becomes a usage record and a debit — before
+its answer's last byte is sent.
+
+`settle` commits the usage row, the ledger debit (keyed by the call id) and the release
+of the reservation in one transaction (`portal.usage.settlement.settle_call`). If the
+database does not take it after a quick retry, the call's metadata is appended to the
+local spool and fsynced (`portal.usage.spool`), which a background task replays; the
+answer goes out either way, and a SIGKILL at any later moment loses nothing. Settling a
+call twice (replay, a retry after a lost commit acknowledgement) writes nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from gateway_plugins import metrics
+from portal.db import Database
+from portal.usage.settlement import FinishedCall, settle_call
+from portal.usage.spool import Spool
+
+__all__ = ["settle"]
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 2
+RETRY_PAUSE_SECONDS = 0.05
+
+
+async def settle(database: Database, spool: Spool, call: FinishedCall) -> None:
+    """Commit the call's record and debit, or spool it durably. Never raises."""
+    for attempt in range(ATTEMPTS):
+        try:
+            async with database.transaction() as session:
+                settled = await settle_call(session, call)
+        except Exception as exc:
+            metrics.USAGE_WRITE_FAILURES.inc()
+            log.warning("usage settlement attempt %d failed: %s", attempt + 1, type(exc).__name__)
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+            continue
+        if settled:
+            metrics.record_settled(call)
+        return
+    try:
+        spool.append(call)
+    except OSError as exc:  # disk gone too: the reservation expires, the row is lost
+        log.critical("usage spool write failed (%s) for call %s", type(exc).__name__, call.call_id)
+        return
+    metrics.USAGE_SPOOLED.inc()
+    log.error("usage settlement spooled to disk for replay (call %s)", call.call_id)

@@ -1,0 +1,192 @@
+"""How each API's stream is read and written: Server-Sent Events in OpenAI chat/text,
+Anthropic Messages and OpenAI Responses format.
+
+A relay turns what LiteLLM yields into the bytes the client gets, and on the way notes
+what the metering needs — the usage the upstream reported, the characters of output sent
+(a count, never the text), whether the upstream said it finished — and holds back the
+stream's final event (`[DONE]`, `message_stop`, `response.completed`) until the call is
+settled. A stream that ends without its upstream finish gets an error event in its own
+format instead (`error_frame`), never a made-up finish.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway_plugins.errors import ErrorBody, anthropic_error_event, openai_stream_error
+from gateway_plugins.metering import Usage, usage_from
+
+__all__ = ["RELAYS", "Relay"]
+
+
+class Relay:
+    """Base: subclasses implement `feed` (one LiteLLM item → bytes to send now)."""
+
+    def __init__(self, client_wants_usage: bool) -> None:
+        self.client_wants_usage = client_wants_usage
+        self.usage: Usage | None = None
+        self.chars = 0
+        self.finished = False  # the upstream said the answer is complete
+        self.held: list[bytes] = []  # final frames, sent after settlement
+
+    def feed(self, item: Any) -> bytes | None:
+        raise NotImplementedError
+
+    def final_frames(self) -> list[bytes]:
+        return self.held
+
+    def error_frame(self, body: ErrorBody) -> bytes:
+        return openai_stream_error(body)
+
+
+def _data(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+class ChatRelay(Relay):
+    """`/v1/chat/completions` and `/v1/completions`: `data: {chunk}` … `data: [DONE]`."""
+
+    def feed(self, chunk: Any) -> bytes | None:
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            self.usage = usage_from(usage.model_dump())
+            if self.client_wants_usage:
+                self.held.append(_data(chunk.model_dump_json(exclude_none=True).encode()))
+            return None
+        for choice in chunk.choices or ():
+            if getattr(choice, "finish_reason", None):
+                self.finished = True
+            self.chars += _choice_chars(choice)
+        return _data(chunk.model_dump_json(exclude_none=True).encode())
+
+    def final_frames(self) -> list[bytes]:
+        return [*self.held, b"data: [DONE]\n\n"]
+
+
+def _choice_chars(choice: Any) -> int:
+    text = getattr(choice, "text", None)  # text completions
+    total = len(text) if isinstance(text, str) else 0
+    delta = getattr(choice, "delta", None)
+    if delta is None:
+        return total
+    for field in ("content", "reasoning_content"):
+        value = getattr(delta, field, None)
+        if isinstance(value, str):
+            total += len(value)
+    for tool_call in getattr(delta, "tool_calls", None) or ():
+        arguments = getattr(getattr(tool_call, "function", None), "arguments", None)
+        if isinstance(arguments, str):
+            total += len(arguments)
+    return total
+
+
+class MessagesRelay(Relay):
+    """`/v1/messages`: Anthropic's named events; LiteLLM yields raw SSE bytes (split at
+    any point) or, when it translated another provider, event dicts."""
+
+    def __init__(self, client_wants_usage: bool) -> None:
+        super().__init__(client_wants_usage)
+        self._buffer = b""
+        self.upstream_error = False
+
+    def feed(self, item: Any) -> bytes | None:
+        if isinstance(item, dict):
+            item = b"event: " + str(item.get("type")).encode() + b"\n" + _data(orjson.dumps(item))
+        if isinstance(item, str):
+            item = item.encode()
+        self._buffer += item
+        out = []
+        while b"\n\n" in self._buffer:
+            frame, self._buffer = self._buffer.split(b"\n\n", 1)
+            if frame.strip() and (kept := self._frame(frame + b"\n\n")) is not None:
+                out.append(kept)
+        return b"".join(out) or None
+
+    def _frame(self, frame: bytes) -> bytes | None:
+        event = _event_data(frame)
+        kind = event.get("type")
+        if kind == "message_start":
+            self.usage = usage_from((event.get("message") or {}).get("usage")) or Usage()
+        elif kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            for field in ("text", "partial_json", "thinking"):
+                value = delta.get(field)
+                if isinstance(value, str):
+                    self.chars += len(value)
+        elif kind == "message_delta":
+            reported = usage_from(event.get("usage"))
+            if reported is not None:
+                base = self.usage or Usage()
+                self.usage = Usage(
+                    prompt=reported.prompt or base.prompt,
+                    completion=reported.completion,
+                    cached=reported.cached or base.cached,
+                    cache_creation=reported.cache_creation or base.cache_creation,
+                    reasoning=reported.reasoning,
+                )
+        elif kind == "message_stop":
+            self.finished = True
+            self.held.append(frame)
+            return None
+        elif kind == "error":
+            self.upstream_error = True
+        return frame
+
+    def error_frame(self, body: ErrorBody) -> bytes:
+        return b"" if self.upstream_error else anthropic_error_event(body)
+
+
+def _event_data(frame: bytes) -> dict[str, Any]:
+    for line in frame.split(b"\n"):
+        if line.startswith(b"data:"):
+            try:
+                data = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                return {}
+            return data if isinstance(data, dict) else {}
+    return {}
+
+
+class ResponsesRelay(Relay):
+    """`/v1/responses`: typed events `event: <type>` / `data: {…}`."""
+
+    def __init__(self, client_wants_usage: bool) -> None:
+        super().__init__(client_wants_usage)
+        self.sequence = 0
+
+    def feed(self, event: Any) -> bytes | None:
+        kind = str(getattr(event, "type", ""))
+        self.sequence = max(self.sequence, int(getattr(event, "sequence_number", 0) or 0))
+        frame = b"event: " + kind.encode() + b"\n" + _data(event.model_dump_json().encode())
+        if kind == "response.output_text.delta":
+            delta = getattr(event, "delta", "")
+            self.chars += len(delta) if isinstance(delta, str) else 0
+        elif kind == "response.completed":
+            response = getattr(event, "response", None)
+            usage = getattr(response, "usage", None)
+            if usage is not None:
+                self.usage = usage_from(usage.model_dump())
+            self.finished = True
+            self.held.append(frame)
+            return None
+        return frame
+
+    def error_frame(self, body: ErrorBody) -> bytes:
+        payload = {
+            "type": "error",
+            "code": body.code,
+            "message": body.message,
+            "param": None,
+            "sequence_number": self.sequence + 1,
+        }
+        return b"event: error\n" + _data(orjson.dumps(payload))
+
+
+RELAYS: dict[str, type[Relay]] = {
+    "chat": ChatRelay,
+    "text": ChatRelay,
+    "messages": MessagesRelay,
+    "responses": ResponsesRelay,
+}

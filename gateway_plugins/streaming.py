@@ -1,0 +1,186 @@
+"""A streamed answer that is settled before its final event and ends honestly.
+
+`MeteredStream` is the ASGI response of every streamed call. It relays the Router's
+stream through the endpoint's `Relay` (`stream_formats`), with the request deadline and
+an idle timeout on every chunk, while watching for the client's disconnect. However the
+stream ends, the call is settled exactly once, before anything else is sent:
+
+- the upstream finished: usage as reported, then the held final event(s);
+- the upstream closed early, stalled, or failed mid-stream: billed for what was
+  delivered, then an error event in the API's own format (no `[DONE]`);
+- the client left: the upstream stream is closed (its HTTP request cancelled), the call
+  billed for what was delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from gateway_plugins import metrics
+from gateway_plugins.errors import ErrorBody
+from gateway_plugins.litellm_bridge import stream_usage_cost, upstream_failure
+from gateway_plugins.metering import CHARS_PER_TOKEN, Usage, finished_call
+from gateway_plugins.runtime import GatewayRuntime
+from gateway_plugins.settlement import settle
+from gateway_plugins.stream_formats import RELAYS, Relay
+from gateway_plugins.upstream import failure_body
+from portal.db.base import utcnow
+from portal.usage.models import CallStatus
+
+if TYPE_CHECKING:
+    from gateway_plugins.pipeline import Call
+
+__all__ = ["MeteredStream"]
+
+log = logging.getLogger(__name__)
+
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_CUT = ErrorBody(
+    502,
+    "The upstream provider closed the stream before it finished.",
+    type="api_error",
+    code="upstream_stream_cut",
+)
+_STALLED = ErrorBody(
+    504, "The upstream provider stopped sending.", type="api_error", code="upstream_timeout"
+)
+
+
+class MeteredStream:
+    def __init__(
+        self,
+        runtime: GatewayRuntime,
+        call: Call,
+        stream: Any,
+        *,
+        on_end: Callable[[GatewayRuntime, Call], Awaitable[None]],
+    ) -> None:
+        self.runtime = runtime
+        self.call = call
+        self.stream = stream
+        self.on_end = on_end
+        self.relay: Relay = RELAYS[call.kind](call.request.client_wants_usage)
+        self.model_id: str | None = None
+        self._settling: asyncio.Future[None] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        sender = asyncio.current_task()
+        assert sender is not None
+        client_left = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            client_left.set()
+            sender.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await self._relay(send)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not client_left.is_set():
+                raise
+            sender.uncancel()
+            await self._end("client_gone")
+        except OSError:  # the connection broke under a send
+            await self._end("client_gone")
+        finally:
+            watcher.cancel()
+            await self._close_upstream()
+            await self.on_end(self.runtime, self.call)
+
+    async def _relay(self, send: Any) -> None:
+        timeouts = self.runtime.config.plugin.timeouts
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeouts.request_seconds
+        failure: ErrorBody = _CUT
+        try:
+            async with asyncio.timeout(None) as timer:
+                iterator = aiter(self.stream)
+                while True:
+                    timer.reschedule(min(loop.time() + timeouts.stream_idle_seconds, deadline))
+                    try:
+                        item = await anext(iterator)
+                    except StopAsyncIteration:
+                        break
+                    frame = self.relay.feed(item)
+                    if frame:
+                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+        except TimeoutError:
+            failure = _STALLED
+        except Exception as exc:  # the upstream failed mid-stream
+            failure = failure_body(upstream_failure(exc))
+        self.model_id = (getattr(self.stream, "_hidden_params", None) or {}).get("model_id")
+        if self.relay.finished:
+            await self._end("complete")
+            frames = self.relay.final_frames()
+        else:
+            await self._end(failure.code)
+            frames = [self.relay.error_frame(failure)]
+        body = b"".join(frames)
+        if body:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def _end(self, outcome: str) -> None:
+        """Settle once, shielded from a second cancellation."""
+        if self._settling is None:
+            self._settling = asyncio.ensure_future(self._settle(outcome))
+        await asyncio.shield(self._settling)
+
+    async def _settle(self, outcome: str) -> None:
+        call, relay = self.call, self.relay
+        reported = relay.usage
+        complete = outcome == "complete"
+        if complete and reported is not None and reported.total:
+            usage = reported
+            cost = stream_usage_cost(
+                self.runtime.router,
+                self.model_id,
+                prompt_tokens=usage.prompt,
+                completion_tokens=usage.completion,
+                cached_tokens=usage.cached,
+                cache_creation_tokens=usage.cache_creation,
+                reasoning_tokens=usage.reasoning,
+            )
+        else:  # billed for what was delivered, at the price book's price
+            sent = -(-relay.chars // CHARS_PER_TOKEN)
+            usage = Usage(
+                prompt=(reported.prompt if reported else 0) or call.estimated_prompt_tokens,
+                completion=max(reported.completion if reported else 0, sent),
+            )
+            cost = Decimal(0)
+        record = finished_call(
+            self.runtime.config,
+            call_id=call.call_id,
+            identity=call.identity,
+            model_group=call.request.model,
+            usage=usage,
+            cost_usd=cost,
+            started_at=call.started_at,
+            ended_at=utcnow(),
+            status=CallStatus.SUCCESS if complete else CallStatus.INCOMPLETE,
+            error_type=None if complete else outcome[:100],
+        )
+        await settle(self.runtime.database, self.runtime.spool, record)
+        metrics.answered(call.request.model, usage, self.model_id, outcome=outcome)
+        await self.runtime.limiter.record_tokens(
+            call.identity.user_id, self.runtime.limits_for(call.identity), usage.total
+        )
+
+    async def _close_upstream(self) -> None:
+        close = getattr(self.stream, "aclose", None)
+        if close is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.ensure_future(close()))

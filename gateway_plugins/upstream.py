@@ -1,0 +1,75 @@
+"""Step 5: call LiteLLM's Router, under one deadline per request.
+
+The deadline (`workforce_gateway.timeouts.request_seconds`, default 300 s) covers every
+retry and fallback the Router makes; a stream must also deliver its first chunk within
+`first_byte_seconds` (default 60 s) and then never go quiet for `stream_idle_seconds`
+(default 60 s). A plain call is raced against the client's disconnect: when the client
+leaves, the upstream call is cancelled (its HTTP request closed) and the hold released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+
+from gateway_plugins.errors import ErrorBody
+from gateway_plugins.litellm_bridge import ROUTER_METHODS, UpstreamFailure
+from gateway_plugins.runtime import GatewayRuntime
+
+if TYPE_CHECKING:
+    from gateway_plugins.pipeline import Call
+
+__all__ = ["ClientGone", "call", "failure_body", "open_stream"]
+
+
+class ClientGone(Exception):
+    """The client disconnected before the answer was ready."""
+
+
+def _router_call(runtime: GatewayRuntime, call: Call) -> Awaitable[Any]:
+    method = getattr(runtime.router, ROUTER_METHODS[call.kind])
+    return method(**call.request.params, litellm_call_id=call.call_id)
+
+
+async def call(runtime: GatewayRuntime, http: Request, call: Call) -> Any:
+    """A plain (non-streamed) answer, or the Router's exception."""
+    timeouts = runtime.config.plugin.timeouts
+    async with asyncio.timeout(timeouts.request_seconds):
+        return await _unless_client_leaves(http, _router_call(runtime, call))
+
+
+async def open_stream(runtime: GatewayRuntime, http: Request, call: Call) -> Any:
+    """The Router's stream, once it has answered (first byte within its timeout)."""
+    timeouts = runtime.config.plugin.timeouts
+    async with asyncio.timeout(min(timeouts.first_byte_seconds, timeouts.request_seconds)):
+        return await _unless_client_leaves(http, _router_call(runtime, call))
+
+
+async def _unless_client_leaves(http: Request, work: Awaitable[Any]) -> Any:
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(http))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+        watcher.cancel()
+    if task.cancelled() or not task.done():
+        raise ClientGone
+    return task.result()
+
+
+async def _disconnected(http: Request) -> None:
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
+
+
+def failure_body(failure: UpstreamFailure) -> ErrorBody:
+    kind = "timeout" if failure.status in (408, 504) else "upstream_error"
+    error_type = "invalid_request_error" if failure.status < 500 else "api_error"
+    if failure.status == 429:
+        error_type = "rate_limit_error"
+    return ErrorBody(failure.status, failure.message, type=error_type, code=kind)

@@ -1,0 +1,76 @@
+"""State and request helpers shared by every provider module."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+
+from .faults import FaultsMixin
+from .tokens import Usage, words
+from .wire import DEFAULT_REPLY_TEXT, Provider
+
+if TYPE_CHECKING:
+    import uvicorn
+
+
+class UpstreamCore(FaultsMixin):
+    """What provider handlers use: settings, recording, usage and faults."""
+
+    def __init__(self, api_key: str, host: str) -> None:
+        self.api_key = api_key
+        self.host = host
+        self.url = ""
+        self.requests: list[dict[str, Any]] = []
+        self.calls_served = 0
+        self.reply_text = DEFAULT_REPLY_TEXT
+        self.usage_extra: dict[str, int] = {}
+        self.chunk_delay = 0.0
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._init_faults()
+
+    def record(
+        self, provider: Provider, request: Request, model: str, stream: bool, body: dict[str, Any]
+    ) -> None:
+        entry = {
+            "provider": provider,
+            "path": request.url.path,
+            "model": model,
+            "stream": stream,
+            "body": body,
+        }
+        with self._lock:
+            self.requests.append(entry)
+
+    def usage(self, prompt_tokens: int, *, choices: int = 1) -> Usage:
+        """Usage for a reply of ``reply_text`` per choice plus the ``usage_extra`` tokens."""
+        extra = self.usage_extra or {}
+        return Usage(
+            prompt=prompt_tokens,
+            completion=words(self.reply_text) * choices,
+            cached=min(int(extra.get("cached_tokens", 0)), prompt_tokens),
+            reasoning=int(extra.get("reasoning_tokens", 0)),
+        )
+
+    async def pace(self) -> None:
+        if self.chunk_delay:
+            await asyncio.sleep(self.chunk_delay)
+
+    @staticmethod
+    async def json_body(request: Request) -> dict[str, Any] | None:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    @staticmethod
+    def bearer(request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
