@@ -105,8 +105,12 @@ def not_found(path: str) -> ErrorBody:
     )
 
 
-def error_response(body: ErrorBody, api: ApiFormat = "openai") -> Response:
-    headers = {"retry-after": str(body.retry_after)} if body.retry_after else None
+def error_response(
+    body: ErrorBody, api: ApiFormat = "openai", headers: dict[str, str] | None = None
+) -> Response:
+    headers = dict(headers or {})
+    if body.retry_after:
+        headers["retry-after"] = str(body.retry_after)
     content = body.anthropic() if api == "anthropic" else body.openai()
     return Response(
         orjson.dumps(content),

@@ -41,6 +41,7 @@ __all__ = [
     "build_router",
     "count_prompt_tokens",
     "deployment_of",
+    "group_of",
     "output_limits",
     "plain_response_cost",
     "stream_usage_cost",
@@ -146,6 +147,12 @@ def deployment_of(router: Router, model_id: str | None) -> tuple[str, str | None
         return "", None
     params = deployment.litellm_params
     return str(params.model), getattr(params, "custom_llm_provider", None)
+
+
+def group_of(router: Router, model_id: str | None, requested: str) -> str:
+    """The model group of the deployment that answered (a fallback's, when one did)."""
+    deployment = router.get_deployment(model_id) if model_id else None
+    return str(deployment.model_name) if deployment is not None else requested
 
 
 def _hidden(response: Any) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def refused(status: int) -> None:
     REFUSALS.labels(bounded(str(status), _REFUSAL_REASONS)).inc()
 
 
-def answered(model: str, usage: Usage, model_id: str | None, outcome: str | None = None) -> None:
+def answered(model: str, usage: Usage, outcome: str | None = None) -> None:
     label = _model(model)
     REQUESTS.labels(label, "200").inc()
     TOKENS.labels(label, "in").inc(usage.prompt)

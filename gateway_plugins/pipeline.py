@@ -126,10 +126,11 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
     except Exception as exc:
         failure = litellm_bridge.upstream_failure(exc)
         await _record_failure(runtime, call, failure.status, failure.kind)
-        return error_response(upstream.failure_body(failure), call.api)
+        return error_response(upstream.failure_body(failure), call.api, call_id_header(call))
     data = litellm_bridge.to_jsonable(response)
     cost, model_id = litellm_bridge.plain_response_cost(response)
     usage = usage_from(data.get("usage")) or Usage(prompt=call.estimated_prompt_tokens)
+    answered_by = litellm_bridge.group_of(runtime.router, model_id, call.request.model)
     await settle(
         runtime.database,
         runtime.spool,
@@ -137,18 +138,20 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
             runtime.config,
             call_id=call.call_id,
             identity=call.identity,
-            model_group=call.request.model,
+            model_group=answered_by,
             usage=usage,
             cost_usd=cost,
             started_at=call.started_at,
             ended_at=utcnow(),
         ),
     )
-    metrics.answered(call.request.model, usage, model_id)
+    metrics.answered(answered_by, usage)
     await runtime.limiter.record_tokens(
         call.identity.user_id, runtime.limits_for(call.identity), usage.total
     )
-    return Response(orjson.dumps(data), media_type="application/json")
+    return Response(
+        orjson.dumps(data), media_type="application/json", headers=call_id_header(call)
+    )
 
 
 async def _stream(runtime: GatewayRuntime, http: Request, call: Call) -> Response:
@@ -163,10 +166,17 @@ async def _stream(runtime: GatewayRuntime, http: Request, call: Call) -> Respons
                 raise
             failure = litellm_bridge.upstream_failure(exc)
             await _record_failure(runtime, call, failure.status, failure.kind)
-            return error_response(upstream.failure_body(failure), call.api)
+            return error_response(upstream.failure_body(failure), call.api, call_id_header(call))
         finally:
             await _done(runtime, call)
     return MeteredStream(runtime, call, stream, on_end=_done)
+
+
+CALL_ID_HEADER = "x-litellm-call-id"  # kept from the proxy days: clients match usage rows by it
+
+
+def call_id_header(call: Call) -> dict[str, str]:
+    return {CALL_ID_HEADER: call.call_id}
 
 
 async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind: str) -> None:

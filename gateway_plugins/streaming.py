@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway_plugins import metrics
 from gateway_plugins.errors import ErrorBody
-from gateway_plugins.litellm_bridge import stream_usage_cost, upstream_failure
+from gateway_plugins.litellm_bridge import group_of, stream_usage_cost, upstream_failure
 from gateway_plugins.metering import CHARS_PER_TOKEN, Usage, finished_call
 from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
@@ -85,7 +85,8 @@ class MeteredStream:
 
         watcher = asyncio.create_task(watch())
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            headers = [*_HEADERS, (b"x-litellm-call-id", self.call.call_id.encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             await self._relay(send)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -160,11 +161,12 @@ class MeteredStream:
                 completion=max(reported.completion if reported else 0, sent),
             )
             cost = Decimal(0)
+        model_group = group_of(self.runtime.router, self.model_id, call.request.model)
         record = finished_call(
             self.runtime.config,
             call_id=call.call_id,
             identity=call.identity,
-            model_group=call.request.model,
+            model_group=model_group,
             usage=usage,
             cost_usd=cost,
             started_at=call.started_at,
@@ -173,7 +175,7 @@ class MeteredStream:
             error_type=None if complete else outcome[:100],
         )
         await settle(self.runtime.database, self.runtime.spool, record)
-        metrics.answered(call.request.model, usage, self.model_id, outcome=outcome)
+        metrics.answered(model_group, usage, outcome=outcome)
         await self.runtime.limiter.record_tokens(
             call.identity.user_id, self.runtime.limits_for(call.identity), usage.total
         )

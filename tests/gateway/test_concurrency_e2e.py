@@ -8,7 +8,8 @@ import asyncio
 import openai
 import pytest
 
-from gateway_plugins.estimates import prompt_tokens, reservation_units
+from gateway_plugins.litellm_bridge import count_prompt_tokens
+from gateway_plugins.reservation import estimate_units
 from portal.credits.units import format_units
 from portal.db import Database
 from portal.usage.models import CallStatus
@@ -31,8 +32,8 @@ def reservation() -> int:
     config = gateway_config()
     price = config.prices.price_of(MODEL)
     assert price is not None
-    estimate = prompt_tokens({"model": MODEL, "messages": MESSAGES})
-    return reservation_units(price, estimate, MAX_TOKENS, config.plugin)
+    estimate = count_prompt_tokens("chat", {"model": MODEL, "messages": MESSAGES})
+    return estimate_units(config.plugin, price, estimate, MAX_TOKENS)
 
 
 async def streamed(client: openai.AsyncOpenAI) -> str:

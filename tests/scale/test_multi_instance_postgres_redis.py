@@ -20,7 +20,8 @@ import redis.asyncio as aioredis
 import yaml
 from sqlalchemy import select, update
 
-from gateway_plugins.estimates import prompt_tokens, reservation_units
+from gateway_plugins.litellm_bridge import count_prompt_tokens
+from gateway_plugins.reservation import estimate_units
 from portal.accounts.models import AccountStatus, User
 from portal.credits.models import EntryKind, LedgerEntry
 from portal.db import Database, open_database
@@ -168,8 +169,8 @@ async def test_fifty_concurrent_calls_on_two_instances_spend_only_the_balance_po
     config = gateway_config()
     price = config.prices.price_of(MODEL)
     assert price is not None
-    reserved = reservation_units(
-        price, prompt_tokens({"messages": MESSAGES}), max_tokens, config.plugin
+    reserved = estimate_units(
+        config.plugin, price, count_prompt_tokens("chat", {"messages": MESSAGES}), max_tokens
     )
     cost = expected_units(MODEL, fake_prompt_tokens(PROMPT), max_tokens)
     assert cost <= reserved < cost * 1.01
