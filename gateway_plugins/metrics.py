@@ -5,10 +5,12 @@ a model group from config.yaml or "other", `status` a status code or its class, 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from portal.credits.units import UNITS_PER_CREDIT
-from portal.observability.metrics import bounded, counter, gauge, status_class
+from portal.observability import context
+from portal.observability.metrics import bounded, counter, gauge, histogram, status_class
 
 if TYPE_CHECKING:
     from gateway_plugins.metering import Usage
@@ -27,6 +29,7 @@ __all__ = [
     "failed",
     "record_settled",
     "refused",
+    "upstream_started",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,15 @@ REFUSALS = counter(
     "wfg_gateway_refusals_total",
     "Calls refused by the gateway: 401 token, 402 credits, 403 account, 404 model, 429 limit.",
     ("reason",),
+)
+UPSTREAM_LATENCY = histogram(
+    "wfg_gateway_upstream_latency_seconds",
+    "From the upstream call's start to its last byte (streams: the whole stream), by model.",
+    ("model",),
+)
+ADDED_LATENCY = histogram(
+    "wfg_gateway_added_latency_seconds",
+    "Time the gateway adds before the upstream call starts: auth, validation, limits, reservation.",
 )
 RESERVED_UNITS = gauge(
     "wfg_gateway_reserved_units", "Ledger units held by reservations of calls in flight."
@@ -80,13 +92,24 @@ def _model(name: str | None) -> str:
     return bounded(name, _models)
 
 
-def refused(status: int) -> None:
+def refused(status: int, model: object) -> None:
+    REQUESTS.labels(_model(model if isinstance(model, str) else None), status_class(status)).inc()
     REFUSALS.labels(bounded(str(status), _REFUSAL_REASONS)).inc()
 
 
-def answered(model: str, usage: Usage, outcome: str | None = None) -> None:
+def upstream_started() -> float:
+    """Note the gateway's own share of the latency; returns the upstream start time."""
+    now = time.time()
+    arrived = context.request_started.get()
+    if arrived is not None:
+        ADDED_LATENCY.observe(max(now - arrived, 0.0))
+    return now
+
+
+def answered(model: str, usage: Usage, upstream_since: float, outcome: str | None = None) -> None:
     label = _model(model)
     REQUESTS.labels(label, "200").inc()
+    UPSTREAM_LATENCY.labels(label).observe(max(time.time() - upstream_since, 0.0))
     TOKENS.labels(label, "in").inc(usage.prompt)
     TOKENS.labels(label, "out").inc(usage.completion)
     if outcome is not None:

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -58,6 +59,7 @@ class Call:
     estimated_prompt_tokens: int
     slot: InFlightSlot
     started_at: datetime
+    upstream_since: float = 0.0  # time.time() when the Router was called
 
     @property
     def api(self) -> ApiFormat:
@@ -66,10 +68,11 @@ class Call:
 
 async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response:
     api: ApiFormat = "anthropic" if kind == "messages" else "openai"
+    seen: dict[str, Any] = {}
     try:
-        call = await _admit(runtime, http, kind)
+        call = await _admit(runtime, http, kind, seen)
     except GatewayError as refused:
-        metrics.refused(refused.status_code)
+        metrics.refused(refused.status_code, seen.get("model"))
         log.info("refused %s: %s", refused.status_code, refused.error_code)
         return error_response(from_domain(refused), api)
     except Exception as exc:
@@ -84,11 +87,11 @@ async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response:
         await _done(runtime, call)
 
 
-async def _admit(runtime: GatewayRuntime, http: Request, kind: str) -> Call:
+async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[str, Any]) -> Call:
     identity = await identify(runtime.database, runtime.auth_cache, presented_token(http.headers))
     settings = runtime.config.plugin
     body = parse_body(await http.body(), settings.limits.max_body_bytes)
-    model = body.get("model")
+    model = seen["model"] = body.get("model")
     valid = validate(
         kind,
         body,
@@ -145,13 +148,11 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
             ended_at=utcnow(),
         ),
     )
-    metrics.answered(answered_by, usage)
+    metrics.answered(answered_by, usage, call.upstream_since)
     await runtime.limiter.record_tokens(
         call.identity.user_id, runtime.limits_for(call.identity), usage.total
     )
-    return Response(
-        orjson.dumps(data), media_type="application/json", headers=call_id_header(call)
-    )
+    return Response(orjson.dumps(data), media_type="application/json", headers=call_id_header(call))
 
 
 async def _stream(runtime: GatewayRuntime, http: Request, call: Call) -> Response:

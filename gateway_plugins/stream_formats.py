@@ -157,7 +157,8 @@ class ResponsesRelay(Relay):
         self.sequence = 0
 
     def feed(self, event: Any) -> bytes | None:
-        kind = str(getattr(event, "type", ""))
+        kind = getattr(event, "type", "")
+        kind = str(getattr(kind, "value", kind))  # LiteLLM uses a str Enum for some
         self.sequence = max(self.sequence, int(getattr(event, "sequence_number", 0) or 0))
         frame = b"event: " + kind.encode() + b"\n" + _data(event.model_dump_json().encode())
         if kind == "response.output_text.delta":

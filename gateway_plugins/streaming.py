@@ -28,7 +28,6 @@ from gateway_plugins.metering import CHARS_PER_TOKEN, Usage, finished_call
 from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
 from gateway_plugins.stream_formats import RELAYS, Relay
-from gateway_plugins.upstream import failure_body
 from portal.db.base import utcnow
 from portal.usage.models import CallStatus
 
@@ -120,8 +119,8 @@ class MeteredStream:
                         await send({"type": "http.response.body", "body": frame, "more_body": True})
         except TimeoutError:
             failure = _STALLED
-        except Exception as exc:  # the upstream failed mid-stream
-            failure = failure_body(upstream_failure(exc))
+        except Exception as exc:  # the upstream broke off mid-stream
+            failure = _STALLED if upstream_failure(exc).status in (408, 504) else _CUT
         self.model_id = (getattr(self.stream, "_hidden_params", None) or {}).get("model_id")
         if self.relay.finished:
             await self._end("complete")
@@ -175,7 +174,7 @@ class MeteredStream:
             error_type=None if complete else outcome[:100],
         )
         await settle(self.runtime.database, self.runtime.spool, record)
-        metrics.answered(model_group, usage, outcome=outcome)
+        metrics.answered(model_group, usage, call.upstream_since, outcome=outcome)
         await self.runtime.limiter.record_tokens(
             call.identity.user_id, self.runtime.limits_for(call.identity), usage.total
         )

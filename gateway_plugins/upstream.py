@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
+from gateway_plugins import metrics
 from gateway_plugins.errors import ErrorBody
 from gateway_plugins.litellm_bridge import ROUTER_METHODS, UpstreamFailure
 from gateway_plugins.runtime import GatewayRuntime
@@ -30,6 +31,7 @@ class ClientGone(Exception):
 
 
 def _router_call(runtime: GatewayRuntime, call: Call) -> Awaitable[Any]:
+    call.upstream_since = metrics.upstream_started()
     method = getattr(runtime.router, ROUTER_METHODS[call.kind])
     return method(**call.request.params, litellm_call_id=call.call_id)
 

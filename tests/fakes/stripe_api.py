@@ -294,6 +294,8 @@ class FakeStripe:
         self.billing_portal_sessions: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.disputes: dict[str, dict[str, Any]] = {}
+        self.coupons: dict[str, dict[str, Any]] = {}
+        self._discounts: dict[str, dict[str, Any]] = {}  # di_… -> {"coupon", "percent_off"}
         self.events: dict[str, dict[str, Any]] = {}
         # every webhook POST attempted: {"event_id", "type", "status_code", "error"}
         self.deliveries: list[dict[str, Any]] = []
@@ -1128,13 +1130,20 @@ class FakeStripe:
         period_start: int,
         period_end: int,
         line_period: tuple[int, int],
+        trial: bool = False,
     ) -> dict[str, Any]:
         now = self.now()
         cus = self.customers[customer]
         inv_id = self._new_id("in_")
+        # a coupon on the subscription (``apply_coupon``): percent off every line
+        coupon_discounts = [d for d in (sub or {}).get("discounts") or [] if d in self._discounts]
         data = []
         for price, qty in lines:
-            amount = price["unit_amount"] * qty
+            amount = 0 if trial else price["unit_amount"] * qty
+            off = [
+                {"amount": amount * self._discounts[d]["percent_off"] // 100, "discount": d}
+                for d in coupon_discounts
+            ]
             item = None
             if sub is not None:
                 item = next(
@@ -1146,10 +1155,14 @@ class FakeStripe:
                     "object": "line_item",
                     "amount": amount,
                     "currency": price["currency"],
-                    "description": self._line_description(price, qty),
-                    "discount_amounts": [],
+                    "description": (
+                        f"Trial period for {self.products[price['product']]['name']}"
+                        if trial
+                        else self._line_description(price, qty)
+                    ),
+                    "discount_amounts": off,
                     "discountable": True,
-                    "discounts": [],
+                    "discounts": list(coupon_discounts),
                     "invoice": inv_id,
                     "livemode": False,
                     "metadata": {},
@@ -1182,7 +1195,9 @@ class FakeStripe:
                     "price": copy.deepcopy(price),
                 }
             )
-        total = sum(line["amount"] for line in data)
+        subtotal = sum(line["amount"] for line in data)
+        discounted = sum(d["amount"] for line in data for d in line["discount_amounts"])
+        total = subtotal - discounted
         seq = cus["next_invoice_sequence"]
         cus["next_invoice_sequence"] = seq + 1
         inv = {
@@ -1225,7 +1240,7 @@ class FakeStripe:
             "default_source": None,
             "default_tax_rates": [],
             "description": None,
-            "discounts": [],
+            "discounts": list(coupon_discounts),
             "due_date": None,
             "effective_at": None,
             "ending_balance": None,
@@ -1282,11 +1297,15 @@ class FakeStripe:
                 "paid_at": None,
                 "voided_at": None,
             },
-            "subtotal": total,
-            "subtotal_excluding_tax": total,
+            "subtotal": subtotal,
+            "subtotal_excluding_tax": subtotal,
             "test_clock": None,
             "total": total,
-            "total_discount_amounts": [],
+            "total_discount_amounts": (
+                [{"amount": discounted, "discount": d} for d in coupon_discounts]
+                if coupon_discounts
+                else []
+            ),
             "total_excluding_tax": total,
             "total_pretax_credit_amounts": [],
             "total_taxes": [],
@@ -1328,6 +1347,15 @@ class FakeStripe:
         }
         self.invoice_payments[ip["id"]] = ip
         return ip
+
+    def _pay_zero_invoice(self, inv: dict[str, Any]) -> list[dict[str, Any]]:
+        """A $0 invoice (trial, 100% coupon) is paid at once, with no PaymentIntent."""
+        now = self.now()
+        inv["status"] = "paid"
+        inv["amount_paid"], inv["amount_remaining"], inv["ending_balance"] = 0, 0, 0
+        inv["next_payment_attempt"] = None
+        inv["status_transitions"]["paid_at"] = now
+        return [self._event("invoice.paid", inv), self._event("invoice.payment_succeeded", inv)]
 
     def _pay_invoice(self, inv: dict[str, Any], pi: dict[str, Any], ip: dict[str, Any]) -> None:
         now = self.now()
@@ -1414,7 +1442,10 @@ class FakeStripe:
             "tax_exempt": "none",
             "tax_ids": [],
         }
-        s["payment_status"] = "unpaid" if async_payment else "paid"
+        trial_days = extra.get("trial_period_days", 0) if s["mode"] == "subscription" else 0
+        s["payment_status"] = (
+            "no_payment_required" if trial_days else "unpaid" if async_payment else "paid"
+        )
         pi_status = "processing" if async_payment else "succeeded"
 
         if s["mode"] == "payment":
@@ -1459,9 +1490,15 @@ class FakeStripe:
             customer=cus_id,
             lines=recurring,
             pm=pm,
-            status="incomplete" if async_payment else "active",
+            status="trialing" if trial_days else "incomplete" if async_payment else "active",
             metadata=dict(extra["subscription_metadata"]),
         )
+        if trial_days:  # the first period is the trial; billing starts when it ends
+            trial_end = sub["start_date"] + trial_days * 86400
+            sub["trial_start"], sub["trial_end"] = sub["start_date"], trial_end
+            sub["billing_cycle_anchor"] = trial_end
+            self._set_period(sub, sub["start_date"], trial_end)
+            self._sub_period_index[sub["id"]] = 0
         start, end = sub["current_period_start"], sub["current_period_end"]
         inv = self._new_invoice(
             customer=cus_id,
@@ -1471,10 +1508,24 @@ class FakeStripe:
             period_start=start,
             period_end=start,
             line_period=(start, end),
+            trial=bool(trial_days),
         )
         inv_created = self._event("invoice.created", inv)
         self._finalize(inv)
         inv_finalized = self._event("invoice.finalized", inv)
+        if trial_days:
+            s["subscription"], s["invoice"] = sub["id"], inv["id"]
+            events.append(self._event("checkout.session.completed", s))
+            events.append(self._event("customer.subscription.created", sub))
+            if prev_cus_pm is None:
+                events.append(
+                    self._event(
+                        "customer.updated",
+                        cus,
+                        previous={"invoice_settings": {"default_payment_method": None}},
+                    )
+                )
+            return [*events, inv_created, inv_finalized, *self._pay_zero_invoice(inv)]
         pi = self._new_payment_intent(
             amount=inv["amount_due"],
             currency=inv["currency"],
@@ -1579,6 +1630,8 @@ class FakeStripe:
     def _charge_invoice(
         self, inv: dict[str, Any], sub: dict[str, Any] | None, *, succeeded: bool
     ) -> list[dict[str, Any]]:
+        if inv["amount_due"] == 0:
+            return self._pay_zero_invoice(inv)
         pm_id = (sub or {}).get("default_payment_method") or self.customers[inv["customer"]][
             "invoice_settings"
         ]["default_payment_method"]
@@ -1762,6 +1815,37 @@ class FakeStripe:
         sub["cancellation_details"]["reason"] = reason
         return [self._event("customer.subscription.deleted", sub, request=request)]
 
+    def create_coupon(self, *, percent_off: int) -> str:
+        """A coupon (as made in the Dashboard); returns its id."""
+        with self._lock:
+            coupon = {
+                "id": self._new_id("co_", 8),
+                "object": "coupon",
+                "amount_off": None,
+                "created": self.now(),
+                "currency": None,
+                "duration": "forever",
+                "livemode": False,
+                "metadata": {},
+                "name": f"{percent_off}% off",
+                "percent_off": percent_off,
+                "valid": True,
+            }
+            self.coupons[coupon["id"]] = coupon
+            return coupon["id"]
+
+    def apply_coupon(self, sub_id: str, coupon_id: str) -> list[dict[str, Any]]:
+        """Put a coupon on a subscription: its next invoices are discounted."""
+        with self._lock:
+            sub = self._live_sub(sub_id)
+            coupon = self._get("coupons", coupon_id)
+            di_id = self._new_id("di_", 14)
+            self._discounts[di_id] = {"coupon": coupon_id, "percent_off": coupon["percent_off"]}
+            prev = {"discounts": list(sub["discounts"])}
+            sub["discounts"] = [*sub["discounts"], di_id]
+            events = [self._event("customer.subscription.updated", sub, previous=prev)]
+        return self._auto(events)
+
     # ------------------------------------------------------ charge lifecycle
     def refund_charge(self, charge_id: str, amount: int | None = None) -> list[dict[str, Any]]:
         """Refund (part of) a charge: ``charge.refunded``."""
@@ -1819,8 +1903,30 @@ class FakeStripe:
             del prev["refunded"]
         return re_, [self._event("charge.refunded", ch, previous=prev, request=request)]
 
-    def dispute_charge(self, charge_id: str, *, reason: str = "fraudulent") -> list[dict]:
-        """The cardholder disputes the charge: ``charge.dispute.created``."""
+    def _dispute_txn(self, dp: dict[str, Any], sign: int, what: str) -> dict[str, Any]:
+        return {
+            "id": self._new_id("txn_"),
+            "object": "balance_transaction",
+            "amount": sign * dp["amount"],
+            "created": self.now(),
+            "currency": dp["currency"],
+            "description": f"Chargeback {what} for {dp['charge']}",
+            "fee": 1500 if sign < 0 else -1500,
+            "net": sign * dp["amount"] - (1500 if sign < 0 else -1500),
+            "reporting_category": "dispute" if sign < 0 else "dispute_reversal",
+            "source": dp["id"],
+            "status": "available",
+            "type": "adjustment",
+        }
+
+    def dispute_charge(
+        self, charge_id: str, *, reason: str = "fraudulent", inquiry: bool = False
+    ) -> list[dict]:
+        """The cardholder disputes the charge: ``charge.dispute.created``.
+
+        A chargeback (default) withdraws the disputed amount at once (``needs_response``,
+        one balance transaction, then ``charge.dispute.funds_withdrawn``). ``inquiry=True``:
+        a retrieval request, no money moves (``warning_needs_response``)."""
         with self._lock:
             ch = self._get("charges", charge_id)
             now = self.now()
@@ -1841,7 +1947,7 @@ class FakeStripe:
                     "past_due": False,
                     "submission_count": 0,
                 },
-                "is_charge_refundable": False,
+                "is_charge_refundable": inquiry,
                 "livemode": False,
                 "metadata": {},
                 "payment_intent": ch["payment_intent"],
@@ -1850,20 +1956,46 @@ class FakeStripe:
                     "type": "card",
                 },
                 "reason": reason,
-                "status": "needs_response",
+                "status": "warning_needs_response" if inquiry else "needs_response",
             }
             self.disputes[dp["id"]] = dp
             ch["disputed"] = True
             events = [self._event("charge.dispute.created", dp)]
+            if not inquiry:
+                dp["balance_transactions"].append(self._dispute_txn(dp, -1, "withdrawal"))
+                events.append(self._event("charge.dispute.funds_withdrawn", dp))
+        return self._auto(events)
+
+    def escalate_dispute(self, dispute_id: str) -> list[dict[str, Any]]:
+        """An inquiry becomes a chargeback: the money is withdrawn now."""
+        with self._lock:
+            dp = self._get("disputes", dispute_id)
+            if not dp["status"].startswith("warning_") or dp["status"] == "warning_closed":
+                raise FakeStripeError(f"dispute {dispute_id} is {dp['status']}, not an inquiry")
+            dp["status"], dp["is_charge_refundable"] = "needs_response", False
+            dp["balance_transactions"].append(self._dispute_txn(dp, -1, "withdrawal"))
+            events = [self._event("charge.dispute.funds_withdrawn", dp)]
         return self._auto(events)
 
     def close_dispute(self, dispute_id: str, *, won: bool) -> list[dict[str, Any]]:
-        """The dispute is decided: ``charge.dispute.closed`` with status won/lost."""
+        """The dispute is decided: ``charge.dispute.closed`` with status won/lost (an
+        inquiry closes as ``warning_closed``). A won chargeback gets its money back first
+        (``charge.dispute.funds_reinstated``)."""
         with self._lock:
             dp = self._get("disputes", dispute_id)
+            if dp["status"] in ("won", "lost", "warning_closed"):
+                raise FakeStripeError(f"dispute {dispute_id} is already {dp['status']}")
             prev = {"status": dp["status"]}
-            dp["status"] = "won" if won else "lost"
-            events = [self._event("charge.dispute.closed", dp, previous=prev)]
+            events = []
+            if dp["status"].startswith("warning_"):
+                dp["status"] = "warning_closed"
+            elif won:
+                dp["status"] = "won"
+                dp["balance_transactions"].append(self._dispute_txn(dp, 1, "reversal"))
+                events.append(self._event("charge.dispute.funds_reinstated", dp))
+            else:
+                dp["status"] = "lost"
+            events.append(self._event("charge.dispute.closed", dp, previous=prev))
         return self._auto(events)
 
     # ================================================================ REST API
@@ -1899,6 +2031,7 @@ class FakeStripe:
             Route("/v1/charges/{id}", api(self._get_handler("charges", "charge"))),
             Route("/v1/refunds", api(self._h_create_refund), methods=["POST"]),
             Route("/v1/refunds/{id}", api(self._get_handler("refunds", "refund"))),
+            Route("/v1/disputes", api(self._h_list_disputes), methods=["GET"]),
             Route("/v1/disputes/{id}", api(self._get_handler("disputes", "dispute"))),
             Route(
                 "/v1/payment_intents/{id}",
@@ -2504,7 +2637,11 @@ class FakeStripe:
             }
             for price, qty in lines
         ]
+        trial_days = (p.get("subscription_data") or {}).get("trial_period_days")
         self._session_extra[cs_id] = {
+            "trial_period_days": (
+                _to_int(trial_days, "subscription_data[trial_period_days]") if trial_days else 0
+            ),
             "subscription_metadata": _metadata(
                 (p.get("subscription_data") or {}).get("metadata"),
                 "subscription_data[metadata]",
@@ -2720,6 +2857,16 @@ class FakeStripe:
             and ("payment_intent" not in p or ch["payment_intent"] == p["payment_intent"])
         ]
         return self._page(items, p, "/v1/charges")
+
+    def _h_list_disputes(self, ctx: _Ctx) -> dict[str, Any]:
+        p = ctx.params
+        items = [
+            dp
+            for dp in reversed(self.disputes.values())
+            if ("charge" not in p or dp["charge"] == p["charge"])
+            and ("payment_intent" not in p or dp["payment_intent"] == p["payment_intent"])
+        ]
+        return self._page(items, p, "/v1/disputes")
 
     def _h_create_refund(self, ctx: _Ctx) -> dict[str, Any]:
         p = ctx.params

@@ -219,7 +219,10 @@ class FaultsMixin:
         try:
             sent = 0
             async for kind, data in frames:
-                if fault is not None and kind is not Kind.HEAD and sent >= fault.chunks:
+                closing = kind is Kind.TAIL or kind is Kind.LAST
+                if fault is not None and (
+                    closing or (kind is Kind.CONTENT and sent >= fault.chunks)
+                ):
                     if fault.kind == "stall":
                         # Cancelled by Starlette when the client disconnects.
                         await self._released(generation)

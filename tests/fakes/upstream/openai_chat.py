@@ -119,7 +119,7 @@ async def chat_completions(up: UpstreamCore, provider: Provider, request: Reques
         if openrouter:
             # Real OpenRouter sends SSE comments while the provider warms up.
             yield Kind.HEAD, b": OPENROUTER PROCESSING\n\n"
-        first_delta = {"role": "assistant", "content": ""}
+        first_delta: dict[str, Any] = {"role": "assistant", "content": ""}
         if not openrouter:
             first_delta["refusal"] = None
         yield Kind.HEAD, sse_data(chunk(first_delta, None))

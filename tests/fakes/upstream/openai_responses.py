@@ -92,8 +92,9 @@ async def responses(up: UpstreamCore, provider: Provider, request: Request) -> R
 
     usage = up.usage(count(input_texts(body)))
     pieces = split_reply(up.reply_text)
-    incomplete = limit is not None and usage.output > limit
-    if incomplete:
+    incomplete = False
+    if limit is not None and usage.output > limit:
+        incomplete = True
         reasoning = min(usage.reasoning, limit)
         pieces = pieces[: limit - reasoning]
         usage = dataclasses.replace(usage, completion=len(pieces), reasoning=reasoning)
