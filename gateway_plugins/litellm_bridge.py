@@ -36,9 +36,11 @@ __all__ = [
     "COOLDOWN_POLICY",
     "LITELLM_SETTINGS_ALLOWED",
     "ROUTER_METHODS",
+    "Router",
     "UpstreamFailure",
     "apply_litellm_settings",
     "build_router",
+    "config_problems",
     "count_prompt_tokens",
     "deployment_of",
     "group_of",
@@ -95,6 +97,23 @@ _FORCED_LITELLM_SETTINGS = {
 _ROUTER_KEYS_OWNED = frozenset({"allowed_fails_policy", "model_list"})
 
 
+_TOP_LEVEL = frozenset({"model_list", "router_settings", "litellm_settings", "workforce_gateway"})
+
+
+def config_problems(raw: Mapping[str, Any]) -> list[str]:
+    """What config.yaml's LiteLLM sections ask that the gateway cannot honour (the
+    `workforce_gateway` section and prices are checked by `portal.config`)."""
+    problems = [
+        f"{key}: not used by this gateway (LiteLLM's proxy server is not run); remove it"
+        for key in raw
+        if key not in _TOP_LEVEL
+    ]
+    router, settings = raw.get("router_settings") or {}, raw.get("litellm_settings") or {}
+    if not isinstance(router, Mapping) or not isinstance(settings, Mapping):
+        return [*problems, "router_settings and litellm_settings must be mappings"]
+    return problems + router_settings_problems(router) + litellm_settings_problems(settings)
+
+
 def router_settings_problems(settings: Mapping[str, Any]) -> list[str]:
     accepted = set(inspect.signature(Router.__init__).parameters) - {"self"}
     problems = []
@@ -128,8 +147,8 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
 
 
 def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str, Any]) -> Router:
-    """One Router for the process. Each deployment gets its model_name as id when it has
-    none, so usage rows and logs name deployments the operator recognises."""
+    """One Router for the process. Each deployment gets `<model_name>#<index>` as id when
+    it has none, so logs name deployments the operator recognises."""
     deployments = []
     for index, entry in enumerate(model_list):
         info = dict(entry.get("model_info") or {})

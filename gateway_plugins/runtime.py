@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from litellm.router import Router
 
 from gateway_plugins import litellm_bridge
 from gateway_plugins.inflight import InFlight
+from gateway_plugins.litellm_bridge import Router
 from gateway_plugins.rate_limits import RateLimiter
-from portal.config import GatewayConfig, load_config
+from portal.config import ConfigError, GatewayConfig, load_config
 from portal.config.plugin_settings import PlanLimits
 from portal.db import Database, open_database
 from portal.settings import Settings
@@ -63,6 +63,8 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
     # Unpriced models do not stop the gateway; they are refused per request.
     config = load_config(settings.config_path, require_prices=False)
     raw = config.raw
+    if problems := litellm_bridge.config_problems(raw):
+        raise ConfigError(problems)
     litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
     router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
     redis = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None

@@ -34,8 +34,7 @@ def create_app() -> Any:
 
     prepare_environment()
     install_log_scrubbing()
-    import litellm  # noqa: F401  (after the scrubber; attaches LiteLLM's log handlers)
-
+    import gateway_plugins.litellm_bridge  # noqa: F401  (imports LiteLLM after the scrubber)
     from gateway_plugins.app import build_app
     from portal.observability.logging import route_litellm_logs
     from portal.settings import get_settings

@@ -183,8 +183,7 @@ async def admit_sign_in(session: AsyncSession, *, email: str, client: str) -> No
     wait = wait or await throttle.take(session, throttle.SIGN_IN_CLIENT, client)
     if wait:
         raise SignInRefused(
-            f"Too many failed sign-ins. Try again in {_in_about(wait)}, "
-            "or reset your password.",
+            f"Too many failed sign-ins. Try again in {_in_about(wait)}, or reset your password.",
             retry_after=wait,
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,8 +26,8 @@ __all__ = [
     "HASHING_THREADS",
     "MAX_PASSWORD_LENGTH",
     "MIN_PASSWORD_LENGTH",
-    "check_password",
     "check_new_password",
+    "check_password",
     "hash_password",
     "hash_password_async",
     "needs_rehash",
@@ -70,10 +71,20 @@ async def check_new_password(password: str, *, personal: Iterable[str] = ()) -> 
         raise ValueError(
             f"Choose a password of {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters."
         )
-    words = tuple(part for text in personal for part in text.replace("@", " ").split() if part)
+    words = tuple(_personal_words(personal))
     loop = asyncio.get_running_loop()
     if problem := await loop.run_in_executor(_workers, _weakness, password, words):
         raise ValueError(problem)
+
+
+def _personal_words(texts: Iterable[str]) -> Iterable[str]:
+    """`Ada Lovelace`, `ada.lovelace@x.org` → ada, lovelace, adalovelace, x, org, …"""
+    for text in texts:
+        parts = [part for part in re.split(r"[\W_]+", text.lower()) if part]
+        yield from parts
+        yield "".join(parts)
+        if "@" in text:
+            yield from _personal_words([text.split("@", 1)[0]])
 
 
 def hash_password(password: str) -> str:

@@ -65,9 +65,7 @@ class Rule:
 
 # Guessing one account's password from one client: 5 tries, then 30 s, 1, 2, 4… min, at
 # most 15 min between tries; a successful sign-in from that client starts over.
-SIGN_IN_PAIR = Rule(
-    "sign-in", 5, timedelta(hours=24), timedelta(seconds=30), timedelta(minutes=15)
-)
+SIGN_IN_PAIR = Rule("sign-in", 5, timedelta(hours=24), timedelta(seconds=30), timedelta(minutes=15))
 # One client guessing across accounts (spraying): generous, since offices share an address.
 SIGN_IN_CLIENT = Rule(
     "sign-in-client", 50, timedelta(hours=1), timedelta(seconds=1), timedelta(minutes=5)
@@ -95,9 +93,7 @@ def _key(rule: Rule, parts: tuple[str, ...]) -> str:
     return _digest("\x00".join((rule.name, *parts)))
 
 
-async def take(
-    session: AsyncSession, rule: Rule, *parts: str, email: str | None = None
-) -> int:
+async def take(session: AsyncSession, rule: Rule, *parts: str, email: str | None = None) -> int:
     """Count one hit on `rule` for `parts` (e.g. an email and a client address) and
     return 0, or the whole seconds to wait if the hit is refused (and not counted).
     `email` marks the row as concerning that address (export, deletion)."""

@@ -2,7 +2,8 @@
 
     billing:
       plans:                        # subscriptions; credits granted per paid period
-        pro: {name: Pro, stripe_price_id: price_..., credits_per_period: 50}
+        pro: {name: Pro, stripe_price_id: price_..., credits_per_period: 50,
+              trial_credits: 0, free_period_credits: 0}   # optional, default 0
       packs:                        # one-time top-ups
         small: {name: 10 credits, stripe_price_id: price_..., credits: 10}
 
@@ -46,18 +47,38 @@ def _credits(value: Decimal) -> Decimal:
     return value
 
 
+def _optional_credits(value: Decimal) -> Decimal:
+    if value < 0:
+        raise ValueError("must be zero or a positive number of credits")
+    credits_to_units(value)
+    return value
+
+
 class PlanSettings(_Strict):
     name: str = Field(min_length=1, max_length=100)
     stripe_price_id: PriceId
     """A recurring Stripe price (monthly, yearly...)."""
     credits_per_period: Decimal
-    """Granted when each period's invoice is paid."""
+    """Granted when a period's invoice is paid with money (its total after discounts > 0)."""
+    trial_credits: Decimal = Decimal(0)
+    """Granted for a $0 invoice without a discount: a trial period. Default: nothing."""
+    free_period_credits: Decimal = Decimal(0)
+    """Granted for a $0 invoice that a coupon made free (100% off). Default: nothing."""
 
     _check_credits = field_validator("credits_per_period")(_credits)
+    _check_optional = field_validator("trial_credits", "free_period_credits")(_optional_credits)
 
     @property
     def credits_units(self) -> int:
         return credits_to_units(self.credits_per_period)
+
+    @property
+    def trial_credits_units(self) -> int:
+        return credits_to_units(self.trial_credits)
+
+    @property
+    def free_period_credits_units(self) -> int:
+        return credits_to_units(self.free_period_credits)
 
 
 class PackSettings(_Strict):

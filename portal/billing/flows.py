@@ -12,7 +12,7 @@ from typing import Any
 
 import stripe
 
-from portal.billing import reads, service
+from portal.billing import events, reads, service
 from portal.billing.runtime import Billing
 from portal.billing.service import Applied
 from portal.db import Database
@@ -131,7 +131,8 @@ async def fulfil_redirect(
 
 async def sync_user(database: Database, billing: Billing, *, user_id: str) -> Applied | None:
     """Re-read the user's customer from Stripe and repair local state: subscription, plan,
-    card, any paid purchase never granted, any reversal never clawed back."""
+    card, any paid purchase never granted, any refund or dispute never applied. The
+    customer's unmatched events are then handled (`applied.closed_events`)."""
     async with database.session() as session:
         account = await service.get_account(session, user_id)
     customer_id = account.stripe_customer_id if account is not None else None
@@ -146,5 +147,7 @@ async def sync_user(database: Database, billing: Billing, *, user_id: str) -> Ap
         account = await service.lock_account(session, user_id)
         await service.link_customer(session, account, customer_id)
         applied = await service.apply_findings(session, findings, expected_user_id=user_id)
+        if applied is not None:
+            applied.closed_events = await events.close_for_customer(session, customer_id)
     await service.announce_plan_change(applied, billing)
     return applied

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from portal.db.base import Base, UTCDateTime, utcnow
 from portal.db.columns import created_at_column
 
-__all__ = ["BillingAccount", "StripeEvent"]
+__all__ = ["BillingAccount", "EventOutcome", "StripeEvent"]
 
 
 class BillingAccount(Base):
@@ -43,11 +43,27 @@ class BillingAccount(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+class EventOutcome:
+    HANDLED = "handled"  # applied (or about no customer of ours): a redelivery is a duplicate
+    UNMATCHED = "unmatched"  # names something of ours but no user, or its object is gone:
+    # kept for the operator (`billing unmatched`); a redelivery or replay tries again
+
+
 class StripeEvent(Base):
-    """Every Stripe event handled, recorded in the transaction that applied it."""
+    """Every Stripe event received that we act on, recorded in the transaction that
+    applied it; unmatched ones stay open to redelivery, replay and `billing sync`."""
 
     __tablename__ = "stripe_events"
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # evt_…
     type: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime] = created_at_column()
+    outcome: Mapped[str] = mapped_column(
+        String(16), default=EventOutcome.HANDLED, server_default=EventOutcome.HANDLED
+    )
+    # For unmatched events: why, the Stripe customer (what `billing sync` looks for) and
+    # the object the event names. Stripe ids only, nothing about the person.
+    reason: Mapped[str | None] = mapped_column(String(100))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    object_id: Mapped[str | None] = mapped_column(String(255))
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

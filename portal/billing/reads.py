@@ -4,6 +4,15 @@ back, the subscription state to show. No database here.
 Handlers re-read the objects an event names instead of trusting the event's copy: the
 API answers with the current state, so events applied in any order, or twice, end in the
 same place. The parsers below take Stripe's wire shapes (plain dicts).
+
+What an invoice is worth (`invoice_purchase`): a period whose invoice was paid with money
+(total after discounts above zero, by card or from the customer's Stripe balance) grants
+the plan's `credits_per_period`; a $0 invoice grants `free_period_credits` when a coupon
+made it free, else it is a trial and grants `trial_credits` (both default to 0).
+
+Disputes (`Dispute`): an inquiry moves no money and takes nothing back; a chargeback
+withdraws the disputed amount at once, so its share of the purchase is held while the
+dispute is open, kept if it is lost and given back if it is won.
 """
 
 from __future__ import annotations
@@ -19,18 +28,23 @@ from portal.db.base import utcnow
 
 __all__ = [
     "LIVE_STATUSES",
+    "NO_FUNDS_WITHDRAWN",
     "Card",
+    "Dispute",
     "Findings",
     "Purchase",
     "Reversal",
     "SubscriptionState",
     "card_of",
+    "customer_user_hint",
+    "invoice_basis",
     "invoice_purchase",
     "pack_purchase",
     "read_charge",
     "read_checkout",
     "read_customer",
     "read_customer_state",
+    "read_dispute",
     "read_invoice",
     "subscription_state",
 ]
@@ -40,6 +54,12 @@ Obj = dict[str, Any]
 # A subscription in these states keeps its plan (past_due: Stripe is still retrying).
 LIVE_STATUSES = frozenset({"active", "trialing", "past_due"})
 _ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+# Dispute states in which Stripe holds none of the money: inquiries (warning_*), disputes
+# won (funds reinstated) or prevented. Every other state, including any Stripe adds
+# later, counts as funds withdrawn: deny by default.
+NO_FUNDS_WITHDRAWN = frozenset(
+    {"warning_needs_response", "warning_under_review", "warning_closed", "won", "prevented"}
+)
 
 
 @dataclass(frozen=True)
@@ -59,9 +79,18 @@ class Purchase:
     note: str
 
 
+def _share(granted: int, charge_amount: int, amount: int) -> int:
+    """`amount`'s share of `granted` units (half up), never more than was granted."""
+    if granted <= 0 or amount <= 0:
+        return 0
+    if charge_amount <= 0 or amount >= charge_amount:
+        return granted
+    return (2 * granted * amount + charge_amount) // (2 * charge_amount)
+
+
 @dataclass(frozen=True)
 class Reversal:
-    """Money taken back from a purchase: refunds so far, or the whole charge if disputed."""
+    """Money refunded from a purchase's charge so far."""
 
     purchase: Purchase
     charge_amount: int  # smallest currency unit
@@ -70,12 +99,30 @@ class Reversal:
     def units_to_claw_back(self, granted: int) -> int:
         """Of `granted` units, how many to have taken back in total: the reversed share of
         the charge (half up), never more than was granted."""
-        if granted <= 0 or self.reversed_amount <= 0:
-            return 0
-        if self.charge_amount <= 0 or self.reversed_amount >= self.charge_amount:
-            return granted
-        total = granted * self.reversed_amount
-        return (2 * total + self.charge_amount) // (2 * self.charge_amount)
+        return _share(granted, self.charge_amount, self.reversed_amount)
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A dispute of the charge that paid for `purchase`, in its current state."""
+
+    dispute_id: str
+    purchase: Purchase
+    charge_amount: int
+    refunded_amount: int  # refunded before the dispute: not disputed again
+    amount: int  # disputed
+    status: str
+
+    @property
+    def funds_withdrawn(self) -> bool:
+        """Stripe holds the disputed money now (an open chargeback, or a lost one)."""
+        return self.status not in NO_FUNDS_WITHDRAWN
+
+    def units_withdrawn(self, granted: int) -> int:
+        """The disputed share of `granted` units, on top of the refunded share (both
+        rounded together, so refund + dispute never exceed what was granted)."""
+        before = _share(granted, self.charge_amount, self.refunded_amount)
+        return _share(granted, self.charge_amount, self.refunded_amount + self.amount) - before
 
 
 @dataclass(frozen=True)
@@ -101,8 +148,21 @@ class Findings:
     user_hint: str | None = None  # metadata.user_id we put on the objects we created
     purchases: list[Purchase] = field(default_factory=list)
     reversals: list[Reversal] = field(default_factory=list)
+    disputes: list[Dispute] = field(default_factory=list)
     state: SubscriptionState | None = None
     card: Card | None = None  # the card of a pack payment
+
+    @property
+    def concerns_us(self) -> bool:
+        """Whether this names something of ours (a plan, a pack, a charge for one, or a
+        user id we set): if no user matches it, it is *unmatched*, not someone else's."""
+        return bool(
+            self.purchases
+            or self.reversals
+            or self.disputes
+            or self.user_hint
+            or (self.state is not None and self.state.plan is not None)
+        )
 
 
 # ---------------------------------------------------------------- parsers
@@ -166,24 +226,50 @@ def _is_proration(line: Obj) -> bool:
     return bool(line.get("proration"))
 
 
+def _discounted(invoice: Obj, lines: list[Obj]) -> bool:
+    """Whether a coupon took something off the invoice."""
+    amounts = list(invoice.get("total_discount_amounts") or [])
+    for line in lines:
+        amounts += line.get("discount_amounts") or []
+    return bool(invoice.get("discounts")) or any(int(a.get("amount") or 0) > 0 for a in amounts)
+
+
+def invoice_basis(invoice: Obj) -> str:
+    """Why an invoice grants what it grants: "paid" (money collected), "free" (a coupon
+    took it to $0) or "trial" (a $0 invoice without a discount)."""
+    if int(invoice.get("total") or 0) > 0:
+        return "paid"
+    lines = (invoice.get("lines") or {}).get("data") or []
+    return "free" if _discounted(invoice, lines) else "trial"
+
+
 def invoice_purchase(catalog: BillingSettings, invoice: Obj) -> Purchase | None:
-    """A subscription invoice as one period's credits (proration lines buy nothing)."""
+    """A subscription invoice as one period's credits (proration lines buy nothing). How
+    many depends on what was paid: see `invoice_basis` and the module docstring."""
+    basis = invoice_basis(invoice)
     units, names = 0, []
     for line in (invoice.get("lines") or {}).get("data") or []:
         plan_id = catalog.plan_for_price(_line_price(line))
         if plan_id is None or _is_proration(line):
             continue
+        plan = catalog.plans[plan_id]
+        per_period = {
+            "paid": plan.credits_units,
+            "free": plan.free_period_credits_units,
+            "trial": plan.trial_credits_units,
+        }[basis]
         quantity = int(line.get("quantity") or 1)
-        units += catalog.plans[plan_id].credits_units * quantity
+        units += per_period * quantity
         names.append(plan_id if quantity == 1 else f"{plan_id} x{quantity}")
     if units == 0:
         return None
+    suffix = "" if basis == "paid" else f" ({basis})"
     return Purchase(
         paid_id=invoice["id"],
         kind=EntryKind.SUBSCRIPTION,
         credits_units=units,
         paid=invoice.get("status") == "paid",
-        note=f"Stripe invoice: plan {', '.join(names)}",
+        note=f"Stripe invoice: plan {', '.join(names)}{suffix}",
     )
 
 
@@ -303,15 +389,8 @@ async def _purchase_for_payment_intent(
     return None, None
 
 
-def _reversed_amount(charge: Obj) -> int:
-    if charge.get("disputed"):
-        return int(charge.get("amount") or 0)
-    return int(charge.get("amount_refunded") or 0)
-
-
-async def read_charge(billing: Billing, charge_id: str) -> Findings:
-    """A refunded or disputed charge: the purchase it paid for and how much was reversed."""
-    charge = await billing.stripe.retrieve_charge(charge_id)
+async def _charge_findings(billing: Billing, charge: Obj) -> tuple[Findings, Purchase | None]:
+    """Whose charge, the purchase it paid for, and the refunds so far."""
     payment_intent = _id(charge.get("payment_intent"))
     found, purchase = (
         await _purchase_for_payment_intent(billing, payment_intent)
@@ -322,10 +401,42 @@ async def read_charge(billing: Billing, charge_id: str) -> Findings:
     findings.customer_id = findings.customer_id or _id(charge.get("customer"))
     findings.user_hint = findings.user_hint or _metadata_user(charge)
     findings.card = None  # a refund says nothing about the card to show
-    if purchase is not None and _reversed_amount(charge) > 0:
-        findings.reversals.append(
-            Reversal(purchase, int(charge.get("amount") or 0), _reversed_amount(charge))
-        )
+    refunded = int(charge.get("amount_refunded") or 0)
+    if purchase is not None and refunded > 0:
+        findings.reversals.append(Reversal(purchase, int(charge.get("amount") or 0), refunded))
+    return findings, purchase
+
+
+def _dispute_of(charge: Obj, purchase: Purchase, dispute: Obj) -> Dispute:
+    charged = int(charge.get("amount") or 0)
+    amount = int(dispute.get("amount") or 0)
+    return Dispute(
+        dispute_id=dispute["id"],
+        purchase=purchase,
+        charge_amount=charged,
+        refunded_amount=min(int(charge.get("amount_refunded") or 0), max(charged - amount, 0)),
+        amount=amount,
+        status=str(dispute.get("status") or ""),
+    )
+
+
+async def read_charge(billing: Billing, charge_id: str) -> Findings:
+    """A refunded charge: the purchase it paid for and how much was refunded."""
+    charge = await billing.stripe.retrieve_charge(charge_id)
+    findings, _ = await _charge_findings(billing, charge)
+    return findings
+
+
+async def read_dispute(billing: Billing, dispute_id: str) -> Findings:
+    """A dispute in its current state, with the purchase its charge paid for."""
+    dispute = await billing.stripe.retrieve_dispute(dispute_id)
+    charge_id = _id(dispute.get("charge"))
+    if not charge_id:
+        return Findings()
+    charge = await billing.stripe.retrieve_charge(charge_id)
+    findings, purchase = await _charge_findings(billing, charge)
+    if purchase is not None:
+        findings.disputes.append(_dispute_of(charge, purchase, dispute))
     return findings
 
 
@@ -346,6 +457,19 @@ async def read_customer(billing: Billing, customer_id: str) -> Findings:
             findings.purchases.append(purchase)
             seen.add(purchase.paid_id)
     for charge in await billing.stripe.charges(customer_id):
-        if charge.get("status") == "succeeded" and _reversed_amount(charge) > 0:
-            findings.reversals += (await read_charge(billing, charge["id"])).reversals
+        if charge.get("status") != "succeeded":
+            continue
+        if not (int(charge.get("amount_refunded") or 0) > 0 or charge.get("disputed")):
+            continue
+        found, purchase = await _charge_findings(billing, charge)
+        findings.reversals += found.reversals
+        if purchase is not None and charge.get("disputed"):
+            for dispute in await billing.stripe.disputes(charge=charge["id"]):
+                findings.disputes.append(_dispute_of(charge, purchase, dispute))
     return findings
+
+
+async def customer_user_hint(billing: Billing, customer_id: str) -> str | None:
+    """The user id an operator (or we) put in the customer's metadata, if any."""
+    customer = await billing.stripe.retrieve_customer(customer_id)
+    return None if customer.get("deleted") else _metadata_user(customer)

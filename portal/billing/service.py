@@ -7,6 +7,12 @@ keyed by how much of the charge has been reversed so far and posts only the diff
 to what was already taken back, so partial refunds, a dispute after a refund, and
 events in any order or repeated never take back more than the purchase granted.
 
+A dispute is followed to its end, once per step, keyed by the dispute: while Stripe holds
+the disputed money (an open chargeback) its share of the purchase is taken
+(`<paid id>:dispute:<dp_…>:withdrawn`); a lost dispute keeps it taken; a won one gives
+it back (`…:reinstated`). An inquiry moves no money and takes nothing. Each handler
+re-reads the dispute's current state, so redeliveries in any order end the same way.
+
 The balance may go negative after a claw-back; the gateway then answers 402 because a
 reservation needs `balance - reserved >= amount`.
 """
@@ -14,7 +20,7 @@ reservation needs `balance - reserved >= amount`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import stripe
 from sqlalchemy import func, select, update
@@ -23,7 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.accounts.models import User
 from portal.billing.catalog import FREE_PLAN
 from portal.billing.models import BillingAccount
-from portal.billing.reads import LIVE_STATUSES, Findings, Purchase, Reversal, SubscriptionState
+from portal.billing.reads import (
+    LIVE_STATUSES,
+    Dispute,
+    Findings,
+    Purchase,
+    Reversal,
+    SubscriptionState,
+)
 from portal.billing.runtime import Billing, get_billing
 from portal.credits import ledger
 from portal.credits.models import CauseType, EntryKind, LedgerEntry
@@ -51,6 +64,8 @@ class Applied:
     user_id: str
     granted_units: int = 0
     clawed_back_units: int = 0
+    released_units: int = 0  # given back: disputes won
+    closed_events: list[str] = field(default_factory=list)  # unmatched events a sync closed
     state_applied: bool = False
 
 
@@ -121,33 +136,42 @@ async def fulfil(session: AsyncSession, user_id: str, purchase: Purchase) -> int
     return purchase.credits_units if posted else 0
 
 
-async def claw_back(session: AsyncSession, user_id: str, reversal: Reversal) -> int:
-    """Take back the reversed share of a purchase; the units taken now."""
-    paid_id = reversal.purchase.paid_id
+async def _granted(session: AsyncSession, user_id: str, purchase: Purchase) -> tuple[str, int]:
+    """Who was granted the purchase and how much; granted now if its own event has not
+    come yet (a refund or dispute that got here first: grant, then take back)."""
     grant = (
         await session.execute(
             select(LedgerEntry.user_id, LedgerEntry.amount).where(
-                LedgerEntry.cause_type == CauseType.STRIPE_EVENT, LedgerEntry.cause_id == paid_id
+                LedgerEntry.cause_type == CauseType.STRIPE_EVENT,
+                LedgerEntry.cause_id == purchase.paid_id,
             )
         )
     ).first()
     if grant is None:
-        # The refund got here before the payment's own event: grant first, then take back.
-        await fulfil(session, user_id, replace(reversal.purchase, paid=True))
-        granted_to, granted = user_id, reversal.purchase.credits_units
-    else:
-        granted_to, granted = grant.user_id or user_id, int(grant.amount)
-    prefix = f"{paid_id}:reversal:"
-    taken = -int(
-        await session.scalar(
-            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-                LedgerEntry.cause_type == CauseType.STRIPE_EVENT,
-                LedgerEntry.cause_id.startswith(prefix, autoescape=True),
-            )
+        await fulfil(session, user_id, replace(purchase, paid=True))
+        return user_id, purchase.credits_units
+    return grant.user_id or user_id, int(grant.amount)
+
+
+async def _taken(session: AsyncSession, prefix: str) -> int:
+    """Units taken back so far by the entries whose cause starts with `prefix`."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+            LedgerEntry.cause_type == CauseType.STRIPE_EVENT,
+            LedgerEntry.cause_id.startswith(prefix, autoescape=True),
         )
-        or 0
     )
-    due = reversal.units_to_claw_back(granted) - taken
+    return -int(total or 0)
+
+
+async def claw_back(session: AsyncSession, user_id: str, reversal: Reversal) -> int:
+    """Take back the refunded share of a purchase; the units taken now."""
+    paid_id = reversal.purchase.paid_id
+    granted_to, granted = await _granted(session, user_id, reversal.purchase)
+    prefix = f"{paid_id}:reversal:"
+    taken = await _taken(session, prefix)
+    left = granted - await _taken(session, f"{paid_id}:")  # after refunds and disputes
+    due = min(reversal.units_to_claw_back(granted) - taken, left)
     if due <= 0:
         return 0
     posted = await ledger.post_entry(
@@ -157,9 +181,53 @@ async def claw_back(session: AsyncSession, user_id: str, reversal: Reversal) -> 
         kind=EntryKind.CLAWBACK,
         cause_type=CauseType.STRIPE_EVENT,
         cause_id=f"{prefix}{reversal.reversed_amount}",
-        note=f"Stripe refund/dispute of {paid_id}",
+        note=f"Stripe refund of {paid_id}",
     )
     return due if posted else 0
+
+
+async def settle_dispute(session: AsyncSession, user_id: str, dispute: Dispute) -> int:
+    """Bring the ledger to the dispute's current state; the units moved now (negative:
+    taken). Each step is posted at most once: held when Stripe withdraws the money, given
+    back once if Stripe reinstates it."""
+    paid_id = dispute.purchase.paid_id
+    granted_to, granted = await _granted(session, user_id, dispute.purchase)
+    prefix = f"{paid_id}:dispute:{dispute.dispute_id}:"
+    held = await session.scalar(
+        select(LedgerEntry.amount).where(
+            LedgerEntry.cause_type == CauseType.STRIPE_EVENT,
+            LedgerEntry.cause_id == f"{prefix}withdrawn",
+        )
+    )
+    if dispute.funds_withdrawn:
+        if held is not None:
+            return 0  # held already; a lost dispute keeps it
+        left = granted - await _taken(session, f"{paid_id}:")
+        due = min(dispute.units_withdrawn(granted), left)
+        if due <= 0:
+            return 0
+        posted = await ledger.post_entry(
+            session,
+            user_id=granted_to,
+            amount=-due,
+            kind=EntryKind.CLAWBACK,
+            cause_type=CauseType.STRIPE_EVENT,
+            cause_id=f"{prefix}withdrawn",
+            note=f"Stripe dispute {dispute.dispute_id} of {paid_id}: held",
+        )
+        return -due if posted else 0
+    if held is None or int(held) >= 0:
+        return 0  # nothing was held (an inquiry, or won before we saw it open)
+    posted = await ledger.post_entry(
+        session,
+        user_id=granted_to,
+        amount=-int(held),
+        kind=EntryKind.ADJUSTMENT,
+        cause_type=CauseType.STRIPE_EVENT,
+        cause_id=f"{prefix}reinstated",
+        note=f"Stripe dispute {dispute.dispute_id} of {paid_id}: won, given back",
+    )
+    return -int(held) if posted else 0
 
 
 async def apply_state(
@@ -208,6 +276,12 @@ async def apply_findings(
         account.card_brand, account.card_last4 = findings.card.brand, findings.card.last4
     for reversal in findings.reversals:
         applied.clawed_back_units += await claw_back(session, user_id, reversal)
+    for dispute in findings.disputes:
+        moved = await settle_dispute(session, user_id, dispute)
+        if moved < 0:
+            applied.clawed_back_units -= moved
+        else:
+            applied.released_units += moved
     await session.flush()
     return applied
 

@@ -130,3 +130,11 @@ class StripeGateway:
     async def charges(self, customer: str) -> list[Obj]:
         page = await self.client.v1.charges.list_async({"customer": customer, "limit": 100})
         return [c.to_dict() async for c in page.auto_paging_iter()]
+
+    # ------------------------------------------------------------------ disputes
+    async def retrieve_dispute(self, dispute_id: str) -> Obj:
+        return (await self.client.v1.disputes.retrieve_async(dispute_id)).to_dict()
+
+    async def disputes(self, *, charge: str) -> list[Obj]:
+        page = await self.client.v1.disputes.list_async({"charge": charge, "limit": 100})
+        return [d.to_dict() async for d in page.auto_paging_iter()]

@@ -223,6 +223,10 @@ async def stripe_webhook(request: Request, db: DatabaseDep, billing: BillingDep)
         return JSONResponse({"error": "webhooks are not configured"}, status_code=503)
     try:
         outcome = await webhooks.handle_event(db, billing, event)
+    except webhooks.MalformedEvent as exc:
+        # Signed but unusable: a 4xx (not a 500) tells Stripe the fault is the event's.
+        log.warning("stripe event %s refused: %s", event["id"], exc)
+        return JSONResponse({"error": str(exc)}, status_code=400)
     except (stripe.StripeError, BillingNotConfigured) as exc:
         # Stripe delivers again later; nothing was written.
         log.warning("stripe event %s not applied: %s", event["id"], type(exc).__name__)

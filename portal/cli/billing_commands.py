@@ -1,4 +1,5 @@
-"""billing commands: repair a customer's state from Stripe, re-run one event.
+"""billing commands: repair a customer's state from Stripe, re-run one event, list the
+events no user matched.
 
 The Stripe SDK is imported by the commands themselves, so other commands start fast."""
 
@@ -10,7 +11,7 @@ from typing import Any
 from portal.cli.common import CommandError
 from portal.settings import Settings, get_settings
 
-__all__ = ["billing_replay", "billing_sync", "register"]
+__all__ = ["billing_replay", "billing_sync", "billing_unmatched", "register"]
 
 
 def register(groups: Any) -> None:
@@ -27,6 +28,12 @@ def register(groups: Any) -> None:
     )
     replay.add_argument("--event-id", required=True, help="evt_… (Stripe keeps events 30 days)")
     replay.set_defaults(handler=billing_replay)
+    unmatched = billing.add_parser(
+        "unmatched",
+        help="list Stripe events that name a plan/pack/charge of ours but no user (or whose "
+        "object is gone at Stripe)",
+    )
+    unmatched.set_defaults(handler=billing_unmatched)
 
 
 async def billing_sync(args: argparse.Namespace, settings: Settings | None = None) -> int:
@@ -59,9 +66,15 @@ async def billing_sync(args: argparse.Namespace, settings: Settings | None = Non
     print(
         f"{args.email}: customer {account.stripe_customer_id}, plan {account.plan or '-'} "
         f"({account.status or 'no subscription'}); granted {format_units(applied.granted_units)}"
-        f", clawed back {format_units(applied.clawed_back_units)}; "
+        f", clawed back {format_units(applied.clawed_back_units)}"
+        f", given back {format_units(applied.released_units)}; "
         f"balance {format_units(balance)} credits"
     )
+    if applied.closed_events:
+        print(
+            f"{len(applied.closed_events)} unmatched event(s) of this customer now handled: "
+            + ", ".join(applied.closed_events)
+        )
     return 0
 
 
@@ -79,9 +92,38 @@ async def billing_replay(args: argparse.Namespace, settings: Settings | None = N
     database = open_database(settings.database_url, pool_size=1)
     try:
         event = await billing.stripe.retrieve_event(args.event_id)
-        outcome = await webhooks.handle_event(database, billing, event, replay=True)
+        try:
+            outcome = await webhooks.handle_event(database, billing, event, replay=True)
+        except webhooks.MalformedEvent as exc:
+            raise CommandError(f"{args.event_id}: {exc}") from None
     finally:
         await billing.aclose()
         await database.dispose()
     print(f"{args.event_id} ({event['type']}): {outcome}")
+    return 0
+
+
+async def billing_unmatched(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """Unmatched events, oldest first: what to look at, and the customer to link (set
+    `metadata.user_id` on the Stripe customer, then `billing sync --email` or resend)."""
+    from portal.billing import events
+    from portal.db import open_database
+
+    settings = settings or get_settings()
+    database = open_database(settings.database_url, pool_size=1)
+    try:
+        async with database.session() as session:
+            rows = await events.list_unmatched(session)
+    finally:
+        await database.dispose()
+    if not rows:
+        print("no unmatched Stripe events")
+        return 0
+    for row in rows:
+        seen = (row.last_seen_at or row.received_at).strftime("%Y-%m-%d %H:%M:%SZ")
+        print(
+            f"{row.id}  {row.type}  last seen {seen}  customer {row.stripe_customer_id or '-'}"
+            f"  object {row.object_id or '-'}  {row.reason or ''}"
+        )
+    print(f"{len(rows)} unmatched event(s)")
     return 0

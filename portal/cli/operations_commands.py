@@ -51,11 +51,15 @@ def register(groups: Any) -> None:
 
 
 def config_check(args: argparse.Namespace) -> int:
-    from portal.config import load_config
+    from portal.config import ConfigError, load_config
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     path = args.config or get_settings().config_path
     config = load_config(path)  # raises ConfigError listing every problem
+    from gateway_plugins.litellm_bridge import config_problems
+
+    if problems := config_problems(config.raw):
+        raise ConfigError(problems)
     _check_environment(getattr(args, "service", None))
     print(f"{path}: ok ({len(config.model_names)} models: {', '.join(config.model_names)})")
     return 0

@@ -8,6 +8,10 @@ of `gateway_plugins.log_scrubbing` withholds the text of every logger not known 
 content-free (LiteLLM's included) and the message of every exception; these formatters
 add only fixed fields and never a record's `extra` attributes (LiteLLM puts request
 details there).
+
+The server's access log names the path but never a query value (`QueryRedactor`): links
+we mail carry one-time tokens there (`/reset/confirm?token=…`, `/verify?token=…`), and a
+token copied from a log would still work.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from typing import Any
 
 from portal.observability import context
 
-__all__ = ["JsonFormatter", "TextFormatter", "logging_config", "route_litellm_logs"]
+__all__ = [
+    "JsonFormatter",
+    "QueryRedactor",
+    "TextFormatter",
+    "logging_config",
+    "redact_query",
+    "route_litellm_logs",
+]
 
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router")
 
@@ -64,15 +75,39 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+def redact_query(target: str) -> str:
+    """`/reset/confirm?token=abc&x` → `/reset/confirm?token=…&x=…`: names stay, values go."""
+    path, mark, query = target.partition("?")
+    if not mark:
+        return target
+    names = (part.partition("=")[0] for part in query.split("&"))
+    return f"{path}?{'&'.join(f'{name}=…' for name in names)}"
+
+
+class QueryRedactor(logging.Filter):
+    """Drop query values from access-log records (uvicorn passes the request target as an
+    argument: `'%s - "%s %s HTTP/%s" %d'`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_query(arg) if isinstance(arg, str) and "?" in arg else arg
+                for arg in record.args
+            )
+        return True
+
+
 def logging_config(level: str, log_format: str) -> dict[str, Any]:
     """A `logging.config.dictConfig` mapping; also given to uvicorn as `log_config`, so
     every worker process configures the same way."""
     formatter = JsonFormatter if log_format == "json" else TextFormatter
     level = level.upper()
     server = {"handlers": [], "level": level, "propagate": True}
+    access = {**server, "filters": ["redact_query"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"redact_query": {"()": f"{__name__}.QueryRedactor"}},
         "formatters": {"default": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
         "handlers": {
             "default": {
@@ -82,7 +117,7 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
             }
         },
         "root": {"handlers": ["default"], "level": level},
-        "loggers": {"uvicorn": server, "uvicorn.error": server, "uvicorn.access": server},
+        "loggers": {"uvicorn": server, "uvicorn.error": server, "uvicorn.access": access},
     }
 
 

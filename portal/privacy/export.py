@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.accounts.models import SignInFailure, User
+from portal.accounts.models import ThrottleCounter, User
 from portal.accounts.throttle import account_key
 from portal.db.base import utcnow
 from portal.privacy.linked import is_withheld, linked_tables
@@ -35,7 +35,8 @@ _ABOUT = {
     "reservations": "credits held for requests in flight",
     "email_log": "which messages we sent you, and when (not their text)",
     "account_links": "one-time links we emailed you (verification, password reset)",
-    "sign_in_failures": "recent failed sign-ins to your address (kept 15 minutes)",
+    "throttle_counters": "recent sign-in attempts and mail to your address, counted to "
+    "stop abuse (kept a day)",
 }
 
 
@@ -53,12 +54,13 @@ async def build_export(session: AsyncSession, user: User) -> dict[str, Any]:
         for column in table.columns:
             if is_withheld(column):
                 withheld[f"{table.name}.{column.name}"] = "withheld"
-    failures = SignInFailure.__table__
+    counters = ThrottleCounter.__table__
     rows = await session.execute(
-        select(failures).where(failures.c.key_hash == account_key(user.email))
+        select(counters).where(counters.c.subject_hash == account_key(user.email))
     )
-    tables["sign_in_failures"] = [_row(failures, row) for row in rows.mappings()]
-    withheld["sign_in_failures.key_hash"] = "withheld"
+    tables["throttle_counters"] = [_row(counters, row) for row in rows.mappings()]
+    withheld["throttle_counters.key_hash"] = "withheld"
+    withheld["throttle_counters.subject_hash"] = "withheld"
     for key in withheld:
         withheld[key] = "a one-way digest of a secret; it cannot be turned back into the secret"
     return {

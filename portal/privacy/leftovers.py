@@ -12,6 +12,7 @@ PostgreSQL keeps dead row versions until (auto)vacuum reclaims them; see docs/se
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from portal.db import Database
@@ -19,8 +20,17 @@ from portal.email.service import Mailer
 
 __all__ = ["erase_leftovers"]
 
+log = logging.getLogger(__name__)
+
 
 async def erase_leftovers(database: Database, mailer: Mailer, addresses: Iterable[str]) -> None:
-    """Run after the deletion committed and its confirmation was sent."""
-    await mailer.transport.forget(addresses)
-    await database.checkpoint()
+    """Run after the deletion committed and its confirmation was sent. The account is
+    already gone, so a failure here is logged (by kind) rather than shown to the person."""
+    try:
+        await mailer.transport.forget(addresses)
+    except OSError as exc:
+        log.error("outbox not cleared after an account deletion: %s", type(exc).__name__)
+    try:
+        await database.checkpoint()
+    except Exception as exc:  # the next checkpoint (automatic, or at shutdown) still runs
+        log.error("no checkpoint after an account deletion: %s", type(exc).__name__)

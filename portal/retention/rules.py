@@ -9,8 +9,9 @@ says what happens to them; `count` and `apply` see exactly the same rows.
 - gateway-tokens: revoked or expired more than `token_grace_days` ago; deleted.
 - web-sessions, account-links: portal sessions, verification and reset links past
   their expiry; deleted.
-- sign-in-failures, email-log: older than `sign_in_failure_days` / `email_log_days`;
-  deleted.
+- throttle-counters: abuse-limit counts (sign-in, mail) whose window began more than
+  `sign_in_failure_days` ago and that hold no wait; email-log: older than
+  `email_log_days`; deleted.
 
 Anonymising a usage record removes who made it (user, token), its call id (the ledger
 debit carries the same id) and the time of day (dates are kept); model, token counts and
@@ -33,7 +34,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.accounts.models import AccountLink, SignInFailure
+from portal.accounts.models import AccountLink, ThrottleCounter
 from portal.billing.models import StripeEvent
 from portal.config.plugin_settings import RetentionSettings
 from portal.credits import ledger, reservations
@@ -104,10 +105,11 @@ def build_rules(settings: RetentionSettings, now: datetime) -> list[Rule]:
             AccountLink.expires_at < now,
         ),
         _deleting(
-            "sign-in-failures",
-            f"failed sign-ins older than {settings.sign_in_failure_days} days",
-            SignInFailure,
-            SignInFailure.failed_at < now - timedelta(days=settings.sign_in_failure_days),
+            "throttle-counters",
+            f"sign-in and mail limit counts older than {settings.sign_in_failure_days} days",
+            ThrottleCounter,
+            (ThrottleCounter.window_start < now - timedelta(days=settings.sign_in_failure_days))
+            & (ThrottleCounter.blocked_until < now),
         ),
         _deleting(
             "email-log",

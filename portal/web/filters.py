@@ -23,7 +23,9 @@ class UsageQuery:
 
     @property
     def until(self) -> datetime | None:
-        if self.end is None:
+        """The instant after the last day; None (no bound) when that day is the last one
+        a `date` can hold (9999-12-31 has no next day)."""
+        if self.end is None or self.end == date.max:
             return None
         return datetime.combine(self.end + timedelta(days=1), datetime.min.time(), UTC)
 

@@ -21,7 +21,11 @@ def main() -> None:
         port=get_settings().portal_port,
         workers=int(os.environ.get("PORTAL_WORKERS", "1")),
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+        # X-Forwarded-For names the client only when the peer is one of these proxies
+        # (comma-separated addresses or networks, `*` for any): the sign-in and mail
+        # limits count per client, so list the ingress or load balancer here.
         proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1",
         log_config=logging_config(settings.log_level, settings.log_format),
     )
 

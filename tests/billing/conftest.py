@@ -40,8 +40,13 @@ from tests.portal.support import PASSWORD, Browser
 
 CATALOG = {
     "plans": {
-        "basic": {"name": "Basic", "credits_per_period": 100, "amount": 1000},
-        "pro": {"name": "Pro", "credits_per_period": 500, "amount": 4000},
+        "basic": {"name": "Basic", "credits_per_period": 100, "trial_credits": 5, "amount": 1000},
+        "pro": {
+            "name": "Pro",
+            "credits_per_period": 500,
+            "free_period_credits": 20,
+            "amount": 4000,
+        },
     },
     "packs": {
         "small": {"name": "10 credits", "credits": 10, "amount": 1000},

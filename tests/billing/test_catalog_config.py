@@ -34,6 +34,11 @@ def test_a_good_catalog_loads_and_maps_prices(tmp_path: Path) -> None:
     )
     catalog = load_config(path).plugin.billing
     assert catalog.plans["pro"].credits_units == 50 * 10**9
+    # a trial and a 100%-off period grant nothing unless the plan says so
+    assert (
+        catalog.plans["pro"].trial_credits_units,
+        catalog.plans["pro"].free_period_credits_units,
+    ) == (0, 0)
     assert catalog.packs["top-up"].credits_units == 2_500_000_000
     assert (catalog.plan_for_price("price_P1"), catalog.pack_for_price("price_T1")) == (
         "pro",
@@ -80,6 +85,19 @@ def test_the_shipped_config_has_an_empty_catalog() -> None:
         (
             {"plan": {}},
             "workforce_gateway.billing.plan",
+        ),
+        (
+            {
+                "plans": {
+                    "pro": {
+                        "name": "Pro",
+                        "stripe_price_id": "price_1",
+                        "credits_per_period": 5,
+                        "trial_credits": -1,
+                    }
+                }
+            },
+            "workforce_gateway.billing.plans.pro.trial_credits",
         ),
         (
             {

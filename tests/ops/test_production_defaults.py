@@ -37,7 +37,6 @@ OURS = (
     "ANTHROPIC_API_KEY",
     "GEMINI_API_KEY",
     "OPENROUTER_API_KEY",
-    "LITELLM_MASTER_KEY",
 )
 # What an operator gets wrong -> words the refusal must contain.
 MISTAKES = {
@@ -147,7 +146,7 @@ def test_serve_refuses_before_starting_anything(
     assert "GATEWAY_WORKERS=3 needs REDIS_URL" in gateway and "SMTP_URL" not in gateway
     assert main(["serve", "portal"]) == 1
     portal = capsys.readouterr().err
-    assert "refuses to start, 3 problems:" in portal
+    assert "refuses to start, 4 problems:" in portal
     assert "SMTP_URL is not set" in portal and "GATEWAY_WORKERS" not in portal
     assert "starting on" not in gateway + portal
 
@@ -165,7 +164,7 @@ def test_the_portal_process_refuses_to_start(tmp_path) -> None:
         timeout=60,
     )
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("WFG_ENV=production refuses to start, 3 problems:")
+    assert result.stderr.strip().startswith("WFG_ENV=production refuses to start, 4 problems:")
     assert "SMTP_URL is not set" in result.stderr and "METRICS_TOKEN is not set" in result.stderr
     assert "Uvicorn running" not in result.stderr
     assert not (tmp_path / "workforce.db").exists()
@@ -181,7 +180,9 @@ async def test_hsts_is_sent_in_production_only(environment_name: str, tmp_path) 
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://portal.example.com"
     ) as client:
-        responses = [await client.get(path) for path in ("/signin", "/healthz", "/nowhere")]
+        paths = ("/healthz", "/api/openapi.json", "/static/style.css", "/nowhere")
+        responses = [await client.get(path) for path in paths]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404]
     for response in responses:
         hsts = response.headers.get("strict-transport-security")
         if environment_name == "production":

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
-from portal.accounts.models import AccountLink, LinkPurpose, SignInFailure, User
+from portal.accounts.models import AccountLink, LinkPurpose, ThrottleCounter, User
 from portal.accounts.service import create_user
 from portal.billing.models import StripeEvent
 from portal.config.plugin_settings import RetentionSettings
@@ -156,7 +156,12 @@ async def seed(db: Database, now: datetime) -> Seeded:
             for at in (now - timedelta(minutes=1), now + DAY)
         ]
         failures = [
-            SignInFailure(scope="account", key_hash=uuid.uuid4().hex, failed_at=now - age)
+            ThrottleCounter(
+                key_hash=uuid.uuid4().hex,
+                hits=3,
+                window_start=now - age,
+                blocked_until=now - age + timedelta(minutes=15),
+            )
             for age in (DAY + timedelta(hours=1), timedelta(hours=23))
         ]
         mails = [
@@ -173,11 +178,11 @@ async def seed(db: Database, now: datetime) -> Seeded:
         (Reservation, ([holds[0]], [holds[1]])),
         (WebSession, ([sessions[0]], [sessions[1]])),
         (AccountLink, ([links[0]], [links[1]])),
-        (SignInFailure, ([failures[0]], [failures[1]])),
+        (ThrottleCounter, ([failures[0]], [failures[1]])),
         (EmailLogEntry, ([mails[0]], [mails[1]])),
     ):
-        seeded.gone[model] = {row.id for row in rows[0]}
-        seeded.kept[model] = {row.id for row in rows[1]}
+        seeded.gone[model] = {_key(row) for row in rows[0]}
+        seeded.kept[model] = {_key(row) for row in rows[1]}
     return seeded
 
 
@@ -189,9 +194,13 @@ EXPECTED = {
     "gateway-tokens": 2,
     "web-sessions": 1,
     "account-links": 1,
-    "sign-in-failures": 1,
+    "throttle-counters": 1,
     "email-log": 1,
 }
+
+
+def _key(row: object) -> object:
+    return inspect(row).identity[0]
 
 
 async def snapshot(db: Database) -> dict[str, list[tuple[object, ...]]]:
@@ -226,7 +235,7 @@ async def test_a_run_removes_and_anonymises_exactly_what_the_rules_say(db: Datab
     assert {o.name: o.rows for o in outcomes} == EXPECTED
     async with db.session() as session:
         for model, gone in seeded.gone.items():
-            ids = set(await session.scalars(select(model.id)))
+            ids = set(await session.scalars(select(model.__mapper__.primary_key[0])))
             assert not ids & gone, model.__name__
             assert seeded.kept[model] <= ids, model.__name__
 

@@ -42,16 +42,17 @@ def app(db: Database, portal_settings: Settings) -> FastAPI:
     return create_app(portal_settings, database=db, background_jobs=False)
 
 
-NewBrowser = Callable[[], Browser]
+NewBrowser = Callable[..., Browser]
+CLIENT_ADDRESS = "203.0.113.7"  # where every test browser connects from, unless told
 
 
 @pytest.fixture
 async def new_browser(app: FastAPI) -> AsyncIterator[NewBrowser]:
     clients: list[httpx.AsyncClient] = []
 
-    def make() -> Browser:
+    def make(address: str = CLIENT_ADDRESS) -> Browser:
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 5000)),
+            transport=httpx.ASGITransport(app=app, client=(address, 5000)),
             base_url=PORTAL_URL,
         )
         clients.append(client)

@@ -106,36 +106,37 @@ async def test_reset_request_answers_the_same_for_unknown_addresses(
     assert outbox.last(email).kind == "password_reset"
 
 
-async def test_failed_sign_ins_are_throttled_per_account(
+async def test_failed_sign_ins_are_throttled_per_account_and_client(
     new_browser: NewBrowser, signed_in: SignedInUser
 ) -> None:
     _b, _user_id, email = await signed_in()
-    attacker = new_browser()
-    for _ in range(5):
+    attacker = new_browser("198.51.100.66")
+    for _ in range(throttle.SIGN_IN_PAIR.free):
         assert (await attacker.sign_in(email, "wrong password guess")).status_code == 400
-    blocked = await attacker.sign_in(email)  # even the right password now waits
+    blocked = await attacker.sign_in(email)  # even the right password now waits, here
     assert blocked.status_code == 429
     assert "Too many failed sign-ins" in blocked.text
     assert int(blocked.headers["retry-after"]) > 0
     # an address without an account behaves the same (no enumeration through the throttle)
-    for _ in range(5):
+    for _ in range(throttle.SIGN_IN_PAIR.free):
         await attacker.sign_in("ghost@example.com", "wrong password guess")
     assert (await attacker.sign_in("ghost@example.com", "x" * 12)).status_code == 429
+    # the owner, elsewhere, is not locked out by the attacker's guesses
+    assert (await new_browser().sign_in(email)).status_code == 303
 
 
-async def test_failed_sign_ins_are_throttled_per_address(
+async def test_failed_sign_ins_are_throttled_per_client(
     new_browser: NewBrowser, signed_in: SignedInUser, db: Database
 ) -> None:
     _b, _user_id, email = await signed_in()
-    attacker = new_browser()  # every test browser comes from the same address
+    sprayer = "198.51.100.66"
     async with db.transaction() as session:  # a password spray across many accounts
-        for index in range(throttle.ADDRESS_LIMIT - 1):
-            await throttle.record_failure(
-                session, email=f"spray-{index}@example.com", address="203.0.113.7"
-            )
-    await attacker.sign_in("spray-last@example.com", "wrong password guess")
-    refused = await new_browser().sign_in(email)
+        for _ in range(throttle.SIGN_IN_CLIENT.free - 1):
+            await throttle.take(session, throttle.SIGN_IN_CLIENT, sprayer)
+    await new_browser(sprayer).sign_in("spray-last@example.com", "wrong password guess")
+    refused = await new_browser(sprayer).sign_in(email)
     assert refused.status_code == 429
+    assert (await new_browser().sign_in(email)).status_code == 303  # other clients are not
 
 
 async def test_password_reset_sets_the_password_and_ends_sessions(

@@ -135,7 +135,7 @@ async def test_export_contains_every_user_linked_column(
             for row, exported_row in zip(rows, exported, strict=True):
                 assert column.name in exported_row, f"export misses {key}"
                 assert _same(row[column.name], exported_row[column.name]), key
-    assert document["tables"]["sign_in_failures"], "failed sign-ins of this address"
+    assert document["tables"]["throttle_counters"], "failed sign-ins of this address"
     assert ids["call_id"] in response.text
     assert ids["secret"] not in response.text
     assert "password_hash" not in json.dumps(document["account"])

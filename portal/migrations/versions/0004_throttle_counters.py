@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-import portal.db.base
 
+import portal.db.base
 
 revision: str = '0004'
 down_revision: str | None = '0003'

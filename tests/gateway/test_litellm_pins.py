@@ -1,0 +1,161 @@
+"""Pins of every LiteLLM behaviour the gateway relies on (gateway_plugins/litellm_bridge.py
+names them). An upgrade of LiteLLM that changes one fails here, not in production.
+
+In-process: a Router built by the bridge from config.yaml, against the fake upstream."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from gateway_plugins import litellm_bridge
+from gateway_plugins.litellm_bridge import Router
+from gateway_plugins.metering import usage_from
+from portal.settings import PROJECT_ROOT
+from tests.fakes.upstream import FakeUpstream
+from tests.gateway.support import gateway_config
+
+MESSAGES = [{"role": "user", "content": "pin this behaviour down"}]
+
+
+@pytest.fixture(scope="module")
+def router(upstream: FakeUpstream) -> Iterator[Router]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in upstream.env().items():
+            patch.setenv(name, value)
+        raw = gateway_config().raw
+        litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
+        yield litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
+
+
+def test_only_the_bridge_imports_litellm() -> None:
+    importers = []
+    for path in sorted((PROJECT_ROOT / "gateway_plugins").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(name == "litellm" or name.startswith("litellm.") for name in names):
+                importers.append(Path(path).name)
+    assert sorted(set(importers)) == ["litellm_bridge.py"]
+
+
+def test_the_router_has_every_call_the_gateway_makes(router: Router) -> None:
+    for method in litellm_bridge.ROUTER_METHODS.values():
+        assert callable(getattr(router, method)), method
+
+
+def test_message_logging_stays_off_and_callbacks_stay_empty() -> None:
+    import litellm
+
+    litellm_bridge.apply_litellm_settings({"turn_off_message_logging": False, "set_verbose": True})
+    assert litellm.turn_off_message_logging is True
+    assert litellm.set_verbose is False
+    assert litellm.callbacks == litellm.success_callback == litellm.failure_callback == []
+
+
+async def test_a_plain_response_carries_its_cost_and_deployment(
+    router: Router, fresh_upstream: FakeUpstream
+) -> None:
+    response = await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=20)
+    cost, model_id = litellm_bridge.plain_response_cost(response)
+    assert cost > 0
+    assert model_id is not None
+    assert litellm_bridge.group_of(router, model_id, "?") == "gpt-4.1-nano"
+    data = litellm_bridge.to_jsonable(response)
+    usage = usage_from(data["usage"])
+    assert usage is not None and usage.prompt > 0 and usage.completion > 0
+    assert "_hidden_params" not in data
+
+
+async def test_a_chat_stream_asked_for_usage_ends_with_it(
+    router: Router, fresh_upstream: FakeUpstream
+) -> None:
+    stream = await router.acompletion(
+        model="claude-haiku-4-5",
+        messages=MESSAGES,
+        max_tokens=20,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert any(c.choices and c.choices[0].finish_reason for c in chunks[:-1])
+    model_id = stream._hidden_params["model_id"]
+    assert litellm_bridge.group_of(router, model_id, "?") == "claude-haiku-4-5"
+
+
+async def test_an_anthropic_messages_stream_is_raw_sse_bytes(
+    router: Router, fresh_upstream: FakeUpstream
+) -> None:
+    stream = await router.aanthropic_messages(
+        model="claude-haiku-4-5", messages=MESSAGES, max_tokens=20, stream=True
+    )
+    items = [item async for item in stream]
+    assert items and all(isinstance(item, bytes) for item in items)
+    assert b"event: message_stop" in b"".join(items)
+
+
+async def test_stream_usage_is_priced_with_cached_input_cheaper(router: Router) -> None:
+    model_id = next(
+        d["model_info"]["id"] for d in router.model_list if d["model_name"] == "gpt-4.1-nano"
+    )
+    full = litellm_bridge.stream_usage_cost(
+        router, model_id, prompt_tokens=1000, completion_tokens=100
+    )
+    cached = litellm_bridge.stream_usage_cost(
+        router, model_id, prompt_tokens=1000, completion_tokens=100, cached_tokens=800
+    )
+    assert Decimal(0) < cached < full
+
+
+def test_a_request_error_never_cools_a_deployment_down() -> None:
+    policy = litellm_bridge.COOLDOWN_POLICY
+    assert policy.BadRequestErrorAllowedFails == policy.NotFoundErrorAllowedFails
+    assert policy.NotFoundErrorAllowedFails is not None and policy.NotFoundErrorAllowedFails > 10**6
+    assert policy.RateLimitErrorAllowedFails is None  # 429s keep LiteLLM's cooldown
+    assert policy.InternalServerErrorAllowedFails is None
+
+
+def test_config_sections_litellm_cannot_honour_are_named() -> None:
+    problems = litellm_bridge.config_problems(
+        {
+            "model_list": [],
+            "general_settings": {"custom_auth": "x"},
+            "router_settings": {"no_such_setting": 1, "allowed_fails_policy": {}},
+            "litellm_settings": {"success_callback": ["langfuse"], "drop_params": True},
+        }
+    )
+    assert problems == [
+        "general_settings: not used by this gateway (LiteLLM's proxy server is not run); remove it",
+        "router_settings.no_such_setting: not a litellm.Router setting",
+        "router_settings.allowed_fails_policy: set by the gateway, remove it",
+        "litellm_settings.success_callback: not supported by the gateway "
+        "(a logging callback would receive prompt text)",
+    ]
+    assert litellm_bridge.config_problems(gateway_config().raw) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "client_sees"), [(400, 400), (404, 404), (429, 429), (500, 500), (503, 503)]
+)
+def test_upstream_errors_map_to_statuses_without_upstream_text(
+    status: int, client_sees: int
+) -> None:
+    import litellm
+
+    error = litellm.APIError(
+        status_code=status, message="secret upstream detail", llm_provider="openai", model="m"
+    )
+    failure = litellm_bridge.upstream_failure(error)
+    assert failure.status == client_sees
+    if status >= 500 or status == 404:
+        assert "secret upstream detail" not in failure.message
