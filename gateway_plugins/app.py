@@ -26,6 +26,7 @@ from gateway_plugins.auth import identify, presented_token
 from gateway_plugins.errors import error_response, from_domain, not_found, service_unavailable
 from gateway_plugins.log_scrubbing import requests_may_arrive
 from gateway_plugins.runtime import GatewayRuntime, open_runtime
+from gateway_plugins.streaming import MeteredStream
 from portal.credits import ledger
 from portal.credits.units import format_units
 from portal.errors import GatewayError, NotFound
@@ -60,7 +61,7 @@ def _runtime(request: Request) -> GatewayRuntime:
 
 
 def _metered(kind: str) -> Any:
-    async def endpoint(request: Request) -> Response:
+    async def endpoint(request: Request) -> Response | MeteredStream:
         return await pipeline.handle(_runtime(request), request, kind)
 
     endpoint.__name__ = f"{kind}_endpoint"

@@ -29,6 +29,7 @@ from typing import Any
 
 import litellm
 import orjson
+from litellm.exceptions import Timeout as LiteLLMTimeout
 from litellm.router import Router
 from litellm.types.router import AllowedFailsPolicy
 
@@ -268,9 +269,10 @@ def upstream_failure(error: BaseException) -> UpstreamFailure:
     status = getattr(error, "status_code", None)
     kind = type(error).__name__
     if not isinstance(status, int) or not 400 <= status <= 599:
-        status = 504 if isinstance(error, litellm.Timeout | TimeoutError) else 502
-    if status in (400, 413, 422) and isinstance(getattr(error, "message", None), str):
-        return UpstreamFailure(status, kind, _client_message(error.message))
+        status = 504 if isinstance(error, LiteLLMTimeout | TimeoutError) else 502
+    message = getattr(error, "message", None)
+    if status in (400, 413, 422) and isinstance(message, str):
+        return UpstreamFailure(status, kind, _client_message(message))
     if status >= 500 or status not in _STATUS_MESSAGES:
         message = "The upstream provider failed to answer; retry shortly."
         return UpstreamFailure(502 if status < 500 else status, kind, message)

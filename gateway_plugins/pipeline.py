@@ -66,7 +66,7 @@ class Call:
         return "anthropic" if self.kind == "messages" else "openai"
 
 
-async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response:
+async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response | MeteredStream:
     api: ApiFormat = "anthropic" if kind == "messages" else "openai"
     seen: dict[str, Any] = {}
     try:
@@ -123,13 +123,8 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
 async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response:
     try:
         response = await upstream.call(runtime, http, call)
-    except upstream.ClientGone:
-        await _record_failure(runtime, call, 499, "ClientDisconnected")
-        return Response(status_code=499)
     except Exception as exc:
-        failure = litellm_bridge.upstream_failure(exc)
-        await _record_failure(runtime, call, failure.status, failure.kind)
-        return error_response(upstream.failure_body(failure), call.api, call_id_header(call))
+        return await _no_answer(runtime, call, exc)
     data = litellm_bridge.to_jsonable(response)
     cost, model_id = litellm_bridge.plain_response_cost(response)
     usage = usage_from(data.get("usage")) or Usage(prompt=call.estimated_prompt_tokens)
@@ -155,22 +150,29 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
     return Response(orjson.dumps(data), media_type="application/json", headers=call_id_header(call))
 
 
-async def _stream(runtime: GatewayRuntime, http: Request, call: Call) -> Response:
+async def _stream(runtime: GatewayRuntime, http: Request, call: Call) -> Response | MeteredStream:
     try:
         stream = await upstream.open_stream(runtime, http, call)
-    except BaseException as exc:
+    except Exception as exc:
         try:
-            if isinstance(exc, upstream.ClientGone):
-                await _record_failure(runtime, call, 499, "ClientDisconnected")
-                return Response(status_code=499)
-            if not isinstance(exc, Exception):
-                raise
-            failure = litellm_bridge.upstream_failure(exc)
-            await _record_failure(runtime, call, failure.status, failure.kind)
-            return error_response(upstream.failure_body(failure), call.api, call_id_header(call))
+            return await _no_answer(runtime, call, exc)
         finally:
             await _done(runtime, call)
+    except BaseException:
+        await _done(runtime, call)
+        raise
     return MeteredStream(runtime, call, stream, on_end=_done)
+
+
+async def _no_answer(runtime: GatewayRuntime, call: Call, error: Exception) -> Response:
+    """The Router gave no answer (or the client left first): a failed-call row, nothing
+    debited, the hold released, and the error in the caller's format."""
+    if isinstance(error, upstream.ClientGone):
+        await _record_failure(runtime, call, 499, "ClientDisconnected")
+        return Response(status_code=499)
+    failure = litellm_bridge.upstream_failure(error)
+    await _record_failure(runtime, call, failure.status, failure.kind)
+    return error_response(upstream.failure_body(failure), call.api, call_id_header(call))
 
 
 CALL_ID_HEADER = "x-litellm-call-id"  # kept from the proxy days: clients match usage rows by it

@@ -174,6 +174,7 @@ class MeteredStream:
             error_type=None if complete else outcome[:100],
         )
         await settle(self.runtime.database, self.runtime.spool, record)
+        await call.slot.release()  # before the final event: the client may go on at once
         metrics.answered(model_group, usage, call.upstream_since, outcome=outcome)
         await self.runtime.limiter.record_tokens(
             call.identity.user_id, self.runtime.limits_for(call.identity), usage.total

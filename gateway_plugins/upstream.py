@@ -33,7 +33,8 @@ class ClientGone(Exception):
 def _router_call(runtime: GatewayRuntime, call: Call) -> Awaitable[Any]:
     call.upstream_since = metrics.upstream_started()
     method = getattr(runtime.router, ROUTER_METHODS[call.kind])
-    return method(**call.request.params, litellm_call_id=call.call_id)
+    pending: Awaitable[Any] = method(**call.request.params, litellm_call_id=call.call_id)
+    return pending
 
 
 async def call(runtime: GatewayRuntime, http: Request, call: Call) -> Any:
