@@ -1,5 +1,5 @@
-"""Log records without content: installed before LiteLLM is imported (see
-`payload_scrubbing` for the other layers). Kept free of LiteLLM imports on purpose."""
+"""Log records without content: installed before LiteLLM is imported (the other layers:
+`litellm_bridge.apply_litellm_settings`). Kept free of LiteLLM imports on purpose."""
 
 from __future__ import annotations
 
