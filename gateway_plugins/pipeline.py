@@ -35,7 +35,7 @@ from gateway_plugins.rate_limits import InFlightSlot
 from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
 from gateway_plugins.streaming import MeteredStream
-from gateway_plugins.validation import ValidRequest, parse_body, validate
+from gateway_plugins.validation import ValidRequest, parse_body, read_body, validate
 from portal.db.base import utcnow
 from portal.errors import GatewayError, ModelNotPriced, UnknownModel
 from portal.observability import context
@@ -90,7 +90,10 @@ async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response 
 async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[str, Any]) -> Call:
     identity = await identify(runtime.database, runtime.auth_cache, presented_token(http.headers))
     settings = runtime.config.plugin
-    body = parse_body(await http.body(), settings.limits.max_body_bytes)
+    raw = await read_body(
+        http.stream(), http.headers.get("content-length"), settings.limits.max_body_bytes
+    )
+    body = parse_body(raw)
     model = seen["model"] = body.get("model")
     valid = validate(
         kind,

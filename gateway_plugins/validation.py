@@ -10,6 +10,7 @@ reservation. `tests/gateway/test_validation.py` enumerates every field.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidRequest",
     "ValidRequest",
     "parse_body",
+    "read_body",
     "validate",
 ]
 
@@ -151,9 +153,21 @@ class ValidRequest:
     client_wants_usage: bool
 
 
-def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
-    if len(raw) > max_bytes:
-        raise InvalidRequest(f"The request body is larger than {max_bytes} bytes.")
+async def read_body(chunks: AsyncIterator[bytes], declared: str | None, max_bytes: int) -> bytes:
+    """The body, read no further than `max_bytes` (a huge upload is refused, not buffered)."""
+    too_large = InvalidRequest(f"The request body is larger than {max_bytes} bytes.")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    parts, size = [], 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
