@@ -29,7 +29,7 @@ from gateway_plugins.runtime import GatewayRuntime, open_runtime
 from gateway_plugins.streaming import MeteredStream
 from portal.credits import ledger
 from portal.credits.units import format_units
-from portal.errors import GatewayError, NotFound
+from portal.errors import GatewayError, UnknownModel
 from portal.observability.exposition import metrics_endpoint
 from portal.observability.middleware import RequestContextMiddleware
 from portal.observability.readiness import check_dependencies
@@ -95,7 +95,7 @@ async def get_model(request: Request) -> Response:
     try:
         await _authenticated(request)
         if model_id not in _runtime(request).config.prices.model_names:
-            raise NotFound(f"The model {model_id[:200]!r} does not exist on this gateway.")
+            raise UnknownModel(f"The model {model_id[:200]!r} does not exist on this gateway.")
     except GatewayError as refused:
         return error_response(from_domain(refused))
     return _json(_model_card(model_id))
@@ -184,5 +184,8 @@ def build_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_found, HTTPException: _not_found},
     )
+    # Starlette would answer `/healthz/` or `/v1/chat/completions/` with a redirect to the
+    # route; off the list means 404, with no hint of what lies nearby.
+    app.router.redirect_slashes = False
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -3,7 +3,8 @@ new password must meet.
 
 Hashing costs tens of milliseconds of CPU and 64 MiB: the async functions run it in a
 small pool of worker threads (argon2-cffi releases the GIL), so the event loop keeps
-answering and at most `HASHING_THREADS` hashes run at once (the rest wait their turn).
+answering and at most `HASHING_THREADS` hashes run at once (the rest wait their turn),
+which also bounds the memory a burst of sign-ins can take.
 
 A new password must be 10+ characters and not easy to guess (NIST SP 800-63B: refuse
 common and breached passwords): zxcvbn matches it against its frequency lists of leaked
@@ -39,8 +40,10 @@ MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
 MIN_STRENGTH = 3  # zxcvbn score: about 10^8 guesses or more
 _SCORED_LENGTH = 72  # zxcvbn's own bound; its run time grows fast with length
-HASHING_THREADS = max(2, min(4, os.cpu_count() or 2))
 _hasher = PasswordHasher()
+# Each hash already runs its lanes (`parallelism`, 4) on threads of its own: more hashes
+# at once than cores / lanes only starve the event loop's thread, without more throughput.
+HASHING_THREADS = max(1, min(4, (os.cpu_count() or 1) // _hasher.parallelism))
 _workers = ThreadPoolExecutor(HASHING_THREADS, thread_name_prefix="password-hash")
 
 

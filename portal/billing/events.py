@@ -1,8 +1,9 @@
 """The record of Stripe events we act on (`stripe_events`), one row per event id.
 
     handled    applied, or about no customer of ours: a redelivery is a duplicate
-    unmatched  names something of ours (a plan, a pack, a charge for one, a user id we
-               set) but no user matches it, or its object is gone at Stripe. Listed by
+    unmatched  would move credits or give a plan (a paid period or pack, a refund or
+               dispute of one, a live subscription to one of our plans) but no user
+               matches it, or its object is gone at Stripe. Listed by
                `gateway-admin billing unmatched`; a redelivery or `billing replay` tries
                again, and `billing sync` of the customer's user applies what Stripe says
                and closes them.

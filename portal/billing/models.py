@@ -45,7 +45,7 @@ class BillingAccount(Base):
 
 class EventOutcome:
     HANDLED = "handled"  # applied (or about no customer of ours): a redelivery is a duplicate
-    UNMATCHED = "unmatched"  # names something of ours but no user, or its object is gone:
+    UNMATCHED = "unmatched"  # would move credits but matches no user, or its object is gone:
     # kept for the operator (`billing unmatched`); a redelivery or replay tries again
 
 

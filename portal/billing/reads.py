@@ -154,14 +154,15 @@ class Findings:
 
     @property
     def concerns_us(self) -> bool:
-        """Whether this names something of ours (a plan, a pack, a charge for one, or a
-        user id we set): if no user matches it, it is *unmatched*, not someone else's."""
+        """Whether this would move credits or give a plan (a paid plan period or pack, a
+        refund or dispute of one, a live subscription to one of our plans): if no user
+        matches it, it is *unmatched*. Anything else (an ended subscription of a deleted
+        account, a card change) has nothing to apply."""
         return bool(
-            self.purchases
+            any(p.paid and p.credits_units > 0 for p in self.purchases)
             or self.reversals
             or self.disputes
-            or self.user_hint
-            or (self.state is not None and self.state.plan is not None)
+            or (self.state is not None and self.state.live_plan is not None)
         )
 
 
@@ -452,20 +453,20 @@ async def read_customer(billing: Billing, customer_id: str) -> Findings:
                 seen.add(purchase.paid_id)
                 findings.card = findings.card or found.card
     for invoice in await billing.stripe.paid_invoices(customer_id):
-        purchase = invoice_purchase(billing.catalog, invoice)
-        if purchase is not None and purchase.paid_id not in seen:
-            findings.purchases.append(purchase)
-            seen.add(purchase.paid_id)
+        period = invoice_purchase(billing.catalog, invoice)
+        if period is not None and period.paid_id not in seen:
+            findings.purchases.append(period)
+            seen.add(period.paid_id)
     for charge in await billing.stripe.charges(customer_id):
         if charge.get("status") != "succeeded":
             continue
         if not (int(charge.get("amount_refunded") or 0) > 0 or charge.get("disputed")):
             continue
-        found, purchase = await _charge_findings(billing, charge)
+        found, paid_for = await _charge_findings(billing, charge)
         findings.reversals += found.reversals
-        if purchase is not None and charge.get("disputed"):
+        if paid_for is not None and charge.get("disputed"):
             for dispute in await billing.stripe.disputes(charge=charge["id"]):
-                findings.disputes.append(_dispute_of(charge, purchase, dispute))
+                findings.disputes.append(_dispute_of(charge, paid_for, dispute))
     return findings
 
 

@@ -8,8 +8,8 @@
                     (current state, so order does not matter), then in one transaction:
                     claim the event id (a duplicate delivery stops here) and apply
 
-An event that names something of ours (a plan, a pack, a charge for one, a user id we
-set) that no user matches, or whose object is gone at Stripe, is recorded as *unmatched*
+An event that would move credits or give a plan (`Findings.concerns_us`) but that no
+user matches, or whose object is gone at Stripe, is recorded as *unmatched*
 (`events.py`): listed for the operator and tried again on redelivery. Event types not in
 HANDLED are acknowledged and ignored. A failure (Stripe or the database unreachable)
 rolls everything back, including the event id, and the endpoint answers 5xx so Stripe

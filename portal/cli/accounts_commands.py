@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from portal.cli.common import CommandError, print_json, transaction
-from portal.credits.units import credits_to_units, format_units
+from portal.credits.units import credits_to_units, format_units, labelled_amount
 
 if TYPE_CHECKING:
     from portal.tokens.models import GatewayToken
@@ -239,7 +239,7 @@ async def usage_list_command(args: argparse.Namespace) -> int:
             "model": r.model,
             "prompt_tokens": r.prompt_tokens,
             "completion_tokens": r.completion_tokens,
-            "credits": r.credits,
+            **labelled_amount("charged", r.credits),
             "status": r.status,
             "started_at": r.started_at.isoformat(),
             "ended_at": r.ended_at.isoformat(),
@@ -253,6 +253,6 @@ async def usage_list_command(args: argparse.Namespace) -> int:
         print(
             f"{row['started_at']}  {row['model']:28} {row['status']:8} "
             f"in={row['prompt_tokens']} out={row['completion_tokens']} "
-            f"credits={format_units(row['credits'])}"
+            f"credits={row['charged_credits']}"
         )
     return 0

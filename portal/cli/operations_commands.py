@@ -85,8 +85,14 @@ def _check_environment(service: str | None) -> None:
 def db_upgrade(_args: argparse.Namespace) -> int:
     from portal.db.migrate import upgrade
 
-    upgrade(get_settings().database_url)
-    print("database is up to date")
+    applied = upgrade(get_settings().database_url)
+    if not applied:
+        print("database is up to date: no migrations to apply")
+        return 0
+    print(f"applied {len(applied)} migration{'' if len(applied) == 1 else 's'}:")
+    for migration in applied:
+        print(f"  {migration.revision}  {migration.title}")
+    print(f"database is now at {applied[-1].revision}")
     return 0
 
 

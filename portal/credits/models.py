@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from portal.credits.units import credit_units_column
 from portal.db.base import Base, UTCDateTime, utcnow
 from portal.db.columns import BigId, created_at_column
 
@@ -41,8 +42,10 @@ class CreditAccount(Base):
     user_id: Mapped[str] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
-    balance: Mapped[int] = mapped_column(BigInteger, default=0)
-    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0, info=credit_units_column("balance"))
+    reserved: Mapped[int] = mapped_column(
+        BigInteger, default=0, info=credit_units_column("reserved")
+    )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     __table_args__ = (CheckConstraint("reserved >= 0", name="reserved_not_negative"),)
@@ -55,7 +58,8 @@ class LedgerEntry(Base):
     user_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
-    amount: Mapped[int] = mapped_column(BigInteger)  # + grant, - debit
+    # + grant, - debit
+    amount: Mapped[int] = mapped_column(BigInteger, info=credit_units_column("amount"))
     kind: Mapped[str] = mapped_column(String(32))
     cause_type: Mapped[str] = mapped_column(String(32))
     cause_id: Mapped[str] = mapped_column(String(255))
@@ -76,6 +80,6 @@ class Reservation(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger, info=credit_units_column("amount"))
     created_at: Mapped[datetime] = created_at_column()
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -2,8 +2,10 @@
 
 Built from the schema (`privacy.linked`): the account row and every row of every table
 linked to it, all columns except one-way secret digests, which are named under
-`withheld` instead. Failed sign-ins are keyed by a hash of the address, so they are
-found through that key.
+`withheld` instead. Amounts in ledger units are never a bare number: a units column
+appears as `<name>_units` (integer) and `<name>_credits` (decimal string), e.g.
+`amount_units: -42000`, `amount_credits: "-0.000042"` (format 2; format 1 had `amount`).
+Failed sign-ins are keyed by a hash of the address, so they are found through that key.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts.models import ThrottleCounter, User
 from portal.accounts.throttle import account_key
+from portal.credits.units import UNITS_PER_CREDIT, labelled_amount, unit_base_name
 from portal.db.base import utcnow
 from portal.privacy.linked import is_withheld, linked_tables
 
 __all__ = ["EXPORT_FORMAT", "build_export", "export_filename", "export_json"]
 
-EXPORT_FORMAT = "workforce-gateway-export/1"
+EXPORT_FORMAT = "workforce-gateway-export/2"
 
 _ABOUT = {
     "users": "your account",
@@ -70,12 +73,27 @@ async def build_export(session: AsyncSession, user: User) -> dict[str, Any]:
         "tables": dict(sorted(tables.items())),
         "about": {name: _ABOUT.get(name, name.replace("_", " ")) for name in sorted(tables)},
         "withheld": withheld,
+        "units": {
+            "units_per_credit": UNITS_PER_CREDIT,
+            "about": "Fields ending in _units are integer ledger units "
+            f"({UNITS_PER_CREDIT:,} per credit); the matching _credits field is the same "
+            "amount in credits, as a decimal string.",
+        },
         "not_stored": "Prompts, messages, files, tool calls and model replies are never stored.",
     }
 
 
 def _row(table: Table, row: Any) -> dict[str, Any]:
-    return {c.name: _value(row[c]) for c in table.columns if not is_withheld(c)}
+    out: dict[str, Any] = {}
+    for column in table.columns:
+        if is_withheld(column):
+            continue
+        base = unit_base_name(column.info)
+        if base is not None and row[column] is not None:
+            out.update(labelled_amount(base, row[column]))
+        else:
+            out[column.name] = _value(row[column])
+    return out
 
 
 def _value(value: Any) -> Any:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base, UTCDateTime
@@ -22,3 +22,6 @@ class WebSession(Base):
     created_at: Mapped[datetime] = created_at_column()
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A one-time message for this browser's next page (`sessions.flash`), sealed with a key
+    # derived from the cookie secret: the database alone cannot read it.
+    flash_sealed: Mapped[str | None] = mapped_column(Text())

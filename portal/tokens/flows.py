@@ -1,25 +1,59 @@
-"""Token actions a person takes in the portal, with their side effects (notice email)."""
+"""Token actions a person takes, from the Tokens page or the JSON API: one flow per
+action, each owning its transaction and the side effects that must follow the commit
+(the notice email; dropping a revoked token from every gateway's auth cache). The views
+only translate requests and answers."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from dataclasses import dataclass
 
 from portal.accounts.models import User
+from portal.db import Database
 from portal.email import messages
-from portal.email.messages import Mail
-from portal.email.service import record
+from portal.email.service import Mailer, record
+from portal.errors import NotFound
+from portal.tokens import auth_cache
 from portal.tokens import service as tokens
 from portal.tokens.models import GatewayToken
 
-__all__ = ["create_token_with_notice"]
+__all__ = ["CreatedToken", "create_token", "revoke_token"]
 
 
-async def create_token_with_notice(
-    session: AsyncSession, user: User, *, name: str, tokens_url: str
-) -> tuple[str, GatewayToken, list[Mail]]:
-    """Mint a token (ValueError for a bad name) and mail the owner that it exists."""
-    plaintext, token = await tokens.create_token(session, user, name=name)
-    mail = messages.token_created(
-        user_id=user.id, to=user.email, name=user.name, token_name=token.name, tokens_url=tokens_url
-    )
-    return plaintext, token, [await record(session, mail)]
+@dataclass(frozen=True)
+class CreatedToken:
+    plaintext: str
+    """The token itself: shown once, never stored (only its hash is)."""
+    token: GatewayToken
+
+
+async def create_token(
+    db: Database, mailer: Mailer, *, user_id: str, name: str, tokens_url: str
+) -> CreatedToken:
+    """Mint a token for `user_id` (ValueError for a bad name); after the commit, mail the
+    owner that it exists."""
+    async with db.transaction() as session:
+        user = await session.get(User, user_id)
+        if user is None:
+            raise NotFound("no such account")
+        plaintext, token = await tokens.create_token(session, user, name=name)
+        mail = messages.token_created(
+            user_id=user.id,
+            to=user.email,
+            name=user.name,
+            token_name=token.name,
+            tokens_url=tokens_url,
+        )
+        await record(session, mail)
+    await mailer.send([mail])
+    return CreatedToken(plaintext, token)
+
+
+async def revoke_token(
+    db: Database, *, user_id: str, token_id: str, redis_url: str | None
+) -> GatewayToken:
+    """Revoke one of `user_id`'s tokens (another user's is NotFound); after the commit,
+    drop its cached check on every gateway so it is refused at once."""
+    async with db.transaction() as session:
+        token = await tokens.revoke_token(session, user_id=user_id, token_id=token_id[:64])
+    await auth_cache.invalidate_token(token.token_hash, redis_url=redis_url)
+    return token

@@ -26,6 +26,7 @@ __all__ = [
     "TokenIdentity",
     "authenticate",
     "create_token",
+    "find_token",
     "list_tokens",
     "revoke_token",
     "touch_last_used",
@@ -74,13 +75,19 @@ async def list_tokens(session: AsyncSession, user_id: str) -> list[GatewayToken]
     return list(result)
 
 
-async def revoke_token(session: AsyncSession, *, user_id: str, token_id: str) -> GatewayToken:
-    """Revoke one of `user_id`'s tokens (another user's token is NotFound)."""
+async def find_token(session: AsyncSession, *, user_id: str, token_id: str) -> GatewayToken:
+    """One of `user_id`'s tokens (another user's token is NotFound)."""
     token = await session.scalar(
         select(GatewayToken).where(GatewayToken.id == token_id, GatewayToken.user_id == user_id)
     )
     if token is None:
         raise NotFound("no such token")
+    return token
+
+
+async def revoke_token(session: AsyncSession, *, user_id: str, token_id: str) -> GatewayToken:
+    """Revoke one of `user_id`'s tokens (another user's token is NotFound)."""
+    token = await find_token(session, user_id=user_id, token_id=token_id)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         await session.flush()

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from portal.credits.units import credit_units_column
 from portal.db.base import Base, UTCDateTime
 from portal.db.columns import BigId, created_at_column
 
@@ -38,7 +39,9 @@ class UsageRecord(Base):
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
     reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
     upstream_cost_nano_usd: Mapped[int] = mapped_column(BigInteger, default=0)
-    credits: Mapped[int] = mapped_column(BigInteger, default=0)  # ledger units charged
+    credits: Mapped[int] = mapped_column(  # ledger units charged
+        BigInteger, default=0, info=credit_units_column("charged")
+    )
     http_status: Mapped[int | None] = mapped_column(Integer)
     error_type: Mapped[str | None] = mapped_column(String(100))  # class name only
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

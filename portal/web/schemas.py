@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
+from portal.credits.units import labelled_amount
+
 __all__ = [
     "BalancePublic",
     "DailyUsagePublic",
@@ -81,16 +83,30 @@ class BalancePublic(BaseModel):
     units_per_credit: int
 
 
-class LedgerEntryPublic(_Public):
+class LedgerEntryPublic(BaseModel):
     id: int
-    amount: int
+    amount_units: int
+    """Integer ledger units (`units_per_credit` per credit): + grant, - debit."""
+    amount_credits: str
+    """The same amount in credits, as a decimal string ("-0.000042")."""
     kind: str
     cause_type: str
     created_at: datetime
     note: str | None
 
+    @classmethod
+    def of(cls, entry: Any) -> LedgerEntryPublic:
+        return cls(
+            id=entry.id,
+            **labelled_amount("amount", entry.amount),
+            kind=entry.kind,
+            cause_type=entry.cause_type,
+            created_at=entry.created_at,
+            note=entry.note,
+        )
 
-class UsageRecordPublic(_Public):
+
+class UsageRecordPublic(BaseModel):
     call_id: str
     model: str
     status: str
@@ -98,9 +114,27 @@ class UsageRecordPublic(_Public):
     completion_tokens: int
     cached_tokens: int
     reasoning_tokens: int
-    credits: int
+    charged_units: int
+    """What the call cost, in integer ledger units."""
+    charged_credits: str
+    """The same in credits, as a decimal string."""
     started_at: datetime
     ended_at: datetime
+
+    @classmethod
+    def of(cls, record: Any) -> UsageRecordPublic:
+        return cls(
+            call_id=record.call_id,
+            model=record.model,
+            status=record.status,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            cached_tokens=record.cached_tokens,
+            reasoning_tokens=record.reasoning_tokens,
+            **labelled_amount("charged", record.credits),
+            started_at=record.started_at,
+            ended_at=record.ended_at,
+        )
 
 
 class UsagePage(BaseModel):
@@ -114,10 +148,21 @@ class DailyUsagePublic(BaseModel):
     day: date
     requests: int
     tokens: int
-    credits: int
+    charged_units: int
+    charged_credits: str
+
+    @classmethod
+    def of(cls, day: Any) -> DailyUsagePublic:
+        return cls(
+            day=day.day,
+            requests=day.requests,
+            tokens=day.tokens,
+            **labelled_amount("charged", day.credits),
+        )
 
 
 class StoredFieldsPublic(BaseModel):
     fields: dict[str, Any] | None
-    """Every stored column of your latest usage record, or null if you have none."""
+    """Every stored column of your latest usage record, or null if you have none; ledger
+    units read "42000 units (0.000042 credits)"."""
     not_stored: str

@@ -35,10 +35,16 @@ def _nav_items(request: Request) -> list[tuple[str, str]]:
     return [(label, request.url_for(name).path) for label, name in items]
 
 
+def _billing_available(request: Request) -> bool:
+    """Whether people can buy credits here (Stripe is configured) or an operator grants them."""
+    return bool(request.app.state.settings.stripe_secret_key)
+
+
 templates.env.filters["credits"] = format_units
 templates.env.filters["when"] = _datetime
 templates.env.globals["csrf_token"] = csrf_token
 templates.env.globals["nav_items"] = _nav_items
+templates.env.globals["billing_available"] = _billing_available
 
 
 def render(

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from portal.accounts.models import User
 from portal.accounts.passwords import verify_password
 from portal.credits import ledger
+from portal.credits.units import format_units
 from portal.db import Database, utcnow
 from portal.errors import TokenRevoked
 from portal.tokens import service as tokens
@@ -129,14 +130,17 @@ async def test_usage_list_json(db: Database, admin: Admin, make_user: MakeUser) 
             "model": call.model,
             "prompt_tokens": call.prompt_tokens,
             "completion_tokens": call.completion_tokens,
-            "credits": call.credits,
+            "charged_units": call.credits,
+            "charged_credits": format_units(call.credits),
             "status": call.status,
             "started_at": call.started_at.isoformat(),
             "ended_at": call.ended_at.isoformat(),
         }
         for call in calls[:2]
     ]
-    assert all(type(row["credits"]) is int for row in listed)
+    assert all(type(row["charged_units"]) is int for row in listed)
+    assert listed[0]["charged_credits"] == "0.00004"  # 40,000 units, read as credits
+    assert all("credits" not in row for row in listed)  # no bare number named credits
 
 
 async def test_unknown_accounts_and_tokens_are_one_line_errors(

@@ -133,42 +133,30 @@ async def test_changing_the_email_cannot_flood_another_address(
 # 4. Password hashing off the event loop -------------------------------------------------
 
 
-async def test_password_hashing_does_not_stall_other_requests(
-    browser: Browser, new_browser: NewBrowser
-) -> None:
+async def test_password_hashing_does_not_stall_other_requests(browser: Browser) -> None:
     started = time.perf_counter()
     hash_password(PASSWORD)
     one_hash = time.perf_counter() - started
 
     token = await browser.csrf("/signin")
-    burst = [
-        browser.client.post(
-            "/signin",
-            data={"csrf_token": token, "email": f"p{n}@example.com", "password": WRONG},
-        )
-        for n in range(24)
-    ]
     lags: list[float] = []
-
-    async def probe() -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(0.005)
-            lags.append(time.perf_counter() - before - 0.005)
-
-    prober = asyncio.create_task(probe())
-    healthz = new_browser()
-    await asyncio.sleep(0)
-    answers = asyncio.gather(*burst)
-    await asyncio.sleep(one_hash)  # the burst is hashing now
-    before = time.perf_counter()
-    assert (await healthz.get("/healthz")).status_code == 200
-    health_time = time.perf_counter() - before
-    assert {a.status_code for a in await answers} == {400}
-    prober.cancel()
-    # 24 hashes on the loop would hold it for ~24 × one_hash in a row
-    assert health_time < max(4 * one_hash, 0.1), (health_time, one_hash)
-    assert max(lags) < max(4 * one_hash, 0.1), (max(lags), one_hash)
+    burst = asyncio.gather(
+        *(
+            browser.client.post(
+                "/signin",
+                data={"csrf_token": token, "email": f"p{n}@example.com", "password": WRONG},
+            )
+            for n in range(16)
+        )
+    )
+    while not burst.done():  # how late does the event loop wake a sleeper?
+        before = time.perf_counter()
+        await asyncio.sleep(0.005)
+        lags.append(time.perf_counter() - before - 0.005)
+    assert {a.status_code for a in await burst} == {400}
+    print(f"one hash {one_hash:.3f} s; worst loop lag {max(lags):.3f} s")
+    # on the loop, each hash would hold everything else for its whole duration
+    assert max(lags) < max(0.75 * one_hash, 0.05), (max(lags), one_hash)
 
 
 # 6. One-time links are used once -------------------------------------------------------

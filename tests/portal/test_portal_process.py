@@ -17,8 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
 from portal.accounts import throttle
+from portal.accounts.passwords import hash_password
 from portal.accounts.service import create_user
 from portal.db import open_database
 from portal.db.migrate import upgrade
@@ -51,7 +53,7 @@ class PortalProcess:
         return email
 
 
-def _start(tmp_path: Path, forwarded_allow_ips: str) -> Iterator[PortalProcess]:
+def _start(tmp_path: Path, forwarded_allow_ips: str, **more_env: str) -> Iterator[PortalProcess]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     database_url = f"sqlite:///{tmp_path / 'portal.db'}"
@@ -67,9 +69,11 @@ def _start(tmp_path: Path, forwarded_allow_ips: str) -> Iterator[PortalProcess]:
         "LOG_FORMAT": "text",
         "LOG_LEVEL": "info",
         "FORWARDED_ALLOW_IPS": forwarded_allow_ips,
+        **more_env,
     }
     for name in ("DATABASE_URL", "REDIS_URL", "SMTP_URL", "PORTAL_WORKERS"):
-        env.pop(name, None)
+        if name not in more_env:
+            env.pop(name, None)
     log = tmp_path / "portal.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -109,6 +113,30 @@ def behind_proxy(tmp_path: Path) -> Iterator[PortalProcess]:
 def exposed(tmp_path: Path) -> Iterator[PortalProcess]:
     """Only some other address is a trusted proxy: the test is an ordinary client."""
     yield from _start(tmp_path, "10.77.0.0/16")
+
+
+class SlowMailServer:
+    """An SMTP server on loopback that takes as long as a distant one to accept mail."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        await asyncio.sleep(0.05)
+        self.received.append(envelope.content)
+        return "250 OK"
+
+
+@pytest.fixture
+def with_smtp(tmp_path: Path) -> Iterator[tuple[PortalProcess, SlowMailServer]]:
+    inbox, port = SlowMailServer(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        for portal in _start(tmp_path, "127.0.0.1", SMTP_URL=f"smtp://127.0.0.1:{port}"):
+            yield portal, inbox
+    finally:
+        controller.stop()
 
 
 async def _mail(portal: PortalProcess, address: str, kind: str):
@@ -171,8 +199,9 @@ async def test_one_time_tokens_never_reach_the_access_log(behind_proxy: PortalPr
 
 
 async def test_reset_answers_in_the_same_time_for_known_and_unknown_addresses(
-    behind_proxy: PortalProcess,
+    with_smtp: tuple[PortalProcess, SlowMailServer],
 ) -> None:
+    behind_proxy, inbox = with_smtp
     known = [await behind_proxy.account() for _ in range(12)]
     unknown = [f"nobody-{n}@example.com" for n in range(12)]
     timings: dict[str, list[float]] = {"known": [], "unknown": []}
@@ -190,12 +219,10 @@ async def test_reset_answers_in_the_same_time_for_known_and_unknown_addresses(
             await asyncio.sleep(0.15)  # the mail (if any) goes out after the answer
     median_known = statistics.median(timings["known"])
     median_unknown = statistics.median(timings["unknown"])
-    assert len(behind_proxy.outbox.all()) == len(known)  # the known ones did get mail
+    assert len(inbox.received) == len(known)  # the known ones did get mail
     # Before: 68 ms against 19 ms. Now the same work either way, whatever the machine.
-    print(
-        f"/reset median: known {median_known * 1000:.1f} ms, unknown {median_unknown * 1000:.1f} ms"
-    )
-    assert abs(median_known - median_unknown) < max(0.005, 0.25 * median_unknown), timings
+    print(f"/reset median: known {median_known:.4f} s, unknown {median_unknown:.4f} s")
+    assert abs(median_known - median_unknown) < max(0.01, 0.5 * median_unknown), timings
 
 
 async def test_health_stays_quick_while_many_people_sign_up(behind_proxy: PortalProcess) -> None:
@@ -215,13 +242,24 @@ async def test_health_stays_quick_while_many_people_sign_up(behind_proxy: Portal
             for n, (b, token) in enumerate(zip(browsers, tokens, strict=True))
         )
     )
-    await asyncio.sleep(0.2)  # the sign-ups are hashing now
+    started = time.perf_counter()
+    hash_password(PASSWORD)  # as long as one hash takes on this machine, now
+    one_hash = time.perf_counter() - started
+    latencies: list[float] = []
+    await asyncio.sleep(0.3)  # the requests are in: they are hashing now
     async with httpx.AsyncClient(base_url=behind_proxy.url) as probe:
-        started = time.perf_counter()
-        assert (await probe.get("/healthz")).status_code == 200
-        health = time.perf_counter() - started
+        while not burst.done():
+            started = time.perf_counter()
+            assert (await probe.get("/healthz")).status_code == 200
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.05)
     assert {a.status_code for a in await burst} == {200}
     for b in browsers:
         await b.client.aclose()
-    print(f"/healthz during 30 sign-ups: {health * 1000:.0f} ms")
-    assert health < 0.3, health  # before: 2.3 s
+    latencies.sort()
+    median, p90 = latencies[len(latencies) // 2], latencies[len(latencies) * 9 // 10]
+    print(
+        f"/healthz during 30 sign-ups: median {median:.3f} s, p90 {p90:.3f} s; hash {one_hash:.3f}"
+    )
+    # before: a probe waited for whichever hashes were running (0.5 to 2.3 s at worst)
+    assert p90 < max(0.5 * one_hash, 0.02), (one_hash, latencies)

@@ -10,13 +10,14 @@ from portal.accounts import flows
 from portal.accounts.flows import FlowError, Throttled
 from portal.accounts.models import User
 from portal.billing.views import app_billing
+from portal.privacy import flows as privacy_flows
 from portal.privacy.deletion import delete_account
-from portal.privacy.export import build_export, export_filename, export_json
 from portal.privacy.leftovers import erase_leftovers
 from portal.sessions import service as sessions
 from portal.tokens import auth_cache
 from portal.web.cookies import clear_browser_secret, replace_browser_secret
 from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, SettingsDep
+from portal.web.downloads import export_download
 from portal.web.forms import FormError, read_form
 from portal.web.templating import render
 
@@ -111,14 +112,7 @@ async def change_email(
 
 @router.get("/account/export", name="account_export")
 async def export(viewer: CurrentUser, db: DatabaseDep) -> Response:
-    async with db.session() as session:
-        user = await session.get(User, viewer.user.id)
-        document = await build_export(session, user)
-    return Response(
-        export_json(document),
-        media_type="application/json",
-        headers={"content-disposition": f'attachment; filename="{export_filename()}"'},
-    )
+    return export_download(await privacy_flows.export_account(db, user_id=viewer.user.id))
 
 
 @router.post("/account/delete")

@@ -10,18 +10,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from portal.accounts.models import User
 from portal.credits import ledger
 from portal.credits.units import UNITS_PER_CREDIT, format_units
 from portal.errors import NotFound
-from portal.privacy.export import build_export, export_filename, export_json
-from portal.tokens import auth_cache
+from portal.privacy import flows as privacy_flows
+from portal.tokens import flows as token_flows
 from portal.tokens import service as tokens
-from portal.tokens.flows import create_token_with_notice
 from portal.usage import reports
 from portal.usage import service as usage_service
 from portal.web.cookies import csrf_token
 from portal.web.deps import ApiUser, DatabaseDep, MailerDep, SettingsDep
+from portal.web.downloads import export_download
 from portal.web.filters import UsageQuery
 from portal.web.routes.dashboard import stored_fields
 from portal.web.schemas import (
@@ -73,18 +72,16 @@ async def create_token(
     mailer: MailerDep,
     settings: SettingsDep,
 ) -> TokenCreatedPublic:
-    async with db.transaction() as session:
-        user = await session.get(User, viewer.user.id)
-        plaintext, token, mail = await create_token_with_notice(
-            session,
-            user,
-            name=body.name,
-            tokens_url=settings.portal_public_url.rstrip("/") + "/tokens",
-        )
-    await mailer.send(mail)
+    created = await token_flows.create_token(
+        db,
+        mailer,
+        user_id=viewer.user.id,
+        name=body.name,
+        tokens_url=settings.portal_public_url.rstrip("/") + "/tokens",
+    )
     return TokenCreatedPublic(
-        token=TokenPublic.model_validate(token),
-        secret=plaintext,
+        token=TokenPublic.model_validate(created.token),
+        secret=created.plaintext,
         base_url=settings.gateway_public_url.rstrip("/") + "/v1",
     )
 
@@ -94,14 +91,11 @@ async def revoke_token(
     token_id: str, viewer: ApiUser, db: DatabaseDep, settings: SettingsDep
 ) -> Any:
     try:
-        async with db.transaction() as session:
-            token = await tokens.revoke_token(
-                session, user_id=viewer.user.id, token_id=token_id[:64]
-            )
+        return await token_flows.revoke_token(
+            db, user_id=viewer.user.id, token_id=token_id, redis_url=settings.redis_url
+        )
     except NotFound:
         raise HTTPException(404, "No such token.") from None
-    await auth_cache.invalidate_token(token.token_hash, redis_url=settings.redis_url)
-    return token
 
 
 @router.get("/credits", response_model=BalancePublic)
@@ -124,9 +118,10 @@ async def ledger_entries(
     db: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> list[Any]:
+) -> list[LedgerEntryPublic]:
     async with db.session() as session:
-        return await ledger.list_entries(session, viewer.user.id, limit=limit, offset=offset)
+        entries = await ledger.list_entries(session, viewer.user.id, limit=limit, offset=offset)
+    return [LedgerEntryPublic.of(entry) for entry in entries]
 
 
 @router.get("/usage", response_model=UsagePage)
@@ -154,7 +149,7 @@ async def usage(
             offset=offset,
             newest_first=True,
         )
-    items = [UsageRecordPublic.model_validate(row) for row in rows]
+    items = [UsageRecordPublic.of(row) for row in rows]
     return UsagePage(total=total, limit=limit, offset=offset, items=items)
 
 
@@ -164,7 +159,7 @@ async def usage_daily(
 ) -> list[DailyUsagePublic]:
     async with db.session() as session:
         totals = await reports.daily_usage(session, viewer.user.id, days=days)
-    return [DailyUsagePublic(**vars(day)) for day in totals]
+    return [DailyUsagePublic.of(day) for day in totals]
 
 
 @router.get("/usage/latest", response_model=StoredFieldsPublic)
@@ -180,11 +175,4 @@ async def usage_latest(viewer: ApiUser, db: DatabaseDep) -> StoredFieldsPublic:
     responses={200: {"content": {"application/json": {}}, "description": "Everything held"}},
 )
 async def export(viewer: ApiUser, db: DatabaseDep) -> Response:
-    async with db.session() as session:
-        user = await session.get(User, viewer.user.id)
-        document = await build_export(session, user)
-    return Response(
-        export_json(document),
-        media_type="application/json",
-        headers={"content-disposition": f'attachment; filename="{export_filename()}"'},
-    )
+    return export_download(await privacy_flows.export_account(db, user_id=viewer.user.id))

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from portal.credits import ledger
+from portal.credits.units import format_units, unit_base_name
 from portal.usage import reports
 from portal.usage import service as usage_service
 from portal.usage.models import UsageRecord
@@ -20,10 +21,17 @@ LEDGER_PAGE = 25
 
 
 def stored_fields(record: UsageRecord | None) -> list[tuple[str, object]]:
-    """Every column of the usage record exactly as stored (the "what we keep" panel)."""
+    """Every column of the usage record as stored (the "what we keep" panel); a column of
+    ledger units reads "42000 units (0.000042 credits)", never as a bare number."""
     if record is None:
         return []
-    return [(c.name, getattr(record, c.key)) for c in UsageRecord.__table__.columns]
+    fields: list[tuple[str, object]] = []
+    for column in UsageRecord.__table__.columns:
+        value = getattr(record, column.key)
+        if unit_base_name(column.info) is not None and value is not None:
+            value = f"{value} units ({format_units(value)} credits)"
+        fields.append((column.name, value))
+    return fields
 
 
 @router.get("/dashboard", name="dashboard")

@@ -1,24 +1,37 @@
-"""The Tokens page: create (shown once, with the base URL for the desktop app), list, revoke."""
+"""The Tokens page: create (redirect after POST; the secret shown once on the next page,
+with the base URL for the desktop app), list, revoke after a confirmation step.
+
+The actions themselves are `tokens.flows`, shared with the JSON API."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from portal.accounts.models import User
 from portal.errors import NotFound
-from portal.tokens import auth_cache
+from portal.sessions.flash import put_flash, take_flash
+from portal.tokens import flows
 from portal.tokens import service as tokens
-from portal.tokens.flows import create_token_with_notice
-from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, SettingsDep
+from portal.web.cookies import browser_secret
+from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, SettingsDep, SignedIn
 from portal.web.forms import FormError, read_form
 from portal.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
+_NEW_TOKEN = "new_token"
+
 
 async def _page(
-    request: Request, viewer, db, settings, *, status_code: int = 200, **extra
+    request: Request,
+    viewer: SignedIn,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    *,
+    status_code: int = 200,
+    **extra: Any,
 ) -> Response:
     async with db.session() as session:
         rows = await tokens.list_tokens(session, viewer.user.id)
@@ -35,7 +48,16 @@ async def _page(
 async def tokens_page(
     request: Request, viewer: CurrentUser, db: DatabaseDep, settings: SettingsDep
 ) -> Response:
-    return await _page(request, viewer, db, settings)
+    async with db.transaction() as session:
+        flash = await take_flash(
+            session, session_id=viewer.session_id, cookie_secret=browser_secret(request)
+        )
+    shown: dict[str, Any] = {}
+    if flash is not None and flash.get("kind") == _NEW_TOKEN:
+        shown = {"created_name": flash["name"], "plaintext": flash["secret"]}
+    page = await _page(request, viewer, db, settings, **shown)
+    page.headers["cache-control"] = "no-store"  # the secret must not be kept by the browser
+    return page
 
 
 @router.post("/tokens")
@@ -48,33 +70,62 @@ async def create_token(
 ) -> Response:
     try:
         form = await read_form(request, {"name": ("Token name", 100)})
-        async with db.transaction() as session:
-            user = await session.get(User, viewer.user.id)
-            plaintext, token, mail = await create_token_with_notice(
-                session,
-                user,
-                name=form["name"],
-                tokens_url=settings.portal_public_url.rstrip("/") + "/tokens",
-            )
+        created = await flows.create_token(
+            db,
+            mailer,
+            user_id=viewer.user.id,
+            name=form["name"],
+            tokens_url=settings.portal_public_url.rstrip("/") + "/tokens",
+        )
     except (FormError, ValueError) as problem:
         message = str(problem)
         if not isinstance(problem, FormError):
             message = "Give the token a name of 1 to 100 characters."
         return await _page(request, viewer, db, settings, status_code=400, error=message)
-    await mailer.send(mail)
-    return await _page(request, viewer, db, settings, created=token, plaintext=plaintext)
+    async with db.transaction() as session:
+        await put_flash(
+            session,
+            session_id=viewer.session_id,
+            cookie_secret=browser_secret(request),
+            message={"kind": _NEW_TOKEN, "name": created.token.name, "secret": created.plaintext},
+        )
+    return RedirectResponse("/tokens", status_code=303)
+
+
+async def _confirm_page(
+    request: Request, viewer: SignedIn, db: DatabaseDep, token_id: str
+) -> Response:
+    try:
+        async with db.session() as session:
+            token = await tokens.find_token(session, user_id=viewer.user.id, token_id=token_id[:64])
+    except NotFound:
+        return RedirectResponse("/tokens?notice=token_not_found", status_code=303)
+    if token.revoked_at is not None:
+        return RedirectResponse("/tokens?notice=token_revoked", status_code=303)
+    return render(request, "token_revoke.html", {"viewer": viewer, "token": token})
+
+
+@router.get("/tokens/{token_id}/revoke", name="token_revoke")
+async def confirm_revoke(
+    request: Request, token_id: str, viewer: CurrentUser, db: DatabaseDep
+) -> Response:
+    return await _confirm_page(request, viewer, db, token_id)
 
 
 @router.post("/tokens/{token_id}/revoke")
 async def revoke_token(
-    token_id: str, viewer: CurrentUser, db: DatabaseDep, settings: SettingsDep
+    request: Request, token_id: str, viewer: CurrentUser, db: DatabaseDep, settings: SettingsDep
 ) -> Response:
     try:
-        async with db.transaction() as session:
-            token = await tokens.revoke_token(
-                session, user_id=viewer.user.id, token_id=token_id[:64]
-            )
+        confirmed = (await read_form(request, {"confirm": ("Confirmation", 10)}))["confirm"]
+    except FormError:
+        confirmed = ""
+    if confirmed != "yes":  # not yet confirmed (one click, or no JavaScript): ask first
+        return await _confirm_page(request, viewer, db, token_id)
+    try:
+        await flows.revoke_token(
+            db, user_id=viewer.user.id, token_id=token_id, redis_url=settings.redis_url
+        )
     except NotFound:
         return RedirectResponse("/tokens?notice=token_not_found", status_code=303)
-    await auth_cache.invalidate_token(token.token_hash, redis_url=settings.redis_url)
     return RedirectResponse("/tokens?notice=token_revoked", status_code=303)
