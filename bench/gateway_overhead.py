@@ -1,263 +1,634 @@
-"""Measure what the gateway adds: fake upstream vs stock LiteLLM proxy vs our gateway.
+"""What the gateway costs per call, side by side in one run (bench/README.md).
 
-See bench/README.md. Loopback only; bounded request count; stops by itself."""
+    .venv/bin/python -m bench.gateway_overhead --requests 2000
+
+Targets, one worker each, all in front of the same fake upstream (its own process):
+the fake directly; stock LiteLLM proxy (bare config: the same model_list, master key, no
+database); our gateway on SQLite; our gateway on PostgreSQL + Redis. Each is driven by
+the same load generator (`bench.loadgen`, 16 connections) with plain and streamed chat
+completions. Reported per target: requests/s, CPU seconds per answered request of the
+server process (utime + stime from /proc, process tree), p50/p99 latency added over the
+fake alone, and for our gateway usage records written vs requests answered. Then: time
+from process start to /readyz 200, and a py-spy profile of our gateway under load
+(`bench.profile_summary`). Loopback only; every phase has a time ceiling.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import statistics
+import platform
+import resource
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 
+from bench.loadgen import LoadResult, run_load
+from bench.profile_summary import EVENT_LOOP, LAYERS, Profile, read_profile
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.fixtures.gateway import free_port  # noqa: E402
-
 MODEL = "gpt-4.1-nano"
-BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
+PROMPT = [{"role": "user", "content": "Say hello in a few words."}]
+PLAIN = {"model": MODEL, "messages": PROMPT, "max_tokens": 16}
+STREAM = {**PLAIN, "stream": True}
+MASTER_KEY = "sk-bench-master-key-0123456789abcdef"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+READY_CEILING_SECONDS = 240
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/11"
+
+FAKE, STOCK, OURS_SQLITE, OURS_PG = (
+    "fake upstream (direct)",
+    "stock LiteLLM proxy 1.108.5",
+    "our gateway, SQLite",
+    "our gateway, PostgreSQL + Redis",
+)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and its live descendants (every thread included)."""
+    tree, total, todo = _children(), 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+        todo.extend(tree.get(current, []))
+    return total
 
 
 @dataclass
-class Result:
+class Server:
     name: str
-    answered: int
-    failed: int
-    seconds: float
-    latencies_ms: list[float]
+    url: str  # chat completions URL
+    tokens: list[str]
+    process: subprocess.Popen[bytes]
+    log: Path
+    ready_seconds: float = float("nan")
+    ready_cpu_seconds: float = float("nan")  # CPU the process used until it was ready
+    database_url: str | None = None
+    answered: int = 0  # every answered call, warm-ups and profiling included
 
     @property
-    def rps(self) -> float:
-        return self.answered / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    def pid(self) -> int:
+        return self.process.pid
 
 
-async def load(
-    name: str, url: str, headers: dict[str, str], requests: int, concurrency: int
-) -> Result:
-    latencies: list[float] = []
-    failed = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(requests):
-        queue.put_nowait(i)
-
-    async with httpx.AsyncClient(
-        timeout=60, limits=httpx.Limits(max_connections=concurrency)
-    ) as client:
-        # warm-up (connection set-up, first-call imports inside the server)
-        for _ in range(3):
-            await client.post(url, json=BODY, headers=headers)
-
-        async def worker() -> None:
-            nonlocal failed
-            while not queue.empty():
-                queue.get_nowait()
-                started = time.perf_counter()
-                response = await client.post(url, json=BODY, headers=headers)
-                if response.status_code == 200:
-                    latencies.append((time.perf_counter() - started) * 1000)
-                else:
-                    failed += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return Result(name, len(latencies), failed, seconds, latencies)
-
-
-def report(
-    args: argparse.Namespace, database_url: str, results: list[Result], records: int, answered: int
-) -> None:
-    print(
-        f"\n{args.requests} requests, concurrency {args.concurrency}, "
-        f"{args.workers} worker(s), database {database_url.split(':')[0]}\n"
-    )
-    print(f"{'target':16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}")
-    for r in results:
-        print(f"{r.name:16} {r.rps:8.1f} {r.pct(0.5):8.1f} {r.pct(0.99):8.1f} {r.failed:7d}")
-    stock, ours = results[1], results[2]
-    added_mean = statistics.mean(ours.latencies_ms) - statistics.mean(stock.latencies_ms)
-    print(
-        "\nadded by our plugins over stock LiteLLM: "
-        f"p50 {ours.pct(0.5) - stock.pct(0.5):+.1f} ms, "
-        f"p99 {ours.pct(0.99) - stock.pct(0.99):+.1f} ms, mean {added_mean:+.1f} ms"
-    )
-    verdict = "EQUAL" if records == answered else "MISMATCH"
-    print(f"usage records written: {records}; requests answered: {answered} -> {verdict}")
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{url} exited during start; see {log}")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not start; see {log}")
-
-
-def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as handle:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_ready(server: Server, probe: str, started: float) -> None:
+    deadline = started + READY_CEILING_SECONDS
+    with httpx.Client(timeout=2) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise SystemExit(f"{server.name} exited during start; see {server.log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(probe).status_code == 200:
+                    server.ready_seconds = time.monotonic() - started
+                    server.ready_cpu_seconds = cpu_seconds(server.pid)
+                    return
+            time.sleep(0.05)
+    raise SystemExit(f"{server.name} not ready after {READY_CEILING_SECONDS} s; see {server.log}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)  # its own session: only what we started
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def start_upstream(env: dict[str, str], work: Path) -> tuple[subprocess.Popen[bytes], dict]:
+    """`python -m tests.fakes.upstream` prints the environment that points at it (JSON)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.upstream"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=open(work / "upstream.log", "wb"),  # noqa: SIM115  (closed with the process)
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    text = ""
+    while not text.rstrip().endswith("}"):
+        line = process.stdout.readline().decode()
+        if not line:
+            raise SystemExit(f"fake upstream did not start; see {work / 'upstream.log'}")
+        text += line
+    return process, json.loads(text)
+
+
+async def prepare_database(database_url: str, users: int) -> list[str]:
+    """Migrate, then `users` verified users with 1,000 credits and one token each."""
+    from portal.accounts.service import create_user
+    from portal.credits import ledger
+    from portal.credits.models import CauseType, EntryKind
+    from portal.credits.units import credits_to_units
+    from portal.db import open_database
+    from portal.db.migrate import upgrade_async
+    from portal.tokens.service import create_token
+
+    await upgrade_async(database_url)
+    database = open_database(database_url)
+    tokens = []
+    try:
+        async with database.transaction() as session:
+            for index in range(users):
+                user = await create_user(
+                    session, email=f"bench-{index}@example.com", name="Bench", verified=True
+                )
+                token, _row = await create_token(session, user, name="bench")
+                await ledger.ensure_account(session, user.id)
+                await ledger.post_entry(
+                    session,
+                    user_id=user.id,
+                    amount=credits_to_units("1000"),
+                    kind=EntryKind.GRANT,
+                    cause_type=CauseType.ADMIN,
+                    cause_id=f"bench-{uuid.uuid4()}",
+                    note="benchmark funding",
+                )
+                tokens.append(token)
+    finally:
+        await database.dispose()
+    return tokens
+
+
+async def usage_counts(database_url: str) -> tuple[int, int, int]:
+    """(usage rows, rows with status success, units debited by usage) in the database."""
+    from sqlalchemy import func, select
+
+    from portal.db import open_database
+    from portal.usage.models import CallStatus, UsageRecord
+
+    database = open_database(database_url)
+    try:
+        async with database.session() as session:
+            rows = await session.scalar(select(func.count()).select_from(UsageRecord))
+            ok = await session.scalar(
+                select(func.count()).where(UsageRecord.status == CallStatus.SUCCESS)
+            )
+            units = await session.scalar(select(func.coalesce(func.sum(UsageRecord.credits), 0)))
+    finally:
+        await database.dispose()
+    return int(rows or 0), int(ok or 0), int(units or 0)
+
+
+def postgres_admin(server_url: str, statement: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(server_url, timeout=5)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def gateway_config(work: Path) -> Path:
+    """config.yaml with the free plan's limits raised past what the run reaches (the
+    limiter still counts every call); everything else as shipped."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    config["workforce_gateway"]["limits"]["plans"]["free"] = {
+        "rpm": 1_000_000,
+        "tpm": 10_000_000_000,
+        "max_parallel_requests": 32,
+    }
+    path = work / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def stock_config(work: Path) -> Path:
+    """Bare: config.yaml's model_list only (no router or litellm settings, no callbacks)."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    path = work / "stock.yaml"
+    path.write_text(yaml.safe_dump({"model_list": config["model_list"]}), encoding="utf-8")
+    return path
+
+
+def start_ours(
+    name: str, env: dict[str, str], work: Path, tag: str, tokens: list[str], database_url: str
+) -> Server:
+    port = free_port()
+    gateway_env = {
+        **env,
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_WORKERS": "1",
+        "WFG_VAR_DIR": str(work / f"var-{tag}"),
+        "WFG_CONFIG": str(gateway_config(work)),
+    }
+    log = work / f"gateway-{tag}.log"
+    started = time.monotonic()
+    process = spawn([sys.executable, "-m", "gateway_plugins.server"], gateway_env, log)
+    server = Server(name, f"http://127.0.0.1:{port}/v1/chat/completions", tokens, process, log)
+    server.database_url = database_url
+    wait_ready(server, f"http://127.0.0.1:{port}/readyz", started)
+    return server
+
+
+def start_stock(env: dict[str, str], work: Path) -> Server:
+    port = free_port()
+    log = work / "stock.log"
+    litellm = str(Path(sys.executable).parent / "litellm")
+    cmd = [litellm, "--config", str(stock_config(work)), "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--num_workers", "1"]
+    started = time.monotonic()
+    process = spawn(cmd, {**env, "LITELLM_MASTER_KEY": MASTER_KEY}, log)
+    server = Server(
+        STOCK, f"http://127.0.0.1:{port}/v1/chat/completions", [MASTER_KEY], process, log
+    )
+    wait_ready(server, f"http://127.0.0.1:{port}/health/liveliness", started)
+    return server
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Phase:
+    target: str
+    mode: str  # "plain" | "stream"
+    round: int
+    load: LoadResult
+    cpu_seconds: float  # server process tree
+    upstream_cpu_seconds: float
+    client_cpu_seconds: float
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cpu_seconds / self.load.answered if self.load.answered else float("nan")
+
+
+@dataclass
+class Run:
+    args: argparse.Namespace
+    phases: list[Phase] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(
+    server: Server,
+    upstream_pid: int,
+    mode: str,
+    requests: int,
+    args: argparse.Namespace,
+    round_: int = 0,
+) -> Phase:
+    body = STREAM if mode == "stream" else PLAIN
+    before = (cpu_seconds(server.pid), cpu_seconds(upstream_pid), _client_cpu())
+    load = asyncio.run(
+        run_load(
+            server.url,
+            body,
+            server.tokens,
+            requests=requests,
+            connections=args.connections,
+            max_seconds=args.phase_seconds,
+        )
+    )
+    after = (cpu_seconds(server.pid), cpu_seconds(upstream_pid), _client_cpu())
+    server.answered += load.answered
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return Phase(server.name, mode, round_, load, *spent)
+
+
+def profile(
+    server: Server, upstream_pid: int, mode: str, args: argparse.Namespace, work: Path
+) -> tuple[Phase, Profile | None]:
+    """py-spy attached to `server` while it serves `--profile-requests` calls. Only samples
+    of threads holding the GIL count (`--gil`): Python work, not waiting."""
+    tag = f"{server.pid}-{mode}"
+    out = work / f"profile-{tag}.txt"
+    command = [args.py_spy, "record", "--pid", str(server.pid), "--format", "raw", "--gil"]
+    command += ["--full-filenames", "--rate", str(args.profile_rate), "--output", str(out)]
+    with open(work / f"py-spy-{tag}.log", "wb") as log:
+        spy = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    time.sleep(1.0)  # py-spy attaches
+    phase = measure(server, upstream_pid, mode, args.profile_requests, args)
+    spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    try:
+        spy.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+    return phase, read_profile(out) if out.exists() else None
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(value: float, spec: str = ".1f") -> str:
+    return "n/a" if value != value else format(value, spec)  # NaN
+
+
+def table(run: Run, round_: int) -> list[str]:
+    phases = [p for p in run.phases if p.round == round_]
+    lines = [
+        "| target | mode | answered / failed | req/s | CPU ms / request | p50 ms | p99 ms "
+        "| added p50 / p99 ms | upstream CPU ms/req | client CPU ms/req |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for mode in ("plain", "stream"):
+        base = next((p for p in phases if p.mode == mode and p.target == FAKE), None)
+        for p in (p for p in phases if p.mode == mode):
+            load = p.load
+            n = load.answered or 1
+            added = "baseline"
+            if base is not None and p is not base:
+                added = (
+                    f"{load.percentile(0.5) - base.load.percentile(0.5):+.1f} / "
+                    f"{load.percentile(0.99) - base.load.percentile(0.99):+.1f}"
+                )
+            failed = f"{load.failed}" + (" (time ceiling)" if load.timed_out else "")
+            lines.append(
+                f"| {p.target} | {mode} | {load.answered} / {failed} | {load.rps:.0f} "
+                f"| {_fmt(p.cpu_ms_per_request, '.2f')} | {_fmt(load.percentile(0.5))} "
+                f"| {_fmt(load.percentile(0.99))} | {added} "
+                f"| {1000 * p.upstream_cpu_seconds / n:.2f} "
+                f"| {1000 * p.client_cpu_seconds / n:.2f} |"
+            )
+    return lines
+
+
+def ratios(run: Run, round_: int) -> list[str]:
+    phases = {(p.target, p.mode): p for p in run.phases if p.round == round_}
+    lines = []
+    for ours in (OURS_SQLITE, OURS_PG):
+        for mode, target in (("plain", 2.0), ("stream", 1.5)):
+            stock, mine = phases.get((STOCK, mode)), phases.get((ours, mode))
+            if stock is None or mine is None:
+                continue
+            ratio = stock.cpu_ms_per_request / mine.cpu_ms_per_request
+            verdict = "meets" if ratio >= target else "MISSES"
+            lines.append(
+                f"- {mode}, {ours}: stock {stock.cpu_ms_per_request:.2f} ms / ours "
+                f"{mine.cpu_ms_per_request:.2f} ms = **{ratio:.2f}×** "
+                f"({verdict} the ≥ {target:g}× target)"
+            )
+    return lines
+
+
+def machine() -> list[str]:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    from importlib.metadata import version
+
+    return [
+        f"- {os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}, LiteLLM {version('litellm')}, "
+        f"uvicorn {version('uvicorn')}",
+    ]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--requests", type=int, default=2000, help="per target and mode (default 2000)")
+    add("--warmup", type=int, default=100, help="per target and mode, not measured")
+    add("--connections", type=int, default=16)
+    add("--users", type=int, default=16, help="gateway users, one token each (one per connection)")
+    add("--rounds", type=int, default=1, help="repeat the measurement (targets interleaved)")
+    add("--phase-seconds", type=float, default=60, help="time ceiling of one phase")
+    add("--targets", default="fake,stock,sqlite,postgres", help="comma-separated subset")
+    add("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
+    add("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
+    add("--py-spy", default=shutil.which("py-spy"), help="py-spy executable (profile if set)")
+    add("--profile", default="postgres,stock", help="targets to profile (sqlite, postgres, stock)")
+    add("--profile-requests", type=int, default=600, help="per profiled target and mode")
+    add("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    add("--json", type=Path, help="also write the figures here")
+    add("--keep", action="store_true", help="keep the work dir (logs, raw profiles)")
+    return parser.parse_args()
+
+
+def _startup_note(server: Server, probe: str, load: float) -> str:
+    return (
+        f"{server.name}: {probe} 200 after {server.ready_seconds:.1f} s wall, "
+        f"{server.ready_cpu_seconds:.1f} s CPU (1-min load average at start {load:.1f})"
+    )
+
+
+def start_targets(
+    args: argparse.Namespace, work: Path, env: dict[str, str], run: Run
+) -> tuple[list[Server], list[str]]:
+    """Our gateways first, each started alone (time to /readyz is a figure), then stock.
+    Returns the servers and the scratch PostgreSQL databases created."""
+    wanted = set(args.targets.split(","))
+    servers: list[Server] = []
+    scratch: list[str] = []
+    if "sqlite" in wanted:
+        (work / "var-sqlite").mkdir()
+        url = f"sqlite:///{work / 'var-sqlite' / 'workforce.db'}"  # the default var dir
+        tokens = asyncio.run(prepare_database(url, args.users))
+        load = os.getloadavg()[0]
+        servers.append(start_ours(OURS_SQLITE, env, work, "sqlite", tokens, url))
+        run.notes.append(_startup_note(servers[-1], "/readyz", load))
+    if "postgres" in wanted:
+        from sqlalchemy.engine import make_url
+
+        name = f"wfg_bench_{uuid.uuid4().hex[:10]}"
+        postgres_admin(args.postgres_url, f'CREATE DATABASE "{name}"')
+        scratch.append(name)
+        url = make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
+        tokens = asyncio.run(prepare_database(url, args.users))
+        load = os.getloadavg()[0]
+        pg_env = {**env, "DATABASE_URL": url, "REDIS_URL": args.redis_url}
+        servers.append(start_ours(OURS_PG, pg_env, work, "postgres", tokens, url))
+        run.notes.append(_startup_note(servers[-1], "/readyz", load))
+    if "stock" in wanted:
+        load = os.getloadavg()[0]
+        servers.insert(0, start_stock(env, work))
+        run.notes.append(_startup_note(servers[0], "/health/liveliness", load))
+    return servers, scratch
+
+
+def report(run: Run, checks: list[str], profiles: list[Any], seconds: float, load: Any) -> str:
+    args = run.args
+    lines = ["## Machine", "", *machine()]
+    lines.append(
+        f"- load average (1/5/15 min) at start {'/'.join(f'{x:.1f}' for x in load)}, "
+        f"at end {'/'.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    lines.append(
+        f"- {args.requests} requests per target and mode after {args.warmup} warm-up, "
+        f"{args.connections} connections, {args.users} gateway users; whole run {seconds:.0f} s"
+    )
+    for round_ in range(args.rounds):
+        lines += ["", f"## Round {round_ + 1}", "", *table(run, round_), "", *ratios(run, round_)]
+    lines += ["", "## Usage records vs answered", "", *checks]
+    lines += ["", "## Start-up", "", *(f"- {note}" for note in run.notes)]
+    for name, mode, phase, summary in profiles:
+        lines += ["", f"## Profile: {name}, {mode} ({phase.load.answered} calls under py-spy)", ""]
+        lines.append(summary.table(phase.cpu_ms_per_request) if summary else "(no output)")
+    return "\n".join(lines)
+
+
+def as_json(run: Run, checks: list[str], profiles: list[Any]) -> str:
+    phases = [
+        {
+            "target": p.target,
+            "mode": p.mode,
+            "round": p.round,
+            "answered": p.load.answered,
+            "failed": p.load.failed,
+            "rps": p.load.rps,
+            "cpu_ms_per_request": p.cpu_ms_per_request,
+            "p50_ms": p.load.percentile(0.5),
+            "p99_ms": p.load.percentile(0.99),
+        }
+        for p in run.phases
+    ]
+    layers = [layer for layer, _ in LAYERS] + [EVENT_LOOP]
+    shares = {
+        f"{name}, {mode}": {
+            layer: summary.fraction(layer) * phase.cpu_ms_per_request for layer in layers
+        }
+        for name, mode, phase, summary in profiles
+        if summary
+    }
+    return json.dumps(
+        {"phases": phases, "notes": run.notes, "checks": checks, "profile_ms": shares}, indent=2
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--database-url", help="PostgreSQL server URL (default: SQLite file)")
-    args = parser.parse_args()
+    args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="wfg-bench-"))
-    base_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    base_env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    drop = ("DATABASE_URL", "WFG_", "REDIS_URL", "OPENAI_", "ANTHROPIC_", "GEMINI_", "OPENROUTER_")
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    base_env |= {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
+    run = Run(args)
+    began, load_at_start = time.monotonic(), os.getloadavg()
     processes: list[subprocess.Popen[bytes]] = []
-    pg_admin, pg_name = None, None
+    scratch: list[str] = []
     try:
-        upstream = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.upstream"], cwd=ROOT, env=base_env,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        upstream, upstream_env = start_upstream(base_env, work)
         processes.append(upstream)
-        assert upstream.stdout is not None
-        text = ""
-        while not text.rstrip().endswith("}"):
-            text += upstream.stdout.readline().decode()
-        upstream_env = json.loads(text)
-        env = {**base_env, **upstream_env}
+        servers, scratch = start_targets(args, work, {**base_env, **upstream_env}, run)
+        processes += [server.process for server in servers]
+        if "fake" in args.targets.split(","):
+            fake_url = f"{upstream_env['OPENAI_API_BASE']}/chat/completions"
+            key = upstream_env["OPENAI_API_KEY"]
+            servers.insert(0, Server(FAKE, fake_url, [key], upstream, work / "upstream.log"))
+        print(f"work dir {work}; started in {time.monotonic() - began:.0f} s", flush=True)
 
-        # 2. stock LiteLLM proxy: the same model entry, no plugins.
-        config = yaml.safe_load((ROOT / "config.yaml").read_text())
-        stock = {
-            "model_list": [m for m in config["model_list"] if m["model_name"] == MODEL],
-            "litellm_settings": {"turn_off_message_logging": True},
-        }
-        stock_config = work / "stock.yaml"
-        stock_config.write_text(yaml.safe_dump(stock))
-        stock_port = free_port()
-        litellm_bin = str(Path(sys.executable).parent / "litellm")
-        processes.append(
-            start(
-                [litellm_bin, "--config", str(stock_config), "--port", str(stock_port),
-                 "--num_workers", str(args.workers)],
-                {**env, "LITELLM_MASTER_KEY": "sk-bench-master-key-0123456789abcdef"},
-                work / "stock.log",
+        for mode in ("plain", "stream"):  # warm-up: first-call imports, connection pools
+            for server in servers:
+                measure(server, upstream.pid, mode, args.warmup, args, round_=-1)
+        for round_ in range(args.rounds):
+            for mode in ("plain", "stream"):
+                for server in servers:
+                    phase = measure(server, upstream.pid, mode, args.requests, args, round_)
+                    run.phases.append(phase)
+                    print(
+                        f"round {round_ + 1} {mode:6} {server.name:32} {phase.load.rps:6.0f} req/s"
+                        f" {phase.cpu_ms_per_request:7.2f} ms CPU/request, "
+                        f"{phase.load.failed} failed",
+                        flush=True,
+                    )
+
+        profiles = []
+        keys = {"sqlite": OURS_SQLITE, "postgres": OURS_PG, "stock": STOCK}
+        chosen = {keys[k] for k in args.profile.split(",") if k in keys}
+        if not args.py_spy:
+            run.notes.append("no profile: py-spy not found (pass --py-spy PATH)")
+        for server in servers if args.py_spy and args.profile_requests else []:
+            if server.name in chosen:
+                for mode in ("plain", "stream"):
+                    phase, summary = profile(server, upstream.pid, mode, args, work)
+                    profiles.append((server.name, mode, phase, summary))
+
+        checks = []
+        for server in servers:
+            if server.database_url is None:
+                continue
+            rows, ok, units = asyncio.run(usage_counts(server.database_url))
+            verdict = "equal" if rows == server.answered == ok else "NOT EQUAL"
+            checks.append(
+                f"- {server.name}: usage records {rows} (status success: {ok}), requests "
+                f"answered {server.answered} → **{verdict}**; {units} units debited"
             )
-        )  # fmt: skip
-
-        # 3. our gateway with a funded user.
-        if args.database_url:
-            import asyncio as _asyncio
-
-            import asyncpg
-            from sqlalchemy.engine import make_url
-
-            pg_name = f"wfg_bench_{uuid.uuid4().hex[:8]}"
-            pg_admin = args.database_url
-
-            async def ddl(sql: str) -> None:
-                conn = await asyncpg.connect(pg_admin)
-                await conn.execute(sql)
-                await conn.close()
-
-            _asyncio.run(ddl(f'CREATE DATABASE "{pg_name}"'))
-            database_url = (
-                make_url(args.database_url)
-                .set(database=pg_name)
-                .render_as_string(hide_password=False)
-            )
-        else:
-            database_url = f"sqlite:///{work / 'bench.db'}"
-        # The shipped limits (free plan: 600 requests/minute) would refuse a long run with
-        # 429s; keep the limiter on, with limits the benchmark never reaches.
-        config["workforce_gateway"]["limits"]["plans"]["free"] = {"rpm": 10**6, "tpm": 10**9}
-        gateway_config = work / "gateway.yaml"
-        gateway_config.write_text(yaml.safe_dump(config))
-        gw_env = {
-            **env,
-            "DATABASE_URL": database_url,
-            "WFG_VAR_DIR": str(work / "var"),
-            "WFG_CONFIG": str(gateway_config),
-        }
-        admin = str(Path(sys.executable).parent / "gateway-admin")
-        run = lambda *a, **kw: subprocess.run([admin, *a], env=gw_env, check=True, **kw)  # noqa: E731
-        run("db", "upgrade", capture_output=True)
-        run("users", "create", "--email", "bench@example.com", "--name", "Bench", "--verified",
-            capture_output=True)  # fmt: skip
-        run("credits", "grant", "--email", "bench@example.com", "--amount", "1000",
-            "--reason", "benchmark", capture_output=True)  # fmt: skip
-        token = run("tokens", "create", "--email", "bench@example.com", "--name", "bench",
-                    capture_output=True, text=True).stdout.strip()  # fmt: skip
-        gw_port = free_port()
-        processes.append(
-            start(
-                [sys.executable, "-m", "gateway_plugins.server"],
-                {**gw_env, "GATEWAY_PORT": str(gw_port), "GATEWAY_WORKERS": str(args.workers)},
-                work / "gateway.log",
-            )
-        )
-        wait_ready(
-            f"http://127.0.0.1:{stock_port}/health/liveliness", processes[1], work / "stock.log"
-        )
-        wait_ready(f"http://127.0.0.1:{gw_port}/healthz", processes[2], work / "gateway.log")
-
-        targets = [
-            ("fake upstream", f"{upstream_env['OPENAI_API_BASE']}/chat/completions",
-             {"Authorization": f"Bearer {upstream_env['OPENAI_API_KEY']}"}),
-            ("stock LiteLLM", f"http://127.0.0.1:{stock_port}/v1/chat/completions",
-             {"Authorization": "Bearer sk-bench-master-key-0123456789abcdef"}),
-            ("our gateway", f"http://127.0.0.1:{gw_port}/v1/chat/completions",
-             {"Authorization": f"Bearer {token}"}),
-        ]  # fmt: skip
-        results = [
-            asyncio.run(load(name, url, headers, args.requests, args.concurrency))
-            for name, url, headers in targets
-        ]
-        time.sleep(2)  # settlement runs just after each response
-        listing = run(
-            "usage", "list", "--email", "bench@example.com", "--json",
-            capture_output=True, text=True,
-        )  # fmt: skip
-        usage = json.loads(listing.stdout)
-        gateway_answered = results[2].answered + 3  # + warm-up calls
-        report(args, database_url, results, len(usage), gateway_answered)
+        print("\n" + report(run, checks, profiles, time.monotonic() - began, load_at_start))
+        if args.json:
+            args.json.write_text(as_json(run, checks, profiles), encoding="utf-8")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if pg_name and pg_admin:
-            import asyncpg
-
-            async def drop() -> None:
-                conn = await asyncpg.connect(pg_admin)
-                await conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-                await conn.close()
-
-            asyncio.run(drop())
+        for process in reversed(processes):
+            stop(process)
+        for name in scratch:
+            postgres_admin(args.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

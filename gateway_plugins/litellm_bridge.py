@@ -13,6 +13,9 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   and reasoning tokens included) and `_hidden_params["model_id"]` (the deployment);
 - `cost_per_token(model=, custom_llm_provider=, usage_object=)` prices a stream's usage;
 - `stream_options={"include_usage": True}` makes a chat/text stream end with usage;
+- a call can return None instead of raising: after an upstream 422 with `drop_params`,
+  LiteLLM's OpenAI client retries without the params named in the error, then falls
+  through (`llms/openai/openai.py`); the gateway answers that as a failed call (502);
 - exceptions carry `status_code`; `Router(allowed_fails_policy=…)` decides which errors
   may put a deployment into cooldown (`COOLDOWN_POLICY`);
 - `litellm.turn_off_message_logging`, `suppress_debug_info`, `set_verbose` keep content out
@@ -266,6 +269,8 @@ def upstream_failure(error: BaseException) -> UpstreamFailure:
     """Map a LiteLLM exception to what the client gets. A 4xx keeps LiteLLM's message (the
     caller's own request described back to the caller); anything else gets a fixed text,
     since it may name the operator's upstream. Never logged with its message."""
+    if isinstance(error, UpstreamFailure):
+        return error
     status = getattr(error, "status_code", None)
     kind = type(error).__name__
     if not isinstance(status, int) or not 400 <= status <= 599:

@@ -59,10 +59,25 @@ class ChatRelay(Relay):
             if getattr(choice, "finish_reason", None):
                 self.finished = True
             self.chars += _choice_chars(choice)
-        return _data(chunk.model_dump_json(exclude_none=True).encode())
+        return _data(self._encode(chunk))
+
+    def _encode(self, chunk: Any) -> bytes:
+        return chunk.model_dump_json(exclude_none=True).encode()  # type: ignore[no-any-return]
 
     def final_frames(self) -> list[bytes]:
         return [*self.held, b"data: [DONE]\n\n"]
+
+
+class TextRelay(ChatRelay):
+    """`/v1/completions`: as chat, but every choice carries `text` (a string, `""` in the
+    finishing chunk, as OpenAI sends it); LiteLLM's chunk has `None` there, which
+    `exclude_none` would drop and clients that join the texts would trip over."""
+
+    def _encode(self, chunk: Any) -> bytes:
+        data = chunk.model_dump(mode="json", exclude_none=True)
+        for choice in data.get("choices") or ():
+            choice.setdefault("text", "")
+        return orjson.dumps(data)
 
 
 def _choice_chars(choice: Any) -> int:
@@ -187,7 +202,7 @@ class ResponsesRelay(Relay):
 
 RELAYS: dict[str, type[Relay]] = {
     "chat": ChatRelay,
-    "text": ChatRelay,
+    "text": TextRelay,
     "messages": MessagesRelay,
     "responses": ResponsesRelay,
 }

@@ -62,7 +62,10 @@ async def _unless_client_leaves(http: Request, work: Awaitable[Any]) -> Any:
         watcher.cancel()
     if task.cancelled() or not task.done():
         raise ClientGone
-    return task.result()
+    answer = task.result()
+    if answer is None:  # LiteLLM gave up without raising (litellm_bridge docstring)
+        raise UpstreamFailure(502, "NoAnswer", "The upstream provider failed to answer.")
+    return answer
 
 
 async def _disconnected(http: Request) -> None:

@@ -191,15 +191,26 @@ def validate(
     except ValidationError as exc:
         raise _refusal(exc) from None
     params = request.model_dump(exclude_unset=True)
-    requested = next((params[f] for f in _OUTPUT_FIELDS if params.get(f) is not None), None)
-    if requested is not None and requested > max_output_tokens:
-        field = next(f for f in _OUTPUT_FIELDS if params.get(f) is not None)
-        raise InvalidRequest(
-            f"{field} may be at most {max_output_tokens} for model {request.model!r}.", field
-        )
+    # Every output size the client set is checked, and the largest reserved: with both
+    # max_tokens and max_completion_tokens, the provider may honour either.
+    sizes = {f: params[f] for f in _OUTPUT_FIELDS if params.get(f) is not None}
+    for field, size in sizes.items():
+        if size > max_output_tokens:
+            raise InvalidRequest(
+                f"{field} may be at most {max_output_tokens} for model {request.model!r}.", field
+            )
+    requested = max(sizes.values(), default=None)
     choices = params.get("n") or 1
     if choices > max_choices:
         raise InvalidRequest(f"n may be at most {max_choices} on this gateway.", "n")
+    # Legacy completions answer every prompt of a list, each with n choices.
+    prompts = params.get("prompt")
+    if isinstance(prompts, list) and prompts:
+        choices *= len(prompts)
+        if choices > max_choices:
+            raise InvalidRequest(
+                f"At most {max_choices} completions per request (prompts × n).", "prompt"
+            )
     stream = bool(params.get("stream"))
     wants_usage = bool((params.get("stream_options") or {}).get("include_usage"))
     if stream and kind in ("chat", "text"):

@@ -25,7 +25,7 @@ from portal.web.cookies import CookiePolicy
 from portal.web.deps import require_csrf
 from portal.web.errors import install_error_handlers
 from portal.web.middleware import BodySizeLimit, BrowserCookie, SecurityHeaders
-from portal.web.routes import account, api, auth, dashboard, health, tokens
+from portal.web.routes import account, api, assets, auth, dashboard, health, tokens
 
 __all__ = ["create_app"]
 
@@ -76,6 +76,7 @@ def create_app(
 
     csrf = [Depends(require_csrf)]
     app.include_router(health.router)
+    app.include_router(assets.router)
     app.include_router(auth.router, dependencies=csrf)
     app.include_router(dashboard.router, dependencies=csrf)
     app.include_router(tokens.router, dependencies=csrf)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-from portal.credits.units import labelled_amount
+from portal.credits.units import format_units
 
 __all__ = [
     "BalancePublic",
@@ -98,7 +98,8 @@ class LedgerEntryPublic(BaseModel):
     def of(cls, entry: Any) -> LedgerEntryPublic:
         return cls(
             id=entry.id,
-            **labelled_amount("amount", entry.amount),
+            amount_units=entry.amount,
+            amount_credits=format_units(entry.amount),
             kind=entry.kind,
             cause_type=entry.cause_type,
             created_at=entry.created_at,
@@ -131,7 +132,8 @@ class UsageRecordPublic(BaseModel):
             completion_tokens=record.completion_tokens,
             cached_tokens=record.cached_tokens,
             reasoning_tokens=record.reasoning_tokens,
-            **labelled_amount("charged", record.credits),
+            charged_units=record.credits,
+            charged_credits=format_units(record.credits),
             started_at=record.started_at,
             ended_at=record.ended_at,
         )
@@ -157,7 +159,8 @@ class DailyUsagePublic(BaseModel):
             day=day.day,
             requests=day.requests,
             tokens=day.tokens,
-            **labelled_amount("charged", day.credits),
+            charged_units=day.credits,
+            charged_credits=format_units(day.credits),
         )
 
 

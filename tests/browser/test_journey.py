@@ -56,6 +56,7 @@ async def test_sign_up_to_deletion(
     link = outbox.last(email, "verify_email").link()
     await page.goto(link)
     await page.wait_for_selector("#verified")
+    assert "402 Payment Required" in await page.inner_text("#get-credits")  # what to do next
     await shot("verified")
 
     # sign in
@@ -64,14 +65,17 @@ async def test_sign_up_to_deletion(
     await page.fill("input[name=password]", PASSWORD)
     await page.click("main button[type=submit]")
     await page.wait_for_url("**/dashboard")
+    assert await page.locator("#get-credits").count() == 1  # balance 0: how to get credits
     await shot("dashboard-empty")
 
     # create a token
     await page.goto("/tokens")
     await page.fill("input[name=name]", "Desktop app")
     await page.click("main form[action='/tokens'] button[type=submit]")
+    await page.wait_for_url("**/tokens")  # redirected after the POST
     token = (await page.text_content("#token-value")).strip()
     base_url = (await page.text_content("#base-url")).strip()
+    assert token not in page.url
     assert base_url == f"{gateway.url}/v1"
     await shot("token-created")
 
@@ -104,6 +108,19 @@ async def test_sign_up_to_deletion(
     assert record.call_id in await page.inner_text("#what-we-keep")
     await shot("dashboard-with-usage")
 
+    # revoke a spare token: the list links to a confirmation page (no JavaScript needed)
+    await page.goto("/tokens")
+    assert await page.locator("#token-value").count() == 0  # shown once only
+    await page.fill("input[name=name]", "Spare")
+    await page.click("main form[action='/tokens'] button[type=submit]")
+    await page.wait_for_url("**/tokens")
+    await page.click("#tokens-table tr:has-text('Spare') a:has-text('Revoke')")
+    await page.wait_for_selector("#confirm-revoke")
+    await shot("token-revoke-confirm")
+    await page.click("#confirm-revoke button[type=submit]")
+    await page.wait_for_url("**/tokens?notice=token_revoked")
+    assert "revoked" in await page.inner_text("#tokens-table tr:has-text('Spare')")
+
     # export
     await page.goto("/account")
     await shot("account")
@@ -114,6 +131,8 @@ async def test_sign_up_to_deletion(
     await download.save_as(str(path))
     exported = json.loads(path.read_text(encoding="utf-8"))
     assert [r["call_id"] for r in exported["tables"]["usage_records"]] == [record.call_id]
+    charged = exported["tables"]["usage_records"][0]
+    assert charged["charged_units"] == record.credits and "credits" not in charged
     assert exported["account"]["email"] == email
     path.unlink()  # the artefact directory keeps screenshots, not personal data
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 from alembic import command
+from alembic.script import ScriptDirectory
 
 from portal.db.migrate import alembic_config
 from portal.db.prisma_schema import render_prisma_schema
@@ -42,8 +43,14 @@ def test_commands_against_a_database_that_is_not_migrated(
     balance = ("credits", "balance", "--email", "a@example.com")
     unmigrated = offline_admin(*balance, DATABASE_URL=empty_database_url)
     assert "not migrated yet; run `gateway-admin db upgrade`" in unmigrated.failed()
-    assert "up to date" in offline_admin("db", "upgrade", DATABASE_URL=empty_database_url).ok()
+    first = offline_admin("db", "upgrade", DATABASE_URL=empty_database_url).ok()
+    head = ScriptDirectory.from_config(alembic_config(empty_database_url)).get_current_head()
+    assert "up to date" not in first  # a fresh database says what was applied
+    assert "applied" in first and "0001  initial schema" in first
+    assert f"database is now at {head}" in first
     command.check(alembic_config(empty_database_url))  # at head: nothing left to migrate
+    again = offline_admin("db", "upgrade", DATABASE_URL=empty_database_url).ok()
+    assert "up to date: no migrations to apply" in again and "applied" not in again
 
 
 def test_unreachable_or_unsupported_databases(offline_admin: Admin) -> None:

@@ -7,6 +7,7 @@ The parts that need the real server process (trusted proxies, the access log, ti
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 import uuid
 from datetime import timedelta
@@ -154,9 +155,11 @@ async def test_password_hashing_does_not_stall_other_requests(browser: Browser) 
         await asyncio.sleep(0.005)
         lags.append(time.perf_counter() - before - 0.005)
     assert {a.status_code for a in await burst} == {400}
-    print(f"one hash {one_hash:.3f} s; worst loop lag {max(lags):.3f} s")
-    # on the loop, each hash would hold everything else for its whole duration
-    assert max(lags) < max(0.75 * one_hash, 0.05), (max(lags), one_hash)
+    typical = statistics.median(lags)
+    print(f"one hash {one_hash:.3f} s; loop lag median {typical:.3f} s, worst {max(lags):.3f} s")
+    # On the loop, every hash would hold everything else for its whole duration, so the
+    # typical lag would be a whole hash; a busy machine delays single wake-ups, not most.
+    assert typical < 0.5 * one_hash, (typical, one_hash)
 
 
 # 6. One-time links are used once -------------------------------------------------------

@@ -16,6 +16,7 @@ from sqlalchemy import String, Text, func, select
 
 from portal.accounts.throttle import account_key
 from portal.credits import reservations
+from portal.credits.units import format_units, unit_base_name
 from portal.db import Database
 from portal.db.base import utcnow
 from portal.errors import InvalidToken
@@ -132,7 +133,13 @@ async def test_export_contains_every_user_linked_column(
                 assert column.name.endswith("_hash"), f"{key} withheld but is not a digest"
                 assert all(column.name not in row for row in exported)
                 continue
+            base = unit_base_name(column.info)
             for row, exported_row in zip(rows, exported, strict=True):
+                if base is not None:  # ledger units: labelled, never a bare number
+                    assert column.name not in exported_row or column.name == f"{base}_units"
+                    assert exported_row[f"{base}_units"] == row[column.name], key
+                    assert exported_row[f"{base}_credits"] == format_units(row[column.name])
+                    continue
                 assert column.name in exported_row, f"export misses {key}"
                 assert _same(row[column.name], exported_row[column.name]), key
     assert document["tables"]["throttle_counters"], "failed sign-ins of this address"

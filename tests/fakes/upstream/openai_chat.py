@@ -59,7 +59,9 @@ async def chat_completions(up: UpstreamCore, provider: Provider, request: Reques
     if refused := await up.admit(provider, request, last_user_text(body["messages"])):
         return refused
     model = str(body.get("model", ""))
-    usage = up.usage(count(openai_message_texts(body)))
+    # ``n`` choices (plain calls), each the same reply; usage counts every choice.
+    n = body.get("n") if isinstance(body.get("n"), int) and not body.get("stream") else 1
+    usage = up.usage(count(openai_message_texts(body)), choices=max(n, 1))
     openrouter = provider == "openrouter"
     reply = up.reply_text
     created = int(time.time())
@@ -83,7 +85,7 @@ async def chat_completions(up: UpstreamCore, provider: Provider, request: Reques
             **base,
             "object": "chat.completion",
             "created": created,
-            "choices": [choice],
+            "choices": [{**choice, "index": i} for i in range(max(n, 1))],
             "usage": usage.openai(openrouter=openrouter),
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }

@@ -1,0 +1,118 @@
+"""Users can't hurt each other (issue 8, point 5): an upstream 4xx caused by one user's
+request (400, 404, 413, 422) never puts a deployment into cooldown, so another user's
+ordinary call on the same model right after is answered by that same deployment. Only
+429, 5xx and timeouts may count toward cooldown, as config.yaml says: `router_settings`
+sets no `allowed_fails` / `cooldown_time` (LiteLLM's defaults: more than 3 failures within
+5 s), and every model group has one deployment, which LiteLLM never cools down for errors
+the policy does not name, unless the group has a fallback: a burst of 429s or 500s cools
+gpt-4o-mini (fallback: claude-haiku-4-5) down for 5 s, so calls go to the fallback, and
+never cools gpt-4.1-nano (no fallback) down.
+
+Before the gateway set `allowed_fails_policy`, one upstream 404 put the deployment into
+cooldown for everyone: the next user got 429 "No deployments available" for ~5 s.
+"""
+
+from __future__ import annotations
+
+import time
+
+import openai
+import pytest
+
+from tests.fakes.upstream import FakeUpstream
+from tests.fixtures.gateway import MakeUser, RunningGateway, eventually
+
+# Cooldown is the Router's state, not the database's: one backend is enough.
+pytestmark = [
+    pytest.mark.gateway,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
+
+LONE = "gpt-4.1-nano"  # one deployment, no fallback
+WITH_FALLBACK = "gpt-4o-mini"  # falls back to claude-haiku-4-5 (config.yaml)
+MESSAGES = [{"role": "user", "content": "hello there"}]
+# What A gets: the upstream's status; for 422 LiteLLM retries without the parameters the
+# error names (drop_params) and then gives up without an error, which the gateway
+# answers as a failed call.
+A_SEES = {400: 400, 404: 404, 413: 413, 422: 502}
+# LiteLLM's defaults, which config.yaml's router_settings leave in place; num_retries: 2.
+ALLOWED_FAILS, COOLDOWN_SECONDS, ATTEMPTS = 3, 5, 3
+
+
+async def ask(client: openai.AsyncOpenAI, model: str) -> int:
+    """HTTP status of one ordinary chat call."""
+    try:
+        await client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=20)
+    except openai.APIStatusError as error:
+        return error.status_code
+    return 200
+
+
+def providers(upstream: FakeUpstream) -> list[str]:
+    return [str(request["provider"]) for request in upstream.requests]
+
+
+@pytest.mark.parametrize("model", [LONE, WITH_FALLBACK])
+@pytest.mark.parametrize("status", [400, 404, 413, 422])
+async def test_one_users_bad_request_never_cools_the_model_down_for_another(
+    status: int,
+    model: str,
+    gateway: RunningGateway,
+    make_user: MakeUser,
+    fresh_upstream: FakeUpstream,
+) -> None:
+    a, b = await make_user("1"), await make_user("1")
+    client_a, client_b = gateway.async_client(a.token), gateway.async_client(b.token)
+    # Every attempt A's call makes (retries, the fallback's) is refused by the upstream.
+    fresh_upstream.fail_next(status, "the upstream refuses this request", count=20)
+
+    assert await ask(client_a, model) == A_SEES[status]
+    assert providers(fresh_upstream)[0] == "openai"  # the upstream itself refused A
+    fresh_upstream.reset()  # the upstream is healthy again
+
+    assert await ask(client_b, model) == 200
+    assert providers(fresh_upstream) == ["openai"]  # the same deployment answered B
+    await client_a.close()
+    await client_b.close()
+
+
+@pytest.mark.parametrize("status", [429, 500])
+async def test_an_upstream_burst_cools_down_only_a_model_with_a_fallback_as_configured(
+    status: int, gateway: RunningGateway, make_user: MakeUser, fresh_upstream: FakeUpstream
+) -> None:
+    a, b = await make_user("1"), await make_user("1")
+    client_a, client_b = gateway.async_client(a.token), gateway.async_client(b.token)
+
+    # A lone deployment is never cooled down: after twice its allowed failures (A's two
+    # calls, 3 attempts each), B is served by it at once.
+    fresh_upstream.fail_next(status, count=2 * ATTEMPTS)
+    assert [await ask(client_a, LONE), await ask(client_a, LONE)] == [status, status]
+    assert providers(fresh_upstream) == ["openai"] * 2 * ATTEMPTS
+    fresh_upstream.reset()
+    assert await ask(client_b, LONE) == 200
+    assert providers(fresh_upstream) == ["openai"]
+    fresh_upstream.reset()
+
+    # A model with a fallback: A's first call fails on all 3 attempts (its fallback
+    # answers A), the next one once more: that 4th failure cools the deployment down.
+    fresh_upstream.fail_next(status, count=ATTEMPTS)
+    assert await ask(client_a, WITH_FALLBACK) == 200
+    fresh_upstream.fail_next(status, count=1)
+    assert await ask(client_a, WITH_FALLBACK) == 200
+    assert providers(fresh_upstream) == ["openai"] * 3 + ["anthropic", "openai", "anthropic"]
+    fresh_upstream.reset()
+    cooled = time.monotonic()
+    # B's call on that model skips the cooled-down deployment: its fallback answers.
+    assert await ask(client_b, WITH_FALLBACK) == 200
+    assert providers(fresh_upstream) == ["anthropic"]
+
+    # The cooldown lasts as configured (LiteLLM's default, 5 s), then the model's own
+    # deployment answers again.
+    async def own_deployment_answers() -> bool:
+        fresh_upstream.reset()
+        return await ask(client_b, WITH_FALLBACK) == 200 and providers(fresh_upstream) == ["openai"]
+
+    await eventually(own_deployment_answers, seconds=60, what="cooldown over", interval=0.25)
+    assert COOLDOWN_SECONDS - 1 < time.monotonic() - cooled < COOLDOWN_SECONDS + 10
+    await client_a.close()
+    await client_b.close()
