@@ -176,7 +176,7 @@ def build_app(settings: Settings) -> Starlette:
         "/v1/credits": credits,
         "/healthz": healthz,
         "/readyz": readyz,
-        "/metrics": metrics_endpoint,
+        "/metrics": metrics_endpoint(settings.metrics_token),
     }
     routes = [Route(path, handlers[path], methods=[method]) for method, path in ROUTES]
     app = Starlette(

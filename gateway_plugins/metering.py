@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from portal.config import GatewayConfig
+from portal.credits.pricing import PricedConfig
 from portal.credits.units import usd_to_units
 from portal.tokens.service import TokenIdentity
 from portal.usage.models import CallStatus
@@ -75,7 +75,7 @@ def usage_from(report: Any) -> Usage | None:
 
 
 def finished_call(
-    config: GatewayConfig,
+    config: PricedConfig,
     *,
     call_id: str,
     identity: TokenIdentity,

@@ -14,8 +14,9 @@ from gateway_plugins import litellm_bridge
 from gateway_plugins.inflight import InFlight
 from gateway_plugins.litellm_bridge import Router
 from gateway_plugins.rate_limits import RateLimiter
-from portal.config import ConfigError, GatewayConfig, load_config
+from portal.config import ConfigError
 from portal.config.plugin_settings import PlanLimits
+from portal.credits.pricing import PricedConfig, load_priced_config
 from portal.db import Database, open_database
 from portal.settings import Settings
 from portal.tokens.auth_cache import AuthCache
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class GatewayRuntime:
     settings: Settings
-    config: GatewayConfig
+    config: PricedConfig
     database: Database
     spool: Spool
     router: Router
@@ -61,7 +62,7 @@ class GatewayRuntime:
 
 def open_runtime(settings: Settings) -> GatewayRuntime:
     # Unpriced models do not stop the gateway; they are refused per request.
-    config = load_config(settings.config_path, require_prices=False)
+    config = load_priced_config(settings.config_path, require_prices=False)
     raw = config.raw
     if problems := litellm_bridge.config_problems(raw):
         raise ConfigError(problems)

@@ -39,8 +39,9 @@ def create_app() -> Any:
     from portal.observability.logging import route_litellm_logs
     from portal.settings import get_settings
 
-    route_litellm_logs()
-    return build_app(get_settings())
+    settings = get_settings()
+    route_litellm_logs(settings.litellm_log_level)
+    return build_app(settings)
 
 
 def main() -> None:
@@ -61,7 +62,7 @@ def main() -> None:
     uvicorn.run(
         "gateway_plugins.server:create_app",
         factory=True,
-        host=os.environ.get("GATEWAY_HOST", "127.0.0.1"),
+        host=settings.gateway_host,
         port=settings.gateway_port,
         workers=settings.gateway_workers,
         timeout_graceful_shutdown=settings.gateway_graceful_seconds,
@@ -71,7 +72,9 @@ def main() -> None:
 
 
 def _reset_metrics_directory() -> None:
-    """Samples of a previous run would be summed into this one's; start from empty."""
+    """Samples of a previous run would be summed into this one's; start from empty.
+
+    Read from the process environment, as prometheus_client reads it (not a setting)."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 Where things are:
 
-- `catalog.py`        what can be bought (config.yaml `workforce_gateway.billing`)
+- what can be bought: `portal.config.billing_settings` (config.yaml `workforce_gateway.billing`)
 - `models.py`         the two tables: billing_accounts, stripe_events
 - `stripe_gateway.py` the Stripe API calls (official SDK, async)
 - `reads.py`          Stripe objects -> what they mean for us (purchases, reversals, state)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 
-from portal.billing.catalog import BillingSettings
+from portal.config.billing_settings import BillingSettings
 from portal.billing.stripe_gateway import StripeGateway
 from portal.settings import Settings, get_settings
 

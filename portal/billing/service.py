@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts.models import User
-from portal.billing.catalog import FREE_PLAN
+from portal.config.billing_settings import FREE_PLAN
 from portal.billing.models import BillingAccount
 from portal.billing.reads import (
     LIVE_STATUSES,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from portal.cli import accounts_commands, billing_commands, operations_commands, retention_commands
+from portal.settings import InvalidSettings
 
 __all__ = ["main"]
 
@@ -48,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = asyncio.run(result)
     except KeyboardInterrupt:
         return 130
+    except InvalidSettings as exc:  # a bad variable, named (from the environment or .env)
+        print(f"gateway-admin: error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # one line, never a traceback, never a secret
         print(f"gateway-admin: error: {describe(exc)}", file=sys.stderr)
         return 1

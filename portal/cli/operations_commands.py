@@ -51,11 +51,12 @@ def register(groups: Any) -> None:
 
 
 def config_check(args: argparse.Namespace) -> int:
-    from portal.config import ConfigError, load_config
+    from portal.config import ConfigError
+    from portal.credits.pricing import load_priced_config
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     path = args.config or get_settings().config_path
-    config = load_config(path)  # raises ConfigError listing every problem
+    config = load_priced_config(path)  # raises ConfigError listing every problem
     from gateway_plugins.litellm_bridge import config_problems
 
     if problems := config_problems(config.raw):
@@ -97,7 +98,7 @@ def db_upgrade(_args: argparse.Namespace) -> int:
 
 
 def schema_prisma(args: argparse.Namespace) -> int:
-    from portal.db.prisma_schema import render_prisma_schema
+    from portal.cli.prisma_schema import render_prisma_schema
 
     rendered = render_prisma_schema()
     if args.check:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from portal.cli.common import print_json
 from portal.settings import get_settings
-
-if TYPE_CHECKING:
-    from portal.config.plugin_settings import RetentionSettings
 
 __all__ = ["register"]
 
@@ -29,36 +25,14 @@ def register(groups: Any) -> None:
     run.set_defaults(handler=retention_run)
 
 
-def retention_settings(path: Path) -> RetentionSettings:
-    """Only the `retention:` section: retention must run whatever else the file says
-    (and without loading LiteLLM's price map, which the full config check does)."""
-    import yaml
-    from pydantic import ValidationError
-
-    from portal.config.loader import SECTION, ConfigError
-    from portal.config.plugin_settings import RetentionSettings
-
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        section = (raw.get(SECTION) or {}).get("retention") or {}
-        return RetentionSettings.model_validate(section)
-    except (OSError, yaml.YAMLError, AttributeError) as exc:
-        raise ConfigError([f"{path}: unreadable ({type(exc).__name__})"]) from None
-    except ValidationError as exc:
-        raise ConfigError(
-            [
-                f"{SECTION}.retention.{'.'.join(map(str, err['loc']))}: {err['msg']}"
-                for err in exc.errors()
-            ]
-        ) from None
-
-
 async def retention_run(args: argparse.Namespace) -> int:
+    from portal.config import load_retention_settings
     from portal.db import open_database
     from portal.retention.service import run_retention
 
     settings = get_settings()
-    retention = retention_settings(settings.config_path)
+    # Only the `retention:` section: retention runs whatever else the file says.
+    retention = load_retention_settings(settings.config_path)
     database = open_database(settings.database_url, pool_size=1)
     try:
         outcomes = await run_retention(database, retention, dry_run=args.dry_run)

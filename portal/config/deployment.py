@@ -18,6 +18,7 @@ import os
 from collections.abc import Collection, Mapping
 from urllib.parse import urlsplit
 
+from portal.config.smtp import parse_smtp_url
 from portal.settings import Settings
 
 __all__ = [
@@ -34,17 +35,8 @@ __all__ = [
 SERVICES = ("gateway", "portal")
 MIN_METRICS_TOKEN_LENGTH = 16
 
-# Variables that hold a secret, or a URL that may carry one as its password.
-_SECRET_VALUES = (
-    "STRIPE_SECRET_KEY",
-    "STRIPE_WEBHOOK_SECRET",
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "GEMINI_API_KEY",
-    "OPENROUTER_API_KEY",
-    "METRICS_TOKEN",
-)
-_SECRET_URLS = ("WFG_DATABASE_URL", "DATABASE_URL", "REDIS_URL", "SMTP_URL")
+# Provider keys are LiteLLM's (config.yaml's os.environ/...): read from the environment.
+_PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY")
 # What example files and tutorials put where a secret belongs.
 _PLACEHOLDER_MARKS = ("replace_me", "replace-me", "changeme", "change_me", "change-me")
 _DEFAULT_PASSWORDS = {
@@ -63,9 +55,9 @@ def shared_state_errors(settings: Settings) -> list[str]:
     return []
 
 
-def shared_state_warnings(
-    settings: Settings, env: dict[str, str] | os._Environ[str] = os.environ
-) -> list[str]:
+def shared_state_warnings(settings: Settings, env: Mapping[str, str] | None = None) -> list[str]:
+    # PROMETHEUS_MULTIPROC_DIR is prometheus_client's: read where it reads it.
+    env = os.environ if env is None else env
     warnings = []
     if settings.is_production and not settings.redis_url:
         warnings.append(
@@ -93,7 +85,8 @@ def production_problems(
 ) -> list[str]:
     """Every reason `services` must not start in production; [] outside production.
 
-    Names variables, never their values."""
+    Names variables, never their values. `env` holds the provider keys (read by LiteLLM
+    from the process environment; default `os.environ`)."""
     if not settings.is_production:
         return []
     env = os.environ if env is None else env
@@ -110,10 +103,10 @@ def production_problems(
                 "STRIPE_SECRET_KEY is set without STRIPE_WEBHOOK_SECRET: Stripe's events "
                 "could not be verified, so no payment would ever become credits"
             )
-    problems += _default_secrets(env)
+    problems += _default_secrets(settings, env)
     if "gateway" in services:
         problems += shared_state_errors(settings)
-    metrics_token = env.get("METRICS_TOKEN") or ""
+    metrics_token = settings.metrics_token or ""
     if not metrics_token:
         problems.append(
             "METRICS_TOKEN is not set: /metrics would answer anyone; set it to a long "
@@ -164,8 +157,6 @@ def _mail_problems(settings: Settings) -> list[str]:
             "SMTP_URL is not set: verification and password-reset mail would only be "
             "written to the outbox directory (a development aid) and never reach anyone"
         ]
-    from portal.email.transport import parse_smtp_url
-
     try:
         parse_smtp_url(settings.smtp_url)
     except ValueError:
@@ -173,12 +164,21 @@ def _mail_problems(settings: Settings) -> list[str]:
     return []
 
 
-def _default_secrets(env: Mapping[str, str]) -> list[str]:
-    found = [name for name in _SECRET_VALUES if _is_placeholder(env.get(name) or "")]
-    for name in _SECRET_URLS:
-        value = env.get(name) or ""
-        if _is_placeholder_url(value):
-            found.append(name)
+def _default_secrets(settings: Settings, env: Mapping[str, str]) -> list[str]:
+    # Variables that hold a secret, or a URL that may carry one as its password.
+    secrets = {
+        "STRIPE_SECRET_KEY": settings.stripe_secret_key,
+        "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
+        **{name: env.get(name) for name in _PROVIDER_KEYS},
+        "METRICS_TOKEN": settings.metrics_token,
+    }
+    urls = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "SMTP_URL": settings.smtp_url,
+    }
+    found = [name for name, secret in secrets.items() if _is_placeholder(secret or "")]
+    found += [name for name, url in urls.items() if _is_placeholder_url(url or "")]
     if not found:
         return []
     return [

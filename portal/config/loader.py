@@ -1,24 +1,41 @@
-"""Load config.yaml and validate our section and the model price book.
+"""Read config.yaml (the one place that does) and validate what it says.
 
-Errors name the offending key (`workforce_gateway.credits.markup: …`,
-`model_list[3] (name 'x'): no price …`) so an operator can fix them without reading code.
+`read_config` is the only reader of the file; everything else goes through it:
+`load_config` (the whole file: our section and the shape of `model_list`),
+`load_plugin_settings` (our section only: the portal), `load_retention_settings`
+(`retention:` only, so retention runs whatever else the file says). Prices are not read
+here: `portal.credits.pricing.load_priced_config` builds the price books where they are
+used (building them imports LiteLLM).
+
+Errors name the offending key (`workforce_gateway.credits.markup: …`) so an operator can
+fix them without reading code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from portal.config.plugin_settings import PluginSettings
-from portal.credits.pricing import PriceBook
+from portal.config.plugin_settings import PluginSettings, RetentionSettings
 
-__all__ = ["ConfigError", "GatewayConfig", "load_config", "load_plugin_settings"]
+__all__ = [
+    "SECTION",
+    "ConfigError",
+    "GatewayConfig",
+    "check_config",
+    "load_config",
+    "load_plugin_settings",
+    "load_retention_settings",
+    "read_config",
+]
 
 SECTION = "workforce_gateway"
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -34,52 +51,42 @@ class GatewayConfig:
     path: Path
     raw: dict[str, Any]
     plugin: PluginSettings
-    prices: PriceBook
-    """What each model group costs (debits when LiteLLM cannot price a call)."""
-    reservation_prices: PriceBook
-    """The same, raised to the dearest fallback of each group (reservations)."""
+
+    @property
+    def model_list(self) -> list[Any]:
+        model_list = self.raw.get("model_list")
+        return model_list if isinstance(model_list, list) else []
 
     @property
     def model_names(self) -> list[str]:
-        return self.prices.model_names
+        names = (entry.get("model_name") for entry in self.model_list if isinstance(entry, dict))
+        return sorted({name for name in names if isinstance(name, str)})
+
+    @property
+    def fallbacks(self) -> dict[str, list[str]]:
+        """`router_settings.fallbacks` (and the context-window and content-policy ones),
+        each a list of {group: [fallback, …]}, as one mapping."""
+        chains: dict[str, list[str]] = {}
+        router = self.raw.get("router_settings")
+        if not isinstance(router, dict):
+            return chains
+        for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            for item in router.get(key) or []:
+                if isinstance(item, dict):
+                    for group, targets in item.items():
+                        if isinstance(targets, list):
+                            chains.setdefault(str(group), []).extend(str(t) for t in targets)
+        return chains
 
 
-def load_config(path: Path, *, require_prices: bool = True) -> GatewayConfig:
-    """Parse and validate. With `require_prices`, any unpriced model is an error."""
-    raw = _read(path)
-    plugin, problems = _plugin_settings(raw)
-    model_list = raw.get("model_list")
-    if not isinstance(model_list, list) or not model_list:
-        problems.append("model_list: must list at least one model")
-        model_list = []
-    prices, price_problems = PriceBook.from_model_list(model_list)
-    if require_prices:
-        problems.extend(price_problems)
-    if problems:
-        raise ConfigError(problems)
-    return GatewayConfig(
-        path=path,
-        raw=raw,
-        plugin=plugin,
-        prices=prices,
-        reservation_prices=prices.covering_fallbacks(_fallbacks(raw)),
-    )
-
-
-def load_plugin_settings(path: Path) -> PluginSettings:
-    """Only our `workforce_gateway:` section: for the portal, which needs no price book
-    (building one imports LiteLLM)."""
-    plugin, problems = _plugin_settings(_read(path))
-    if problems:
-        raise ConfigError(problems)
-    return plugin
-
-
-def _read(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
+    """The file as a mapping; ConfigError when it is missing, not YAML, or not a mapping."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: unreadable ({type(exc).__name__})"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML ({exc.__class__.__name__})"]) from None
     if not isinstance(raw, dict):
@@ -87,27 +94,50 @@ def _read(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _plugin_settings(raw: dict[str, Any]) -> tuple[PluginSettings, list[str]]:
+def check_config(path: Path) -> tuple[GatewayConfig, list[str]]:
+    """The file and every problem found in it (ConfigError only if it cannot be read)."""
+    raw = read_config(path)
+    plugin, problems = _validated(PluginSettings, raw.get(SECTION), (SECTION,))
+    model_list = raw.get("model_list")
+    if not isinstance(model_list, list) or not model_list:
+        problems.append("model_list: must list at least one model")
+    return GatewayConfig(path=path, raw=raw, plugin=plugin), problems
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Parse and validate; ConfigError lists every problem."""
+    config, problems = check_config(path)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_plugin_settings(path: Path) -> PluginSettings:
+    """Only our `workforce_gateway:` section: for the portal, which needs no routing."""
+    plugin, problems = _validated(PluginSettings, read_config(path).get(SECTION), (SECTION,))
+    if problems:
+        raise ConfigError(problems)
+    return plugin
+
+
+def load_retention_settings(path: Path) -> RetentionSettings:
+    """Only `workforce_gateway.retention:`: retention must run whatever else the file says."""
+    section = read_config(path).get(SECTION)
+    retention = section.get("retention") if isinstance(section, dict) else None
+    settings, problems = _validated(RetentionSettings, retention, (SECTION, "retention"))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _validated(
+    model: type[_Model], section: Any, where: tuple[str, ...]
+) -> tuple[_Model, list[str]]:
     try:
-        return PluginSettings.model_validate(raw.get(SECTION) or {}), []
+        return model.model_validate(section or {}), []
     except ValidationError as exc:
         problems = [
-            f"{'.'.join(str(part) for part in (SECTION, *err['loc']))}: {err['msg']}"
+            f"{'.'.join(str(part) for part in (*where, *err['loc']))}: {err['msg']}"
             for err in exc.errors()
         ]
-        return PluginSettings(), problems
-
-
-def _fallbacks(raw: dict[str, Any]) -> dict[str, list[str]]:
-    """`router_settings.fallbacks` (a list of {group: [fallback, …]}) as one mapping."""
-    chains: dict[str, list[str]] = {}
-    router = raw.get("router_settings")
-    if not isinstance(router, dict):
-        return chains
-    for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
-        for item in router.get(key) or []:
-            if isinstance(item, dict):
-                for group, targets in item.items():
-                    if isinstance(targets, list):
-                        chains.setdefault(str(group), []).extend(str(t) for t in targets)
-    return chains
+        return model(), problems

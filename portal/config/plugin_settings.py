@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from portal.billing.catalog import BillingSettings
+from portal.config.billing_settings import BillingSettings
 
 __all__ = [
     "CreditSettings",

@@ -1,14 +1,20 @@
 """Per-token prices of each model group, from config.yaml `model_info` / `litellm_params`
 price overrides or else LiteLLM's bundled cost map. A model with no price is never
-served: the config check lists it and the gateway refuses it (ModelNotPriced)."""
+served: the config check lists it and the gateway refuses it (ModelNotPriced).
+
+`load_priced_config` is config.yaml as `portal.config` reads it plus its price books:
+what the gateway and `gateway-admin config check` use (the portal needs no prices)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelPrice", "PriceBook"]
+from portal.config import ConfigError, GatewayConfig, check_config
+
+__all__ = ["ModelPrice", "PriceBook", "PricedConfig", "load_priced_config"]
 
 _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
@@ -145,3 +151,33 @@ def _cost_map_price(litellm_model: str) -> ModelPrice | None:
     if any(value is None for value in values) or not any(values):
         return None
     return ModelPrice(*(Decimal(str(value)) for value in values))
+
+
+@dataclass(frozen=True)
+class PricedConfig(GatewayConfig):
+    prices: PriceBook
+    """What each model group costs (debits when LiteLLM cannot price a call)."""
+    reservation_prices: PriceBook
+    """The same, raised to the dearest fallback of each group (reservations)."""
+
+    @property
+    def model_names(self) -> list[str]:
+        return self.prices.model_names
+
+
+def load_priced_config(path: Path, *, require_prices: bool = True) -> PricedConfig:
+    """config.yaml validated, with its price books. With `require_prices`, any unpriced
+    model is a problem too; ConfigError lists every problem at once."""
+    config, problems = check_config(path)
+    prices, price_problems = PriceBook.from_model_list(config.model_list)
+    if require_prices:
+        problems.extend(price_problems)
+    if problems:
+        raise ConfigError(problems)
+    return PricedConfig(
+        path=config.path,
+        raw=config.raw,
+        plugin=config.plugin,
+        prices=prices,
+        reservation_prices=prices.covering_fallbacks(config.fallbacks),
+    )

@@ -14,14 +14,13 @@ import smtplib
 import ssl
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
 
+from portal.config.smtp import parse_smtp_url
 from portal.email.messages import Mail
 
 __all__ = ["OutboxTransport", "SmtpTransport", "Transport", "build_message", "parse_smtp_url"]
@@ -97,34 +96,6 @@ def _mentions(raw: bytes, needles: set[str]) -> bool:
     ]
     haystack = "\n".join(texts).lower()
     return any(needle in haystack for needle in needles)
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    implicit_tls: bool
-    starttls: bool
-
-
-def parse_smtp_url(url: str) -> SmtpSettings:
-    """smtp://user:pass@host:port[?starttls=true] or smtps://… (TLS from the first byte)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ValueError("SMTP_URL must look like smtp://user:pass@host:587?starttls=true")
-    query = parse_qs(parts.query)
-    starttls = query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
-    implicit = parts.scheme == "smtps"
-    return SmtpSettings(
-        host=parts.hostname,
-        port=parts.port or (465 if implicit else (587 if starttls else 25)),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        implicit_tls=implicit,
-        starttls=starttls,
-    )
 
 
 class SmtpTransport:

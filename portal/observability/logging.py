@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,14 +120,15 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
     }
 
 
-def route_litellm_logs() -> None:
-    """Send LiteLLM's loggers through the root handler (call after importing LiteLLM).
+def route_litellm_logs(level: str = "WARNING") -> None:
+    """Send LiteLLM's loggers through the root handler at `level` (`LITELLM_LOG`, as
+    `Settings.litellm_log_level`); call after importing LiteLLM.
 
     LiteLLM attaches its own stream handler at import, with its own format; its logger
     filters (secret redaction) stay. Never set LiteLLM's JSON_LOGS: its JSON mode builds
     records for uncaught exceptions by hand, around the record factory, message included.
     """
-    level = (os.environ.get("LITELLM_LOG") or "WARNING").upper()
+    level = level.upper()
     if level not in logging.getLevelNamesMapping():
         level = "WARNING"
     for name in LITELLM_LOGGERS:

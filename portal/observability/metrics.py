@@ -114,6 +114,8 @@ def status_class(status: int | None) -> str:
 
 def render() -> tuple[bytes, str]:
     """The exposition body and its content type."""
+    # prometheus_client chose where samples go from the process environment at import;
+    # read the same place (not a setting: a `.env` value would not reach the library).
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         registry = CollectorRegistry()

@@ -1,6 +1,6 @@
 """The portal's observability: `/metrics`, HTTP metrics by route, request ids.
 
-`instrument(app)` is the one line `portal.web.app.create_app` needs."""
+`instrument(app, settings)` is the one line `portal.web.app.create_app` needs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from portal.observability.exposition import metrics_router
 from portal.observability.metrics import counter, histogram, status_class
 from portal.observability.middleware import RequestContextMiddleware
-from portal.settings import get_settings
+from portal.settings import Settings
 
 __all__ = ["instrument", "readiness_redis"]
 
@@ -27,8 +27,8 @@ DURATION = histogram(
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def instrument(app: FastAPI) -> None:
-    app.include_router(metrics_router())
+def instrument(app: FastAPI, settings: Settings) -> None:
+    app.include_router(metrics_router(settings.metrics_token))
     app.add_middleware(RequestContextMiddleware, on_done=_observe)
 
 
@@ -42,7 +42,8 @@ def _observe(scope: dict[str, Any], status: int, seconds: float) -> None:
 
 def readiness_redis(app: FastAPI) -> aioredis.Redis | None:
     """A Redis client for `/readyz` when REDIS_URL is set (made once, on the app's loop)."""
-    url = (getattr(app.state, "settings", None) or get_settings()).redis_url
+    settings: Settings = app.state.settings
+    url = settings.redis_url
     if not url:
         return None
     client = getattr(app.state, "readiness_redis", None)

@@ -91,7 +91,7 @@ def create_app(
     )
     app.add_middleware(SecurityHeaders, hsts=settings.is_production)
     app.add_middleware(BodySizeLimit, limit=MAX_BODY_BYTES)
-    observability.instrument(app)  # /metrics, HTTP metrics, request ids (outermost)
+    observability.instrument(app, settings)  # /metrics, HTTP metrics, request ids (outermost)
     return app
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import uvicorn
 
 from portal.config.deployment import refuse_unsafe_production
@@ -17,15 +15,15 @@ def main() -> None:
     uvicorn.run(
         "portal.web.app:create_app",
         factory=True,
-        host=os.environ.get("PORTAL_HOST", "127.0.0.1"),
-        port=get_settings().portal_port,
-        workers=int(os.environ.get("PORTAL_WORKERS", "1")),
-        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+        host=settings.portal_host,
+        port=settings.portal_port,
+        workers=settings.portal_workers,
+        log_level=settings.log_level,
         # X-Forwarded-For names the client only when the peer is one of these proxies
         # (comma-separated addresses or networks, `*` for any): the sign-in and mail
         # limits count per client, so list the ingress or load balancer here.
         proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1",
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_config=logging_config(settings.log_level, settings.log_format),
     )
 

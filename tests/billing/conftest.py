@@ -28,7 +28,7 @@ from portal.accounts.service import create_user
 from portal.billing import flows
 from portal.billing.models import BillingAccount, StripeEvent
 from portal.billing.runtime import Billing, build_billing
-from portal.config import load_config
+from portal.config import load_plugin_settings
 from portal.credits import ledger
 from portal.credits.models import LedgerEntry
 from portal.db import Database
@@ -161,7 +161,7 @@ def stripe_fake(stripe_world: StripeWorld, db: Database) -> Iterator[FakeStripe]
 @pytest.fixture
 async def billing(stripe_world: StripeWorld) -> AsyncIterator[Billing]:
     """An in-process billing context on the same fake and catalog as the portal."""
-    catalog = load_config(stripe_world.settings.config_path, require_prices=False).plugin.billing
+    catalog = load_plugin_settings(stripe_world.settings.config_path).billing
     context = build_billing(stripe_world.settings, catalog)
     yield context
     await context.aclose()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from portal.billing.catalog import BillingSettings
+from portal.config.billing_settings import BillingSettings
 from portal.cli.main import main
 from portal.config import ConfigError, load_config
 from portal.settings import PROJECT_ROOT

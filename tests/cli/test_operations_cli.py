@@ -11,7 +11,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 
 from portal.db.migrate import alembic_config
-from portal.db.prisma_schema import render_prisma_schema
+from portal.cli.prisma_schema import render_prisma_schema
 from portal.settings import PROJECT_ROOT
 from tests.cli.conftest import Admin, side_by_side
 

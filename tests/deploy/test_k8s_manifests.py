@@ -285,7 +285,7 @@ def test_migration_job_and_retention_schedule_run_the_admin_commands() -> None:
 
 
 def test_config_map_is_the_repository_config_and_passes_config_check() -> None:
-    from portal.config import load_config
+    from portal.credits.pricing import load_priced_config
 
     sync = K8S / "sync_configmap.py"
     result = subprocess.run(
@@ -297,7 +297,7 @@ def test_config_map_is_the_repository_config_and_passes_config_check() -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "config.yaml"
         path.write_text(embedded, encoding="utf-8")
-        load_config(path)  # what `gateway-admin config check` runs; raises on any problem
+        load_priced_config(path)  # what `gateway-admin config check` runs; raises on any problem
 
 
 def test_every_object_lives_in_the_namespace() -> None:

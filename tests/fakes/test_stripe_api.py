@@ -247,7 +247,7 @@ async def test_errors_are_the_sdks_exceptions(fake: FakeStripe, gateway: StripeG
     with pytest.raises(stripe.InvalidRequestError) as err:
         await gateway.retrieve_checkout_session("cs_test_nope")
     assert (err.value.http_status, err.value.code) == (404, "resource_missing")
-    assert err.value.request_id.startswith("req_")
+    assert str(err.value.request_id).startswith("req_")
     with pytest.raises(stripe.InvalidRequestError) as err:
         await gateway.create_portal_session(customer="cus_nope", return_url=CANCEL)
     assert (err.value.http_status, err.value.param) == (400, "customer")

@@ -18,7 +18,7 @@ from functools import cache
 
 from sqlalchemy import select
 
-from portal.config import GatewayConfig, load_config
+from portal.credits.pricing import PricedConfig, load_priced_config
 from portal.credits import ledger
 from portal.credits.models import CreditAccount
 from portal.credits.units import usd_to_units
@@ -93,9 +93,9 @@ def fake_completion_tokens(reply_text: str, reasoning_tokens: int = 0) -> int:
 
 
 @cache
-def gateway_config() -> GatewayConfig:
+def gateway_config() -> PricedConfig:
     """The config.yaml the session gateway runs with (prices from it / LiteLLM's map)."""
-    return load_config(PROJECT_ROOT / "config.yaml", require_prices=False)
+    return load_priced_config(PROJECT_ROOT / "config.yaml", require_prices=False)
 
 
 def usd_units(cost_usd: Decimal) -> int:

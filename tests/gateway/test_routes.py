@@ -182,22 +182,21 @@ async def test_a_trailing_slash_is_not_redirected(local: httpx.AsyncClient) -> N
         assert "location" not in response.headers
 
 
-async def test_metrics_needs_the_bearer_token_when_one_is_set(
-    local: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("METRICS_TOKEN", raising=False)
-    assert (await local.get("/metrics")).status_code == 200
-    monkeypatch.setenv("METRICS_TOKEN", "scrape-secret-1")
-    for headers in (
-        {},
-        {"Authorization": "Bearer wrong"},
-        {"Authorization": "scrape-secret-1"},
-        {"x-api-key": "scrape-secret-1"},
-    ):
-        refused = await local.get("/metrics", headers=headers)
-        assert refused.status_code == 401, headers
-        assert "wfg_gateway" not in refused.text
-    allowed = await local.get("/metrics", headers={"Authorization": "Bearer scrape-secret-1"})
+async def test_metrics_needs_the_bearer_token_when_one_is_set(local: httpx.AsyncClient) -> None:
+    assert (await local.get("/metrics")).status_code == 200  # no METRICS_TOKEN
+    guarded = build_app(Settings.from_env({"METRICS_TOKEN": "scrape-secret-1"}))
+    transport = httpx.ASGITransport(app=guarded)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "scrape-secret-1"},
+            {"x-api-key": "scrape-secret-1"},
+        ):
+            refused = await client.get("/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            assert "wfg_gateway" not in refused.text
+        allowed = await client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-1"})
     assert allowed.status_code == 200
     assert "wfg_gateway_requests_total" in allowed.text
 

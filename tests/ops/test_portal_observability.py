@@ -95,14 +95,18 @@ async def test_metrics_count_requests_by_route_template_never_by_raw_path(
 
 
 async def test_metrics_can_require_a_bearer_token(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, db: Database, database_url: str
 ) -> None:
-    monkeypatch.setenv("METRICS_TOKEN", "scrape-secret")
-    assert (await client.get("/metrics")).status_code == 401
-    assert (
-        await client.get("/metrics", headers={"authorization": "Bearer nope"})
-    ).status_code == 401
-    allowed = await client.get("/metrics", headers={"authorization": "Bearer scrape-secret"})
+    env = {"WFG_VAR_DIR": str(tmp_path / "var"), "DATABASE_URL": database_url}
+    settings = Settings.from_env({**env, "METRICS_TOKEN": "scrape-secret"})
+    app = create_app(settings, database=db, background_jobs=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://portal") as client:
+        assert (await client.get("/metrics")).status_code == 401
+        assert (
+            await client.get("/metrics", headers={"authorization": "Bearer nope"})
+        ).status_code == 401
+        allowed = await client.get("/metrics", headers={"authorization": "Bearer scrape-secret"})
     assert allowed.status_code == 200 and "wfg_portal_requests_total" in allowed.text
 
 

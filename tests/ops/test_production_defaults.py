@@ -9,7 +9,6 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 
 import httpx
 import pytest
@@ -175,7 +174,7 @@ async def test_hsts_is_sent_in_production_only(environment_name: str, tmp_path) 
     settings = Settings.from_env(
         {"WFG_VAR_DIR": str(tmp_path), "PORTAL_PUBLIC_URL": "https://portal.example.com"}
     )
-    settings = replace(settings, environment=environment_name)
+    settings = settings.model_copy(update={"environment": environment_name})
     app = create_app(settings, background_jobs=False)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://portal.example.com"

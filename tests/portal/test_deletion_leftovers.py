@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -149,7 +149,7 @@ async def test_with_smtp_the_person_still_gets_the_confirmation(portal: Portal) 
     try:
         email = f"smtp-{uuid.uuid4().hex[:8]}@example.com"
         delete_form = await sign_up_and_use(portal, email)  # mail so far: the outbox
-        settings = replace(portal.settings, smtp_url=f"smtp://127.0.0.1:{port}")
+        settings = portal.settings.model_copy(update={"smtp_url": f"smtp://127.0.0.1:{port}"})
         app = create_app(settings, database=portal.database, background_jobs=False)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://localhost:8080"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from email import message_from_bytes, policy
 
 import httpx
@@ -40,8 +39,8 @@ async def test_sign_up_mail_goes_through_smtp_when_configured(
     db: Database, portal_settings: Settings, smtp_server: tuple[Inbox, int]
 ) -> None:
     inbox, port = smtp_server
-    settings = replace(
-        portal_settings, smtp_url=f"smtp://127.0.0.1:{port}", mail_from="WFG <n@x.io>"
+    settings = portal_settings.model_copy(
+        update={"smtp_url": f"smtp://127.0.0.1:{port}", "mail_from": "WFG <n@x.io>"}
     )
     app = create_app(settings, database=db, background_jobs=False)
     async with httpx.AsyncClient(
@@ -61,7 +60,7 @@ async def test_sign_up_mail_goes_through_smtp_when_configured(
 async def test_an_unreachable_smtp_server_does_not_break_sign_up(
     db: Database, portal_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = replace(portal_settings, smtp_url=f"smtp://127.0.0.1:{free_port()}")
+    settings = portal_settings.model_copy(update={"smtp_url": f"smtp://127.0.0.1:{free_port()}"})
     app = create_app(settings, database=db, background_jobs=False)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://localhost:8080"

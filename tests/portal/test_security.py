@@ -39,9 +39,9 @@ async def test_cookie_flags_on_localhost(browser: Browser) -> None:
 async def test_cookie_is_secure_and_host_only_on_a_public_host(
     db: Database, portal_settings: Settings
 ) -> None:
-    from dataclasses import replace
-
-    settings = replace(portal_settings, portal_public_url="https://portal.example.com")
+    settings = portal_settings.model_copy(
+        update={"portal_public_url": "https://portal.example.com"}
+    )
     app = create_app(settings, database=db, background_jobs=False)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://portal.example.com"

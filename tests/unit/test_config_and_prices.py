@@ -11,7 +11,8 @@ import litellm
 import pytest
 import yaml
 
-from portal.config import ConfigError, load_config
+from portal.config import ConfigError
+from portal.credits.pricing import load_priced_config
 from portal.credits.units import usd_to_units
 from portal.settings import PROJECT_ROOT
 
@@ -38,13 +39,13 @@ def deployment(name: str, model: str, **model_info: Any) -> dict[str, Any]:
 
 def problems_of(path: Path) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        load_priced_config(path)
     assert str(caught.value) == "; ".join(caught.value.problems)
     return caught.value.problems
 
 
 def test_shipped_config_prices_every_model_from_the_cost_map_or_overrides() -> None:
-    config = load_config(PROJECT_ROOT / "config.yaml")
+    config = load_priced_config(PROJECT_ROOT / "config.yaml")
     assert config.prices.unpriced == frozenset()
     assert {"gpt-4.1-nano", "claude-haiku-4-5", "gemini-2.5-flash"} <= set(config.model_names)
     nano = config.prices.price_of("gpt-4.1-nano")
@@ -59,7 +60,7 @@ def test_shipped_config_prices_every_model_from_the_cost_map_or_overrides() -> N
 
 def test_a_short_call_on_the_cheapest_model_costs_what_the_cost_map_says(tmp_path: Path) -> None:
     """~US$0.00004 for a short call: the debit is within 1% of the exact price."""
-    config = load_config(PROJECT_ROOT / "config.yaml")
+    config = load_priced_config(PROJECT_ROOT / "config.yaml")
     prices = [config.prices.price_of(name) for name in config.model_names]
     cheapest = min((p for p in prices if p is not None), key=lambda p: p.cost_usd(200, 50))
     cost = cheapest.cost_usd(200, 50)
@@ -87,7 +88,7 @@ def test_model_info_overrides_the_cost_map(tmp_path: Path) -> None:
             ]
         },
     )
-    prices = load_config(path).prices
+    prices = load_priced_config(path).prices
     nano = prices.price_of("nano")
     assert nano is not None
     assert (nano.input_per_token, nano.output_per_token) == (Decimal("2e-6"), Decimal("3e-6"))
@@ -108,11 +109,11 @@ def test_a_group_costs_its_dearest_deployment(tmp_path: Path) -> None:
             ]
         },
     )
-    pool = load_config(path).prices.price_of("pool")
+    pool = load_priced_config(path).prices.price_of("pool")
     assert pool is not None
     assert (pool.input_per_token, pool.output_per_token) == (Decimal(1), Decimal(1))
     path = write(tmp_path, {"model_list": [deployment("pool", NANO), deployment("pool", NANO)]})
-    pool = load_config(path).prices.price_of("pool")
+    pool = load_priced_config(path).prices.price_of("pool")
     assert pool is not None
     assert (pool.input_per_token, pool.output_per_token) == cost_map(NANO)
 
@@ -135,7 +136,7 @@ def test_unpriced_models_are_named_and_never_priced(tmp_path: Path) -> None:
     assert "openrouter/acme/unknown-model-zz" in problems[0]
     assert problems[1].startswith("model_list[3] ('half')")
     # Without require_prices the gateway still starts, and refuses exactly those groups.
-    prices = load_config(path, require_prices=False).prices
+    prices = load_priced_config(path, require_prices=False).prices
     assert prices.unpriced == {"mystery", "half"}
     assert prices.price_of("mystery") is None
     assert prices.price_of("half") is None  # one unpriced deployment unprices the group
@@ -165,7 +166,7 @@ def test_bad_configured_prices_name_the_key(
     problems = problems_of(path)
     assert len(problems) == 1
     assert problems[0].startswith(problem)
-    assert load_config(path, require_prices=False).prices.price_of("m") is None
+    assert load_priced_config(path, require_prices=False).prices.price_of("m") is None
 
 
 @pytest.mark.parametrize(
@@ -209,7 +210,7 @@ def test_plugin_settings_are_exact_decimals(tmp_path: Path) -> None:
         tmp_path,
         {"model_list": [model], "workforce_gateway": {"credits": {"markup": 1.1}}},
     )
-    assert load_config(path).plugin.credits.markup == Decimal("1.1")
+    assert load_priced_config(path).plugin.credits.markup == Decimal("1.1")
 
 
 @pytest.mark.parametrize(
@@ -252,7 +253,7 @@ def test_reservations_cover_the_dearest_model_a_group_may_fall_back_to(tmp_path:
             "router_settings": {"fallbacks": [{"cheap": ["mid"]}, {"mid": ["dear", "cheap"]}]},
         },
     )
-    config = load_config(path)
+    config = load_priced_config(path)
     covering = config.reservation_prices.price_of("cheap")
     assert covering is not None
     assert (covering.input_per_token, covering.output_per_token) == (

@@ -12,7 +12,7 @@ __all__ = ["ROUTES", "customer_ref", "new_customer"]
 
 
 def new_customer(st: Store, *, email: str | None = None, meta: dict[str, str] | None = None) -> Obj:
-    cus = {
+    cus: Obj = {
         "id": new_id("cus_", 14),
         "object": "customer",
         "balance": 0,

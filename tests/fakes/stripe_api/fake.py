@@ -111,22 +111,23 @@ class FakeStripe(Store, Deliveries):
     ) -> str:
         """A price (of a product found or made by name); its id."""
         with self.lock:
-            return prices.create_price(
+            price = prices.create_price(
                 self,
                 unit_amount=unit_amount,
                 currency=currency,
                 recurring_interval=recurring_interval,
                 product_name=product_name,
-            )["id"]
+            )
+        return str(price["id"])
 
     def create_customer(self, *, email: str | None = None, **metadata: str) -> str:
         """A customer made in the Dashboard (no event); its id."""
         with self.lock:
-            return customers.new_customer(self, email=email, meta=metadata)["id"]
+            return str(customers.new_customer(self, email=email, meta=metadata)["id"])
 
     def create_coupon(self, *, percent_off: int) -> str:
         with self.lock:
-            return subscriptions.create_coupon(self, percent_off=percent_off)["id"]
+            return str(subscriptions.create_coupon(self, percent_off=percent_off)["id"])
 
     # -------------------------------- what buyers and Stripe do; each returns the events
     def complete_checkout(self, session_id: str, *, async_payment: bool = False) -> list[Obj]:

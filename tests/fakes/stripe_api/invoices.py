@@ -14,7 +14,16 @@ from .prices import product_name
 from .state import Ctx, Store
 from .wire import Obj, missing, money, new_id, now, page
 
-__all__ = ["ROUTES", "charge_invoice", "finalize", "new_invoice", "pay_invoice", "pay_zero"]
+__all__ = [
+    "ROUTES",
+    "charge_invoice",
+    "default_payment",
+    "finalize",
+    "invoice_payment",
+    "new_invoice",
+    "pay_invoice",
+    "pay_zero",
+]
 
 
 def _line(

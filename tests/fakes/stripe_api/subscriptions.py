@@ -40,7 +40,7 @@ def new_subscription(
 ) -> Obj:
     created = now()
     sub_id = new_id("sub_")
-    items = [
+    items: list[Obj] = [
         {
             "id": new_id("si_", 14),
             "object": "subscription_item",
@@ -155,7 +155,7 @@ def cancel_now(st: Store, sub: Obj, *, request: Obj | None = None) -> list[Obj]:
 
 
 def create_coupon(st: Store, *, percent_off: int) -> Obj:
-    coupon = {
+    coupon: Obj = {
         "id": new_id("co_", 8),
         "object": "coupon",
         "created": now(),
@@ -187,7 +187,7 @@ def _status_wanted(sub: Obj, status: str | None) -> bool:
 
 def _list(st: Store, ctx: Ctx) -> Obj:
     p = ctx.params
-    items = [
+    items: list[Obj] = [
         sub
         for sub in reversed(st.subscriptions.values())
         if ("customer" not in p or sub["customer"] == p["customer"])

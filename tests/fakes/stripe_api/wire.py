@@ -107,7 +107,8 @@ def parse_stripe_form(pairs: Iterable[tuple[str, str]]) -> Obj:
                 if not isinstance(child, dict):
                     child = node[part] = {}
                 node = child
-    return _listify(root)
+    parsed: Obj = _listify(root)
+    return parsed
 
 
 def _listify(node: Any) -> Any:

@@ -1,4 +1,5 @@
-"""What can be bought: the `workforce_gateway.billing` section of config.yaml.
+"""What can be bought: the `workforce_gateway.billing` section of config.yaml (validated
+here, with the rest of the file; `portal.billing` sells it).
 
     billing:
       plans:                        # subscriptions; credits granted per paid period
@@ -26,11 +27,17 @@ from pydantic import (
     model_validator,
 )
 
-from portal.credits.units import credits_to_units
-
-__all__ = ["FREE_PLAN", "BillingSettings", "PackSettings", "PlanSettings"]
+__all__ = ["CREDIT_DECIMAL_PLACES", "FREE_PLAN", "BillingSettings", "PackSettings", "PlanSettings"]
 
 FREE_PLAN = "free"
+CREDIT_DECIMAL_PLACES = 9
+"""A credit is 10^9 ledger units (`portal.credits.units`, which a test keeps in step)."""
+_MAX_CREDITS = Decimal(2**63 - 1).scaleb(-CREDIT_DECIMAL_PLACES)  # the ledger's BIGINT
+
+
+def _units(credits: Decimal) -> int:
+    """Validated credits as ledger units (exact: validation allows 9 decimal places)."""
+    return int(credits.scaleb(CREDIT_DECIMAL_PLACES))
 
 CatalogId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 PriceId = Annotated[str, StringConstraints(pattern=r"^price_[A-Za-z0-9_]{1,200}$")]
@@ -40,18 +47,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _in_ledger_range(value: Decimal) -> Decimal:
+    """At most 9 decimal places and within the ledger's range, so it converts to units
+    exactly."""
+    if not value.is_finite():
+        raise ValueError("must be a number of credits")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -CREDIT_DECIMAL_PLACES:
+        raise ValueError(f"credits have at most {CREDIT_DECIMAL_PLACES} decimal places")
+    if abs(value) > _MAX_CREDITS:
+        raise ValueError("too many credits")
+    return value
+
+
 def _credits(value: Decimal) -> Decimal:
     if value <= 0:
         raise ValueError("must be a positive number of credits")
-    credits_to_units(value)  # at most 9 decimal places, fits the ledger
-    return value
+    return _in_ledger_range(value)
 
 
 def _optional_credits(value: Decimal) -> Decimal:
     if value < 0:
         raise ValueError("must be zero or a positive number of credits")
-    credits_to_units(value)
-    return value
+    return _in_ledger_range(value)
 
 
 class PlanSettings(_Strict):
@@ -70,15 +88,15 @@ class PlanSettings(_Strict):
 
     @property
     def credits_units(self) -> int:
-        return credits_to_units(self.credits_per_period)
+        return _units(self.credits_per_period)
 
     @property
     def trial_credits_units(self) -> int:
-        return credits_to_units(self.trial_credits)
+        return _units(self.trial_credits)
 
     @property
     def free_period_credits_units(self) -> int:
-        return credits_to_units(self.free_period_credits)
+        return _units(self.free_period_credits)
 
 
 class PackSettings(_Strict):
@@ -92,7 +110,7 @@ class PackSettings(_Strict):
 
     @property
     def credits_units(self) -> int:
-        return credits_to_units(self.credits)
+        return _units(self.credits)
 
 
 class BillingSettings(_Strict):
