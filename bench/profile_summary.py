@@ -22,11 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # (layer, path fragments); the first match wins, checked innermost frame first.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ours (gateway_plugins + portal)", (f"{ROOT}/gateway_plugins/", f"{ROOT}/portal/")),
+    ("LiteLLM proxy server (litellm/proxy/, stock only)", ("/litellm/proxy/",)),
     (
         "LiteLLM (+ its HTTP client)",
         ("/litellm/", "/openai/", "/aiohttp/", "/httpx/", "/httpcore/", "/tiktoken/"),
     ),
-    ("HTTP server (uvicorn, starlette)", ("/uvicorn/", "/starlette/", "/h11/", "/httptools/")),
+    ("HTTP server (uvicorn, starlette)", ("/uvicorn/", "/starlette/", "/fastapi/", "/h11/")),
     ("database (SQLAlchemy, drivers)", ("/sqlalchemy/", "/aiosqlite/", "/asyncpg/")),
     ("Redis, limits", ("/redis/", "/limits/")),
     ("prometheus_client", ("/prometheus_client/",)),
@@ -57,7 +58,7 @@ class Profile:
     idle: int = 0  # samples of threads waiting (left out of every share)
     layers: Counter[str] = field(default_factory=Counter)
     ours: Counter[str] = field(default_factory=Counter)  # innermost own function
-    litellm_entries: Counter[str] = field(default_factory=Counter)  # outermost LiteLLM frame
+    litellm_entries: Counter[str] = field(default_factory=Counter)  # who called into LiteLLM
 
     def fraction(self, layer: str) -> float:
         return self.layers[layer] / self.samples if self.samples else 0.0
@@ -77,7 +78,10 @@ class Profile:
             lines.append(f"| {layer} | {share:.1%} | {share * cpu_ms_per_request:.2f} |")
         for title, counter in (
             ("our functions (innermost own frame)", self.ours),
-            ("LiteLLM entry points (outermost LiteLLM frame)", self.litellm_entries),
+            (
+                "LiteLLM entry points (outermost LiteLLM frame outside its proxy)",
+                self.litellm_entries,
+            ),
         ):
             lines += ["", f"| {title} | share | ms/request |", "| --- | ---: | ---: |"]
             for name, count in counter.most_common(top):
@@ -124,9 +128,13 @@ def read_profile(path: Path) -> Profile:
                     profile.ours[_short(function, filename)] += count
                 break
         profile.layers[layer] += count
-        if layer == LAYERS[1][0]:
+        if layer == LAYERS[2][0]:
             outermost = next(
-                (_short(f, name) for f, name in frames if "/litellm/" in name),
+                (
+                    _short(f, name)
+                    for f, name in frames
+                    if "/litellm/" in name and "/litellm/proxy/" not in name
+                ),
                 "(LiteLLM's HTTP client, called from the event loop)",
             )
             profile.litellm_entries[outermost] += count

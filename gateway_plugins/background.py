@@ -4,6 +4,9 @@
 - release holds past their expiry (a process that died mid-call), every 30 s, so
   they expire on their own rather than on the user's next refusal.
 
+With a request deadline shorter than 30 s the jobs run once per deadline instead, so a
+dead process's holds (which expire with the deadline) are gone within two deadlines.
+
 Both are idempotent and safe to run on every instance at once.
 """
 
@@ -28,9 +31,10 @@ def start(runtime: GatewayRuntime) -> list[asyncio.Task[None]]:
 
 
 async def _forever(runtime: GatewayRuntime) -> None:
+    interval = min(INTERVAL_SECONDS, runtime.deadline_seconds)
     while True:
         await run_once(runtime)
-        await asyncio.sleep(INTERVAL_SECONDS)
+        await asyncio.sleep(interval)
 
 
 async def run_once(runtime: GatewayRuntime) -> None:

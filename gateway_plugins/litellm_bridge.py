@@ -24,6 +24,7 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Mapping
@@ -163,9 +164,17 @@ def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str,
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _deployment(router: Router, model_id: str) -> Any:
+    """`Router.get_deployment` builds a new pydantic `Deployment` on every call (~0.1 ms);
+    the gateway never changes a Router's model list, so one per (router, id) is enough.
+    Callers only read it."""
+    return router.get_deployment(model_id)
+
+
 def deployment_of(router: Router, model_id: str | None) -> tuple[str, str | None]:
     """(litellm model, provider) of the deployment that answered."""
-    deployment = router.get_deployment(model_id) if model_id else None
+    deployment = _deployment(router, model_id) if model_id else None
     if deployment is None:
         return "", None
     params = deployment.litellm_params
@@ -174,7 +183,7 @@ def deployment_of(router: Router, model_id: str | None) -> tuple[str, str | None
 
 def group_of(router: Router, model_id: str | None, requested: str) -> str:
     """The model group of the deployment that answered (a fallback's, when one did)."""
-    deployment = router.get_deployment(model_id) if model_id else None
+    deployment = _deployment(router, model_id) if model_id else None
     return str(deployment.model_name) if deployment is not None else requested
 
 
@@ -236,7 +245,7 @@ def stream_usage_cost(
 
 
 def _custom_price(router: Router, model_id: str | None) -> Any:
-    deployment = router.get_deployment(model_id) if model_id else None
+    deployment = _deployment(router, model_id) if model_id else None
     if deployment is None:
         return None
     for source in (deployment.model_info or {}, deployment.litellm_params.model_dump()):

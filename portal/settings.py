@@ -13,7 +13,7 @@ refuses SQLite and turns on its own Prisma features), so a deployment may hide o
 
 Process entry points (the servers, `gateway-admin`, Alembic) call `get_settings()` and
 pass the object down; tests build one from a mapping with `Settings.from_env({...})`.
-Nothing else reads the environment for our variables (`tests/unit/test_settings.py`
+Nothing else reads the environment for our variables (`tests/unit/test_settings_contract.py`
 walks the code). The variables other libraries read from the process environment
 themselves are in `THIRD_PARTY_VARIABLES`: a `.env` file cannot set those, they must be
 in the real environment (deploy/compose.yaml passes `.env` as the environment).
@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -231,7 +232,8 @@ class Settings(BaseSettings):
         mapping = _MAPPING.get()
         if mapping is not None:
             return (init_settings, _MappingSource(settings_cls, mapping))
-        return (init_settings, env_settings, dotenv_settings)
+        env_file = os.environ.get(ENV_FILE_VARIABLE, ".env") or None
+        return (init_settings, env_settings, DotEnvSettingsSource(settings_cls, env_file=env_file))
 
     @property
     def is_production(self) -> bool:
@@ -252,9 +254,6 @@ class Settings(BaseSettings):
         the `.env` file. Raises InvalidSettings (a SystemExit) naming every bad variable."""
         token = _MAPPING.set(None if env is None else dict(env))
         try:
-            if env is None:
-                env_file = os.environ.get(ENV_FILE_VARIABLE, ".env") or None
-                return cls(_env_file=env_file)
             return cls()
         except ValidationError as error:
             raise InvalidSettings(_describe(error)) from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts.models import AccountStatus, User
@@ -29,6 +29,7 @@ __all__ = [
     "require_by_email",
     "set_password",
     "set_password_hash",
+    "set_plan",
 ]
 
 # Line and paragraph separators end a line in mail text as surely as CR/LF do.
@@ -133,6 +134,11 @@ async def change_email(session: AsyncSession, user: User, new_email: str) -> Non
     user.email = new_email
     user.email_verified_at = utcnow()
     await session.flush()
+
+
+async def set_plan(session: AsyncSession, user_id: str, plan: str) -> None:
+    """The plan whose limits the gateway applies (billing sets it from the subscription)."""
+    await session.execute(update(User).where(User.id == user_id).values(plan=plan))
 
 
 async def delete_user(session: AsyncSession, user: User) -> None:

@@ -2,17 +2,18 @@
 
 Where things are:
 
-- what can be bought: `portal.config.billing_settings` (config.yaml `workforce_gateway.billing`)
 - `models.py`         the two tables: billing_accounts, stripe_events
 - `stripe_gateway.py` the Stripe API calls (official SDK, async)
 - `reads.py`          Stripe objects -> what they mean for us (purchases, reversals, state)
-- `service.py`        applying that in a transaction: grants, claw-backs, plan and status;
-                      `cancel_billing_for_user` for account deletion
-- `flows.py`          Stripe call + transaction: start Checkout, Billing Portal, success
-                      redirect, sync
+- `service.py`        applying that in a transaction: grants, claw-backs, plan and status
+- `flows.py`          Stripe call, then transaction: start Checkout, Billing Portal,
+                      success redirect, sync; `cancel_subscriptions` for account deletion
 - `webhooks.py`       signature check and one handler per event type
 - `runtime.py`        the process's Stripe client and catalog
-- `views.py`          Billing page, Checkout, Billing Portal, `POST /stripe/webhook`
+
+What can be bought is config.yaml's `workforce_gateway.billing`, validated by
+`portal.config.billing_settings`; the pages and `POST /stripe/webhook` are
+`portal.web.routes.billing`.
 
 Every payment becomes credits exactly once: grants are keyed by the thing paid (Checkout
 Session or invoice id), not by who noticed the payment first.

@@ -1,5 +1,6 @@
 """Billing actions that talk to Stripe and to the database: start a Checkout, open the
-Billing Portal, fulfil from the success redirect, sync a user from Stripe.
+Billing Portal, fulfil from the success redirect, sync a user from Stripe, cancel a
+customer's subscriptions (account deletion).
 
 Stripe is called outside database transactions (no lock is held across the network);
 what it answered is then applied in one short transaction by `service.apply_findings`.
@@ -7,6 +8,7 @@ what it answered is then applied in one short transaction by `service.apply_find
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -21,11 +23,14 @@ from portal.errors import GatewayError, NotFound
 __all__ = [
     "CheckoutRefused",
     "RedirectResult",
+    "cancel_subscriptions",
     "fulfil_redirect",
     "open_portal",
     "start_checkout",
     "sync_user",
 ]
+
+log = logging.getLogger(__name__)
 
 _SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
 
@@ -151,3 +156,31 @@ async def sync_user(database: Database, billing: Billing, *, user_id: str) -> Ap
             applied.closed_events = await events.close_for_customer(session, customer_id)
     await service.announce_plan_change(applied, billing)
     return applied
+
+
+async def cancel_subscriptions(billing: Billing, customer_id: str | None) -> list[str]:
+    """Cancel, at Stripe and at once, every live subscription of `customer_id`; the ids
+    canceled. For account deletion (`portal.privacy.flows`), outside any transaction:
+    raises stripe.StripeError when Stripe cannot be reached. Writes nothing here: Stripe's
+    `customer.subscription.deleted` updates the records, or they go with the account."""
+    if customer_id is None:
+        return []
+    if billing.stripe_gateway is None:
+        # Billing was switched off after this customer paid: nothing can be called. The
+        # account still goes (the person asked for it); the operator must cancel by hand.
+        log.error(
+            "could not cancel the subscriptions of Stripe customer %s: STRIPE_SECRET_KEY is unset",
+            customer_id,
+        )
+        return []
+    canceled = []
+    for subscription in await billing.stripe.subscriptions(customer_id):
+        if subscription.get("status") in ("canceled", "incomplete_expired"):
+            continue
+        try:
+            await billing.stripe.cancel_subscription(subscription["id"])
+        except stripe.InvalidRequestError as exc:
+            if exc.code != "resource_missing":  # already gone is what we wanted
+                raise
+        canceled.append(subscription["id"])
+    return canceled

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from portal.config.billing_settings import BillingSettings
 from portal.billing.runtime import Billing
+from portal.config.billing_settings import BillingSettings
 from portal.credits.models import EntryKind
 from portal.db.base import utcnow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 
-from portal.config.billing_settings import BillingSettings
 from portal.billing.stripe_gateway import StripeGateway
+from portal.config.billing_settings import BillingSettings
 from portal.settings import Settings, get_settings
 
 __all__ = ["Billing", "BillingNotConfigured", "build_billing", "get_billing"]

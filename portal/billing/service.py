@@ -22,12 +22,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-import stripe
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.accounts.models import User
-from portal.config.billing_settings import FREE_PLAN
+from portal.accounts import service as accounts
 from portal.billing.models import BillingAccount
 from portal.billing.reads import (
     LIVE_STATUSES,
@@ -37,9 +35,10 @@ from portal.billing.reads import (
     Reversal,
     SubscriptionState,
 )
-from portal.billing.runtime import Billing, get_billing
+from portal.billing.runtime import Billing
+from portal.config.billing_settings import FREE_PLAN
 from portal.credits import ledger
-from portal.credits.models import CauseType, EntryKind, LedgerEntry
+from portal.credits.models import CauseType, EntryKind
 from portal.db.base import utcnow
 from portal.db.upsert import insert_ignore
 from portal.errors import NotFound
@@ -50,7 +49,6 @@ __all__ = [
     "announce_plan_change",
     "apply_findings",
     "billing_export",
-    "cancel_billing_for_user",
     "get_account",
     "link_customer",
     "lock_account",
@@ -115,7 +113,7 @@ async def resolve_user(
         )
         if user_id is not None:
             return user_id
-    if user_hint and await session.scalar(select(User.id).where(User.id == user_hint)):
+    if user_hint and await accounts.get_by_id(session, user_hint) is not None:
         return user_hint
     return None
 
@@ -139,29 +137,16 @@ async def fulfil(session: AsyncSession, user_id: str, purchase: Purchase) -> int
 async def _granted(session: AsyncSession, user_id: str, purchase: Purchase) -> tuple[str, int]:
     """Who was granted the purchase and how much; granted now if its own event has not
     come yet (a refund or dispute that got here first: grant, then take back)."""
-    grant = (
-        await session.execute(
-            select(LedgerEntry.user_id, LedgerEntry.amount).where(
-                LedgerEntry.cause_type == CauseType.STRIPE_EVENT,
-                LedgerEntry.cause_id == purchase.paid_id,
-            )
-        )
-    ).first()
+    grant = await ledger.entry_for_cause(session, CauseType.STRIPE_EVENT, purchase.paid_id)
     if grant is None:
         await fulfil(session, user_id, replace(purchase, paid=True))
         return user_id, purchase.credits_units
-    return grant.user_id or user_id, int(grant.amount)
+    return grant.user_id or user_id, grant.amount
 
 
 async def _taken(session: AsyncSession, prefix: str) -> int:
     """Units taken back so far by the entries whose cause starts with `prefix`."""
-    total = await session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-            LedgerEntry.cause_type == CauseType.STRIPE_EVENT,
-            LedgerEntry.cause_id.startswith(prefix, autoescape=True),
-        )
-    )
-    return -int(total or 0)
+    return -await ledger.sum_for_causes(session, CauseType.STRIPE_EVENT, prefix)
 
 
 async def claw_back(session: AsyncSession, user_id: str, reversal: Reversal) -> int:
@@ -193,12 +178,8 @@ async def settle_dispute(session: AsyncSession, user_id: str, dispute: Dispute) 
     paid_id = dispute.purchase.paid_id
     granted_to, granted = await _granted(session, user_id, dispute.purchase)
     prefix = f"{paid_id}:dispute:{dispute.dispute_id}:"
-    held = await session.scalar(
-        select(LedgerEntry.amount).where(
-            LedgerEntry.cause_type == CauseType.STRIPE_EVENT,
-            LedgerEntry.cause_id == f"{prefix}withdrawn",
-        )
-    )
+    withdrawn = await ledger.entry_for_cause(session, CauseType.STRIPE_EVENT, f"{prefix}withdrawn")
+    held = withdrawn.amount if withdrawn is not None else None
     if dispute.funds_withdrawn:
         if held is not None:
             return 0  # held already; a lost dispute keeps it
@@ -243,9 +224,7 @@ async def apply_state(
     if state.card is not None:
         account.card_brand, account.card_last4 = state.card.brand, state.card.last4
     account.synced_at = state.read_at
-    await session.execute(
-        update(User).where(User.id == account.user_id).values(plan=state.live_plan or FREE_PLAN)
-    )
+    await accounts.set_plan(session, account.user_id, state.live_plan or FREE_PLAN)
     await session.flush()
     return True
 
@@ -310,37 +289,3 @@ def billing_export(account: BillingAccount | None) -> dict[str, object]:
         "card_brand": account.card_brand,
         "card_last4": account.card_last4,
     }
-
-
-async def cancel_billing_for_user(
-    session: AsyncSession, user_id: str, *, billing: Billing | None = None
-) -> list[str]:
-    """Cancel, at Stripe and at once, every subscription of the user's Stripe customer.
-
-    For account deletion: call it before deleting the user, in the same transaction, so
-    a failure (Stripe unreachable) leaves the account in place to try again. Returns the
-    ids of the subscriptions canceled. Writes nothing: the user's rows go with the user.
-    """
-    account = await get_account(session, user_id)
-    if account is None or account.stripe_customer_id is None:
-        return []
-    billing = billing or get_billing()
-    if billing.stripe_gateway is None:
-        # Billing was switched off after this customer paid: nothing can be called. The
-        # account still goes (the person asked for it); the operator must cancel by hand.
-        log.error(
-            "account deletion could not cancel Stripe customer %s: STRIPE_SECRET_KEY is unset",
-            account.stripe_customer_id,
-        )
-        return []
-    canceled = []
-    for subscription in await billing.stripe.subscriptions(account.stripe_customer_id):
-        if subscription.get("status") in ("canceled", "incomplete_expired"):
-            continue
-        try:
-            await billing.stripe.cancel_subscription(subscription["id"])
-        except stripe.InvalidRequestError as exc:
-            if exc.code != "resource_missing":  # already gone is what we wanted
-                raise
-        canceled.append(subscription["id"])
-    return canceled

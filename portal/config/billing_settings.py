@@ -39,6 +39,7 @@ def _units(credits: Decimal) -> int:
     """Validated credits as ledger units (exact: validation allows 9 decimal places)."""
     return int(credits.scaleb(CREDIT_DECIMAL_PLACES))
 
+
 CatalogId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 PriceId = Annotated[str, StringConstraints(pattern=r"^price_[A-Za-z0-9_]{1,200}$")]
 

@@ -1,27 +1,48 @@
 """Where credits are granted and debited. The only writer of `ledger_entries` and of
-`credit_accounts.balance`; callers own the transaction.
+`credit_accounts.balance` (reservations own `credit_accounts.reserved`); callers own the
+transaction. Other modules read the ledger through the functions here too.
 
 Every entry is keyed by its cause (`cause_type`, `cause_id`): posting the same cause
 twice writes nothing the second time, so retries and duplicate deliveries are safe.
+
+Append-only for money: an entry is never deleted and its amount, kind and time never
+change. Only what links an entry to a person is ever changed, for privacy: `clear_notes`
+(account deletion: an operator's note could name the person), `unlink_usage` (retention
+anonymised the usage record) and `unlink_from_people` (retention, past the legal window,
+with `carry_forward` keeping the user's entries summing to the balance). The schema
+itself sets `user_id` to NULL when an account is deleted.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, String, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
 from portal.db.upsert import WITHOUT_SESSION_SYNC, insert_ignore
 
 __all__ = [
+    "Posted",
     "available",
-    "balance_and_reserved",
     "balance",
+    "balance_and_reserved",
+    "balances_below",
     "carry_forward",
+    "clear_notes",
     "ensure_account",
+    "entry_for_cause",
+    "last_top_up",
     "ledger_sum",
     "list_entries",
     "post_entry",
+    "spent_after",
+    "sum_for_causes",
+    "unlink_from_people",
+    "unlink_usage",
 ]
 
 
@@ -130,3 +151,105 @@ async def list_entries(
         .offset(offset)
     )
     return list(result)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """One entry as other modules read it."""
+
+    id: int
+    user_id: str | None
+    amount: int
+    created_at: datetime
+
+
+_POSTED = (LedgerEntry.id, LedgerEntry.user_id, LedgerEntry.amount, LedgerEntry.created_at)
+
+
+async def _posted(session: AsyncSession, *conditions: ColumnElement[bool]) -> Posted | None:
+    row = (await session.execute(select(*_POSTED).where(*conditions))).first()
+    return None if row is None else Posted(row.id, row.user_id, int(row.amount), row.created_at)
+
+
+async def entry_for_cause(session: AsyncSession, cause_type: str, cause_id: str) -> Posted | None:
+    """The entry posted for this cause, if any."""
+    return await _posted(
+        session, LedgerEntry.cause_type == cause_type, LedgerEntry.cause_id == cause_id
+    )
+
+
+async def sum_for_causes(session: AsyncSession, cause_type: str, cause_prefix: str) -> int:
+    """The sum of the amounts of entries whose cause id starts with `cause_prefix`."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+            LedgerEntry.cause_type == cause_type,
+            LedgerEntry.cause_id.startswith(cause_prefix, autoescape=True),
+        )
+    )
+    return int(total or 0)
+
+
+async def balances_below(session: AsyncSession, threshold: int) -> list[tuple[str, int]]:
+    """(user id, balance) of every account whose balance is under `threshold`."""
+    rows = await session.execute(
+        select(CreditAccount.user_id, CreditAccount.balance).where(
+            CreditAccount.balance < threshold
+        )
+    )
+    return [(row.user_id, int(row.balance)) for row in rows]
+
+
+async def last_top_up(session: AsyncSession, user_id: str) -> Posted | None:
+    """The user's latest entry that added credits."""
+    entry_id = await session.scalar(
+        select(func.max(LedgerEntry.id)).where(
+            LedgerEntry.user_id == user_id, LedgerEntry.amount > 0
+        )
+    )
+    return None if entry_id is None else await _posted(session, LedgerEntry.id == entry_id)
+
+
+async def spent_after(session: AsyncSession, user_id: str, entry_id: int) -> bool:
+    """Whether the user has any entry taking credits after entry `entry_id`."""
+    spent = await session.scalar(
+        select(func.count()).where(
+            LedgerEntry.user_id == user_id, LedgerEntry.id > entry_id, LedgerEntry.amount < 0
+        )
+    )
+    return bool(spent)
+
+
+async def clear_notes(session: AsyncSession, user_id: str) -> None:
+    """Account deletion: an operator's note could name the person; amount and cause stay."""
+    await session.execute(
+        update(LedgerEntry).where(LedgerEntry.user_id == user_id).values(note=None)
+    )
+
+
+async def unlink_usage(session: AsyncSession, usage_record_ids: Sequence[int]) -> None:
+    """Retention anonymised these usage records: their entries no longer point at them."""
+    if usage_record_ids:
+        await session.execute(
+            update(LedgerEntry)
+            .where(LedgerEntry.usage_record_id.in_(usage_record_ids))
+            .values(usage_record_id=None)
+        )
+
+
+async def unlink_from_people(
+    session: AsyncSession, entry_ids: Sequence[int], *, cause_prefix: str
+) -> None:
+    """Retention, past the legal window: the entries keep amount, kind and date but lose
+    user, note, usage link and cause (replaced by `cause_prefix` + the entry id). Call
+    `carry_forward` for each user first, in the same transaction."""
+    if entry_ids:
+        await session.execute(
+            update(LedgerEntry)
+            .where(LedgerEntry.id.in_(entry_ids))
+            .values(
+                user_id=None,
+                note=None,
+                usage_record_id=None,
+                cause_id=cause_prefix + cast(LedgerEntry.id, String),
+            )
+        )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.email.messages import Mail
@@ -14,7 +15,7 @@ from portal.email.models import EmailLogEntry
 from portal.email.transport import OutboxTransport, SmtpTransport, Transport, build_message
 from portal.settings import Settings
 
-__all__ = ["Mailer", "list_sent", "mailer_from_settings", "record"]
+__all__ = ["Mailer", "list_sent", "mailer_from_settings", "record", "sent_since"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,18 @@ async def list_sent(session: AsyncSession, user_id: str) -> list[EmailLogEntry]:
         select(EmailLogEntry).where(EmailLogEntry.user_id == user_id).order_by(EmailLogEntry.id)
     )
     return list(result)
+
+
+async def sent_since(session: AsyncSession, user_id: str, kind: str, since: datetime) -> bool:
+    """Whether a mail of `kind` was recorded for `user_id` at or after `since`."""
+    count = await session.scalar(
+        select(func.count()).where(
+            EmailLogEntry.user_id == user_id,
+            EmailLogEntry.kind == kind,
+            EmailLogEntry.sent_at >= since,
+        )
+    )
+    return bool(count)
 
 
 class Mailer:

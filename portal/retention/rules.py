@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts.models import AccountLink, ThrottleCounter
@@ -42,7 +42,9 @@ from portal.credits.models import LedgerEntry, Reservation
 from portal.email.models import EmailLogEntry
 from portal.sessions.models import WebSession
 from portal.tokens.models import GatewayToken
+from portal.usage import settlement
 from portal.usage.models import UsageRecord
+from portal.usage.settlement import AnonymisedRecord
 
 __all__ = ["ANONYMISED", "Rule", "build_rules"]
 
@@ -165,24 +167,16 @@ def _anonymising_usage(
         ).all()
         if not rows:
             return 0
-        ids = [row.id for row in rows]
-        await session.execute(
-            update(LedgerEntry)
-            .where(LedgerEntry.usage_record_id.in_(ids))
-            .values(usage_record_id=None)
-        )
-        await session.execute(
-            update(UsageRecord),
+        await ledger.unlink_usage(session, [row.id for row in rows])
+        await settlement.anonymise_records(
+            session,
             [
-                {
-                    "id": row.id,
-                    "user_id": None,
-                    "token_id": None,
-                    "call_id": f"{ANONYMISED}{row.id}",
-                    "started_at": _day(row.started_at),
-                    "ended_at": _day(row.ended_at),
-                    "created_at": _day(row.started_at),
-                }
+                AnonymisedRecord(
+                    id=row.id,
+                    call_id=f"{ANONYMISED}{row.id}",
+                    started_at=_day(row.started_at),
+                    ended_at=_day(row.ended_at),
+                )
                 for row in rows
             ],
         )
@@ -227,16 +221,7 @@ def _ledger_rule(cutoff: datetime, now: datetime) -> Rule:
                 cause_id=f"carry-forward:{uuid.uuid4()}",
                 note=f"sum of entries before {cutoff:%Y-%m-%d} (retention, {now:%Y-%m-%d})",
             )
-        await session.execute(
-            update(LedgerEntry)
-            .where(LedgerEntry.id.in_([row.id for row in rows]))
-            .values(
-                user_id=None,
-                note=None,
-                usage_record_id=None,
-                cause_id=ANONYMISED + cast(LedgerEntry.id, String),
-            )
-        )
+        await ledger.unlink_from_people(session, [row.id for row in rows], cause_prefix=ANONYMISED)
         return len(rows)
 
     return Rule(

@@ -14,7 +14,6 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.accounts.models import User
 from portal.db.base import utcnow
 from portal.sessions.models import WebSession
 
@@ -43,13 +42,13 @@ def hash_session_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-async def start_session(session: AsyncSession, user: User) -> str:
-    """A new session for `user`; returns the cookie value (shown to the browser only)."""
+async def start_session(session: AsyncSession, user_id: str) -> str:
+    """A new session for `user_id`; returns the cookie value (shown to the browser only)."""
     secret = new_session_secret()
     now = utcnow()
     session.add(
         WebSession(
-            user_id=user.id,
+            user_id=user_id,
             session_hash=hash_session_secret(secret),
             created_at=now,
             last_seen_at=now,
@@ -60,20 +59,16 @@ async def start_session(session: AsyncSession, user: User) -> str:
     return secret
 
 
-async def resolve_session(session: AsyncSession, secret: str) -> tuple[WebSession, User] | None:
-    """The live session and its user for a cookie value, or None (expired ones are removed)."""
+async def resolve_session(session: AsyncSession, secret: str) -> WebSession | None:
+    """The live session for a cookie value, or None (expired ones are removed). Its user
+    is `web_session.user_id` (sessions go with their account: ON DELETE CASCADE)."""
     if not secret or len(secret) > 100:
         return None
-    row = (
-        await session.execute(
-            select(WebSession, User)
-            .join(User, User.id == WebSession.user_id)
-            .where(WebSession.session_hash == hash_session_secret(secret))
-        )
-    ).first()
-    if row is None:
+    web_session = await session.scalar(
+        select(WebSession).where(WebSession.session_hash == hash_session_secret(secret))
+    )
+    if web_session is None:
         return None
-    web_session, user = row
     now = utcnow()
     if web_session.expires_at <= now or web_session.last_seen_at + IDLE_TIMEOUT <= now:
         await session.delete(web_session)
@@ -82,7 +77,7 @@ async def resolve_session(session: AsyncSession, secret: str) -> tuple[WebSessio
     if web_session.last_seen_at + _SEEN_RESOLUTION <= now:
         web_session.last_seen_at = now
         await session.flush()
-    return web_session, user
+    return web_session
 
 
 async def end_session(session: AsyncSession, secret: str) -> None:

@@ -3,6 +3,9 @@
 Both are written in the caller's transaction, keyed by LiteLLM's call id, and the
 call's reservation is released in the same transaction. Settling the same call again
 (duplicate callback, spool replay) writes nothing new.
+
+The only writer of `usage_records`: rows are written here at settlement and anonymised
+here when retention says so (`anonymise_records`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits import ledger, reservations
@@ -19,7 +22,7 @@ from portal.credits.models import CauseType, EntryKind
 from portal.tokens.service import touch_last_used
 from portal.usage.models import CallStatus, UsageRecord
 
-__all__ = ["FinishedCall", "settle_call"]
+__all__ = ["AnonymisedRecord", "FinishedCall", "anonymise_records", "settle_call"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +95,34 @@ async def settle_call(session: AsyncSession, call: FinishedCall) -> bool:
     if call.token_id:
         await touch_last_used(session, call.token_id, call.ended_at)
     return True
+
+
+@dataclass(frozen=True)
+class AnonymisedRecord:
+    """What an anonymised usage record keeps instead of its key and times."""
+
+    id: int
+    call_id: str  # replaces LiteLLM's call id (the ledger debit carries the same id)
+    started_at: datetime  # the day only
+    ended_at: datetime
+
+
+async def anonymise_records(session: AsyncSession, records: list[AnonymisedRecord]) -> None:
+    """Retention: the records no longer say who made them (user, token), which call they
+    were, or the time of day; model, token counts and cost stay."""
+    if records:
+        await session.execute(
+            update(UsageRecord),
+            [
+                {
+                    "id": r.id,
+                    "user_id": None,
+                    "token_id": None,
+                    "call_id": r.call_id,
+                    "started_at": r.started_at,
+                    "ended_at": r.ended_at,
+                    "created_at": r.started_at,
+                }
+                for r in records
+            ],
+        )

@@ -15,9 +15,8 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from portal.billing import views as billing_views
+from portal.credits.low_balance import low_balance_notices, threshold_units
 from portal.db import Database, open_database
-from portal.email.low_balance import low_balance_notices, threshold_units
 from portal.email.service import Mailer, mailer_from_settings
 from portal.observability import portal as observability
 from portal.settings import Settings, get_settings
@@ -25,7 +24,7 @@ from portal.web.cookies import CookiePolicy
 from portal.web.deps import require_csrf
 from portal.web.errors import install_error_handlers
 from portal.web.middleware import BodySizeLimit, BrowserCookie, SecurityHeaders
-from portal.web.routes import account, api, assets, auth, dashboard, health, tokens
+from portal.web.routes import account, api, assets, auth, billing, dashboard, health, tokens
 
 __all__ = ["create_app"]
 
@@ -56,9 +55,9 @@ def create_app(
                 jobs.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs
-            billing = getattr(app.state, "billing", None)  # built on first use
-            if billing is not None:
-                await billing.aclose()
+            billing_context = getattr(app.state, "billing", None)  # built on first use
+            if billing_context is not None:
+                await billing_context.aclose()
             if owned:
                 await app.state.database.dispose()
 
@@ -82,7 +81,7 @@ def create_app(
     app.include_router(tokens.router, dependencies=csrf)
     app.include_router(account.router, dependencies=csrf)
     app.include_router(api.router, dependencies=csrf)
-    app.include_router(billing_views.router)  # pages CSRF-checked, webhook signed
+    app.include_router(billing.router)  # pages CSRF-checked, webhook signed
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     install_error_handlers(app)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 
+from portal.accounts import service as accounts
 from portal.accounts.models import User
 from portal.db import Database
 from portal.email.service import Mailer
@@ -71,10 +72,10 @@ async def _maybe_user(request: Request, db: DatabaseDep) -> SignedIn | None:
     if not secret or request.scope["state"].get("wfg_cookie"):
         return None
     async with db.transaction() as session:
-        found = await resolve_session(session, secret)
-    if found is None:
+        web_session = await resolve_session(session, secret)
+        user = await accounts.get_by_id(session, web_session.user_id) if web_session else None
+    if web_session is None or user is None:
         return None
-    web_session, user = found
     return SignedIn(user=user, session_id=web_session.id)
 
 

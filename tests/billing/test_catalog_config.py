@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from portal.config.billing_settings import BillingSettings
 from portal.cli.main import main
 from portal.config import ConfigError, load_config
+from portal.config.billing_settings import BillingSettings
 from portal.settings import PROJECT_ROOT
 
 

@@ -10,8 +10,8 @@ import yaml
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from portal.db.migrate import alembic_config
 from portal.cli.prisma_schema import render_prisma_schema
+from portal.db.migrate import alembic_config
 from portal.settings import PROJECT_ROOT
 from tests.cli.conftest import Admin, side_by_side
 

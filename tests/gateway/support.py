@@ -18,9 +18,9 @@ from functools import cache
 
 from sqlalchemy import select
 
-from portal.credits.pricing import PricedConfig, load_priced_config
 from portal.credits import ledger
 from portal.credits.models import CreditAccount
+from portal.credits.pricing import PricedConfig, load_priced_config
 from portal.credits.units import usd_to_units
 from portal.db import Database
 from portal.settings import PROJECT_ROOT

@@ -34,6 +34,7 @@ from portal.db import Database, open_database
 from portal.usage.models import CallStatus
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.gateway import (
+    Closing,
     MakeUser,
     RunningGateway,
     config_copy,
@@ -338,11 +339,15 @@ async def test_a_client_that_leaves_mid_stream_cancels_the_upstream_and_pays_onc
 
 
 async def test_a_client_that_leaves_a_hung_plain_call_cancels_it_and_is_not_charged(
-    gateway: RunningGateway, db: Database, make_user: MakeUser, fresh_upstream: FakeUpstream
+    gateway: RunningGateway,
+    db: Database,
+    make_user: MakeUser,
+    fresh_upstream: FakeUpstream,
+    closing: Closing,
 ) -> None:
     fresh_upstream.hang_next(count=3)
     user = await make_user("1")
-    client = gateway.async_client(user.token, timeout=60)
+    client = closing(gateway.async_client(user.token, timeout=60))
     call = asyncio.ensure_future(
         client.chat.completions.create(
             model=MODELS["chat"], messages=[{"role": "user", "content": PROMPT}], max_tokens=50
@@ -354,7 +359,6 @@ async def test_a_client_that_leaves_a_hung_plain_call_cancels_it_and_is_not_char
     call.cancel()  # the client gives up: its connection closes
     with pytest.raises(asyncio.CancelledError):
         await call
-    await client.close()
 
     await eventually(lambda: fresh_upstream.calls_hanging == 0, seconds=20, what="cancelled")
     (record,) = await settled_usage(db, user.user_id, 1)
@@ -434,11 +438,14 @@ async def assert_failed_unbilled(db: Database, user_id: str, status: int) -> Non
 
 
 async def test_a_hung_upstream_fails_a_stream_within_the_first_byte_timeout(
-    short_timeouts: RunningGateway, short_db: Database, fresh_upstream: FakeUpstream
+    short_timeouts: RunningGateway,
+    short_db: Database,
+    fresh_upstream: FakeUpstream,
+    closing: Closing,
 ) -> None:
     fresh_upstream.hang_next(count=20)  # every retry and fallback would hang too
     user = await funded_user(short_db, units=FUNDING)
-    client = short_timeouts.async_client(user.token, timeout=120)
+    client = closing(short_timeouts.async_client(user.token, timeout=120))
 
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as refused:
@@ -449,7 +456,6 @@ async def test_a_hung_upstream_fails_a_stream_within_the_first_byte_timeout(
             stream=True,
         )
     elapsed = time.monotonic() - started
-    await client.close()
 
     assert refused.value.status_code == 504, refused.value.body
     assert refused.value.type == "api_error" and refused.value.code == "timeout"
@@ -459,13 +465,16 @@ async def test_a_hung_upstream_fails_a_stream_within_the_first_byte_timeout(
 
 
 async def test_a_hung_upstream_fails_a_plain_call_within_one_deadline_across_retries(
-    short_timeouts: RunningGateway, short_db: Database, fresh_upstream: FakeUpstream
+    short_timeouts: RunningGateway,
+    short_db: Database,
+    fresh_upstream: FakeUpstream,
+    closing: Closing,
 ) -> None:
     # gpt-4o-mini: 3 attempts of 3 s, then its fallback's 3 attempts: 18 s without the
     # request deadline of 8 s.
     fresh_upstream.hang_next(count=20)
     user = await funded_user(short_db, units=FUNDING)
-    client = short_timeouts.async_client(user.token, timeout=120)
+    client = closing(short_timeouts.async_client(user.token, timeout=120))
 
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as refused:
@@ -473,7 +482,6 @@ async def test_a_hung_upstream_fails_a_plain_call_within_one_deadline_across_ret
             model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}], max_tokens=50
         )
     elapsed = time.monotonic() - started
-    await client.close()
 
     assert refused.value.status_code == 504, refused.value.body
     assert elapsed < REQUEST_SECONDS + MARGIN_SECONDS, elapsed

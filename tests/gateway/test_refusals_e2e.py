@@ -21,7 +21,7 @@ from tests.fixtures.gateway import (
     RunningGateway,
     config_with_unpriced_model,
 )
-from tests.gateway.support import expected_units, money, settled_usage
+from tests.gateway.support import money, settled_usage
 
 pytestmark = pytest.mark.gateway
 
@@ -181,7 +181,6 @@ async def test_a_request_cannot_set_its_own_price(
     assert fresh_upstream.requests == []
     state = await money(db, user.user_id)
     assert (state.balance, state.reserved) == (10**9, 0)
-
 
 
 async def test_a_model_with_no_price_is_refused(

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from portal.credits.low_balance import low_balance_notices
 from portal.db import Database
 from portal.db.base import utcnow
-from portal.email.low_balance import low_balance_notices
 from portal.tokens.service import authenticate
 from portal.usage.models import UsageRecord
 from tests.portal.conftest import SignedInUser

@@ -163,8 +163,7 @@ def test_every_bad_value_is_named_at_once(clean_environment: pytest.MonkeyPatch)
     with pytest.raises(InvalidSettings) as refused:
         Settings.from_env()
     assert str(refused.value) == (
-        "GATEWAY_PORT must be a port number, got 'http'; "
-        "LOG_FORMAT must be json or text, got 'xml'"
+        "GATEWAY_PORT must be a port number, got 'http'; LOG_FORMAT must be json or text, got 'xml'"
     )
 
 
@@ -175,7 +174,11 @@ def test_unknown_litellm_levels_fall_back_to_warning() -> None:
 
 def test_secrets_stay_out_of_repr() -> None:
     settings = Settings.from_env(
-        {"STRIPE_SECRET_KEY": "sk_x1", "STRIPE_WEBHOOK_SECRET": "whsec_x2", "METRICS_TOKEN": "mtok_x3"}
+        {
+            "STRIPE_SECRET_KEY": "sk_x1",
+            "STRIPE_WEBHOOK_SECRET": "whsec_x2",
+            "METRICS_TOKEN": "mtok_x3",
+        }
     )
     for secret in ("sk_x1", "whsec_x2", "mtok_x3"):
         assert secret not in repr(settings) and secret not in str(settings)

@@ -9,9 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from portal.accounts import flows
 from portal.accounts.flows import FlowError, Throttled
 from portal.accounts.models import User
-from portal.billing.views import app_billing
 from portal.privacy import flows as privacy_flows
-from portal.privacy.deletion import delete_account
 from portal.privacy.leftovers import erase_leftovers
 from portal.sessions import service as sessions
 from portal.tokens import auth_cache
@@ -19,6 +17,7 @@ from portal.web.cookies import clear_browser_secret, replace_browser_secret
 from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, SettingsDep
 from portal.web.downloads import export_download
 from portal.web.forms import FormError, read_form
+from portal.web.routes.billing import app_billing
 from portal.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -76,7 +75,7 @@ async def change_password(
                 new=form["new_password"],
                 base_url=settings.portal_public_url,
             )
-            secret = await sessions.start_session(session, user)  # this browser stays in
+            secret = await sessions.start_session(session, user.id)  # this browser stays in
     except (FormError, FlowError) as problem:
         return await _refused(request, viewer, db, problem, "password_error")
     await mailer.send(mail)
@@ -128,11 +127,9 @@ async def delete(
         if form["confirm"] != "yes":
             raise FormError("Tick the box to confirm that you want to delete your account.")
         await _admit_password_reentry(db, viewer.user.id)
-        async with db.transaction() as session:
-            user = await session.get(User, viewer.user.id)
-            deleted = await delete_account(
-                session, user, password=form["password"], billing=app_billing(request.app)
-            )
+        deleted = await privacy_flows.delete_account(
+            db, app_billing(request.app), user_id=viewer.user.id, password=form["password"]
+        )
     except (FormError, FlowError) as problem:
         return await _refused(request, viewer, db, problem, "delete_error")
     except stripe.StripeError:

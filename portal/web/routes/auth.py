@@ -157,7 +157,7 @@ async def signin(request: Request, db: DatabaseDep) -> Response:
             user = await flows.sign_in(
                 session, email=form["email"], password=form["password"], client=client
             )
-            secret = await sessions.start_session(session, user)
+            secret = await sessions.start_session(session, user.id)
             old = request.scope["state"].get("wfg_secret")
             if old:  # rotation: whatever session the old cookie named ends here
                 await sessions.end_session(session, old)

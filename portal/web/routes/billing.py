@@ -1,5 +1,5 @@
-"""Billing routes: the Billing page, Checkout (start, success, cancel), the Billing Portal
-button, and Stripe's webhook endpoint.
+"""Billing routes (the views of `portal.billing`): the Billing page, Checkout (start,
+success, cancel), the Billing Portal button, and Stripe's webhook endpoint.
 
 `router` carries both: the pages with the portal's CSRF check, the webhook without it
 (Stripe cannot send a CSRF token; the signature is its proof), so app.py includes it
