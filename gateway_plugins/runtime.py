@@ -72,7 +72,7 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
     return GatewayRuntime(
         settings=settings,
         config=config,
-        database=open_database(settings.database_url),
+        database=open_database(settings.database_url, pre_ping=False),
         spool=Spool(settings.spool_dir),
         router=router,
         limiter=RateLimiter(settings.redis_url, redis),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from gateway_plugins import metrics
 from portal.db import Database
@@ -25,14 +26,30 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = 2
 RETRY_PAUSE_SECONDS = 0.05
+TOUCH_EVERY_SECONDS = 60  # a token's last_used_at is written at most once a minute
+
+_touched: dict[str, float] = {}  # token id -> time.monotonic() of the last write
+
+
+def _touch_due(token_id: str | None) -> bool:
+    if token_id is None:
+        return False
+    now = time.monotonic()
+    if now - _touched.get(token_id, -TOUCH_EVERY_SECONDS) < TOUCH_EVERY_SECONDS:
+        return False
+    if len(_touched) > 100_000:
+        _touched.clear()
+    _touched[token_id] = now
+    return True
 
 
 async def settle(database: Database, spool: Spool, call: FinishedCall) -> None:
     """Commit the call's record and debit, or spool it durably. Never raises."""
+    touch = _touch_due(call.token_id)
     for attempt in range(ATTEMPTS):
         try:
             async with database.transaction() as session:
-                settled = await settle_call(session, call)
+                settled = await settle_call(session, call, touch_token=touch)
         except Exception as exc:
             metrics.USAGE_WRITE_FAILURES.inc()
             log.warning("usage settlement attempt %d failed: %s", attempt + 1, type(exc).__name__)

@@ -77,13 +77,15 @@ async def post_entry(
     )
     if not inserted:
         return False
-    await ensure_account(session, user_id)
-    await session.execute(
+    move = (
         update(CreditAccount)
         .where(CreditAccount.user_id == user_id)
-        .values(balance=CreditAccount.balance + amount),
-        execution_options=WITHOUT_SESSION_SYNC,
+        .values(balance=CreditAccount.balance + amount)
     )
+    moved = await session.execute(move, execution_options=WITHOUT_SESSION_SYNC)
+    if not moved.rowcount:  # type: ignore[attr-defined]  # first entry of this user
+        await ensure_account(session, user_id)
+        await session.execute(move, execution_options=WITHOUT_SESSION_SYNC)
     return True
 
 

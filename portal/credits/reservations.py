@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits.models import CreditAccount, Reservation
@@ -36,8 +36,8 @@ async def reserve(
             "Top up your credits in the portal, or lower max_tokens."
         )
     now = utcnow()
-    session.add(
-        Reservation(
+    await session.execute(
+        insert(Reservation).values(
             call_id=call_id,
             user_id=user_id,
             amount=amount,
@@ -45,7 +45,6 @@ async def reserve(
             expires_at=now + timedelta(seconds=ttl_seconds),
         )
     )
-    await session.flush()
 
 
 async def _try_hold(session: AsyncSession, user_id: str, amount: int) -> bool:

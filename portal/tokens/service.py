@@ -99,23 +99,30 @@ async def authenticate(session: AsyncSession, plaintext: str) -> TokenIdentity:
     if not looks_like_token(plaintext):
         raise InvalidToken("Invalid gateway token. Create one in the portal under Tokens.")
     token_hash = hash_token(plaintext)
-    row = (
+    row = (  # columns, not entities: this runs on every gateway call without Redis
         await session.execute(
-            select(GatewayToken, User)
+            select(
+                GatewayToken.id,
+                GatewayToken.revoked_at,
+                GatewayToken.expires_at,
+                User.id.label("user_id"),
+                User.plan,
+                User.status,
+                User.email_verified_at,
+            )
             .join(User, User.id == GatewayToken.user_id)
             .where(GatewayToken.token_hash == token_hash)
         )
     ).first()
     if row is None:
         raise InvalidToken("Invalid gateway token. Create one in the portal under Tokens.")
-    token, user = row
-    if token.revoked_at is not None:
+    if row.revoked_at is not None:
         raise TokenRevoked("This gateway token has been revoked. Create a new one in the portal.")
-    identity = TokenIdentity(token.id, user.id, token_hash, token.expires_at, user.plan)
+    identity = TokenIdentity(row.id, row.user_id, token_hash, row.expires_at, row.plan)
     check_expiry(identity)
-    if user.status != AccountStatus.ACTIVE:
+    if row.status != AccountStatus.ACTIVE:
         raise AccountSuspended("This account is suspended. Contact support.")
-    if not user.is_verified:
+    if row.email_verified_at is None:
         raise EmailNotVerified(
             "Verify your email address before using the gateway: "
             "follow the link we emailed you, or ask for a new one in the portal."

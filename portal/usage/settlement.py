@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits import ledger, reservations
 from portal.credits.models import CauseType, EntryKind
+from portal.db.base import utcnow
+from portal.db.upsert import insert_ignore_returning_id
 from portal.tokens.service import touch_last_used
 from portal.usage.models import CallStatus, UsageRecord
 
@@ -60,27 +62,41 @@ class FinishedCall:
         return cls(**values)
 
 
-async def settle_call(session: AsyncSession, call: FinishedCall) -> bool:
-    """Record the call, debit it, release its hold. False if it was already settled."""
+_RECORD_FIELDS = (
+    "user_id", "token_id", "model", "status", "prompt_tokens", "completion_tokens",
+    "cached_tokens", "reasoning_tokens", "upstream_cost_nano_usd", "credits",
+    "http_status", "error_type", "started_at", "ended_at",
+)  # fmt: skip
+
+
+async def settle_call(
+    session: AsyncSession, call: FinishedCall, *, touch_token: bool = True
+) -> bool:
+    """Record the call, debit it, release its hold. False if it was already settled.
+
+    The common case is a new call: one INSERT … ON CONFLICT DO NOTHING RETURNING id
+    (Core, not the ORM: this runs once per gateway call). A conflict means the call was
+    settled before (a replay), or only its failed attempt was (then it is upgraded)."""
     if call.credits < 0:
         raise ValueError("a call cannot credit the user")
-    record = await session.scalar(select(UsageRecord).where(UsageRecord.call_id == call.call_id))
-    if record is not None and not (
-        record.status == CallStatus.FAILED and call.status == CallStatus.SUCCESS
-    ):
-        await reservations.release(session, call.call_id)
-        return False
-    if record is None:
-        record = UsageRecord(call_id=call.call_id)
-        session.add(record)
-    # A failed attempt row is upgraded when the same call later succeeds (fallbacks).
-    for name in (
-        "user_id", "token_id", "model", "status", "prompt_tokens", "completion_tokens",
-        "cached_tokens", "reasoning_tokens", "upstream_cost_nano_usd", "credits",
-        "http_status", "error_type", "started_at", "ended_at",
-    ):  # fmt: skip
-        setattr(record, name, getattr(call, name))
-    await session.flush()
+    values = {name: getattr(call, name) for name in _RECORD_FIELDS}
+    record_id = await insert_ignore_returning_id(
+        session, UsageRecord, call_id=call.call_id, created_at=utcnow(), **values
+    )
+    if record_id is None:
+        record = await session.scalar(
+            select(UsageRecord).where(UsageRecord.call_id == call.call_id)
+        )
+        if record is None or not (
+            record.status == CallStatus.FAILED and call.status == CallStatus.SUCCESS
+        ):
+            await reservations.release(session, call.call_id)
+            return False
+        # A failed attempt row is upgraded when the same call later succeeds (fallbacks).
+        for name, value in values.items():
+            setattr(record, name, value)
+        await session.flush()
+        record_id = record.id
     if call.credits:
         await ledger.post_entry(
             session,
@@ -89,10 +105,10 @@ async def settle_call(session: AsyncSession, call: FinishedCall) -> bool:
             kind=EntryKind.DEBIT,
             cause_type=CauseType.USAGE,
             cause_id=call.call_id,
-            usage_record_id=record.id,
+            usage_record_id=record_id,
         )
     await reservations.release(session, call.call_id)
-    if call.token_id:
+    if call.token_id and touch_token:
         await touch_last_used(session, call.token_id, call.ended_at)
     return True
 

@@ -58,6 +58,9 @@ def create_app(
             billing_context = getattr(app.state, "billing", None)  # built on first use
             if billing_context is not None:
                 await billing_context.aclose()
+            readiness = getattr(app.state, "readiness_redis", None)  # made on first /readyz
+            if readiness is not None:
+                await readiness.aclose()
             if owned:
                 await app.state.database.dispose()
 
