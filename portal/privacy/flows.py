@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 import stripe
+from sqlalchemy.exc import DBAPIError
 
 from portal.accounts.models import User
 from portal.billing import flows as billing_flows
@@ -61,13 +62,32 @@ async def delete_account(
         account = await billing_service.get_account(session, user_id)
     customer_id = account.stripe_customer_id if account is not None else None
     await billing_flows.cancel_subscriptions(billing, customer_id)
-    async with db.transaction() as session:
-        user = await session.get(User, user_id)
-        if user is None:
-            raise NotFound("no such account")
-        deleted = await erase_account(session, user)
+    for attempt in range(_ERASE_ATTEMPTS):
+        try:
+            async with db.transaction() as session:
+                user = await session.get(User, user_id)
+                if user is None:
+                    raise NotFound("no such account")
+                deleted = await erase_account(session, user)
+            break
+        except DBAPIError as exc:
+            # The cancellation's own webhooks may be writing this person's billing rows
+            # right now; PostgreSQL then aborts one side of the deadlock: retry ours.
+            if attempt + 1 == _ERASE_ATTEMPTS or not _is_transient(exc):
+                raise
     await _cancel_late_subscriptions(billing, customer_id)
     return deleted
+
+
+_ERASE_ATTEMPTS = 3
+_TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
+
+
+def _is_transient(error: DBAPIError) -> bool:
+    for cause in (error.orig, getattr(error.orig, "__cause__", None)):
+        if getattr(cause, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+            return True
+    return False
 
 
 async def _cancel_late_subscriptions(billing: Billing, customer_id: str | None) -> None:
