@@ -63,11 +63,16 @@ class Call:
 
     @property
     def api(self) -> ApiFormat:
-        return "anthropic" if self.kind == "messages" else "openai"
+        return api_of(self.kind)
+
+
+def api_of(kind: str) -> ApiFormat:
+    """The error format of an endpoint: Anthropic's on /v1/messages, OpenAI's elsewhere."""
+    return "anthropic" if kind == "messages" else "openai"
 
 
 async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response | MeteredStream:
-    api: ApiFormat = "anthropic" if kind == "messages" else "openai"
+    api = api_of(kind)
     seen: dict[str, Any] = {}
     try:
         call = await _admit(runtime, http, kind, seen)
@@ -111,7 +116,7 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
         raise ModelNotPriced(f"Model {valid.model!r} is not available: it has no price configured.")
     call_id = str(uuid.uuid4())
     context.call_id.set(call_id)
-    limits = settings.limits.for_plan(identity.plan)
+    limits = runtime.limits_for(identity)
     slot = await runtime.limiter.admit(identity.user_id, limits, runtime.deadline_seconds)
     try:
         prompt_tokens = litellm_bridge.count_prompt_tokens(kind, valid.params)
