@@ -1,7 +1,11 @@
-"""Account records: create, look up, verify, change, delete. Callers own the transaction.
+"""Account records: create, look up, verify, suspend, change, delete. Callers own the
+transaction.
 
-Every change to what the gateway checks (verification, email, password, deletion) goes
-through a function here, so caches of account state have one place to be invalidated."""
+Every change to what a gateway token check answers (verification, suspension, plan,
+deletion) goes through a function here, and that function has the gateways' cached
+checks of the user's tokens dropped once the caller's transaction commits
+(`gateway_cache.drop_user_after_commit`); callers do nothing more. A password does not
+enter a token check, so changing it leaves the cache alone."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from portal.accounts.gateway_cache import drop_user_after_commit
 from portal.accounts.models import AccountStatus, User
 from portal.accounts.passwords import hash_password_async
 from portal.db.base import utcnow
@@ -30,6 +35,8 @@ __all__ = [
     "set_password",
     "set_password_hash",
     "set_plan",
+    "suspend_user",
+    "unsuspend_user",
 ]
 
 # Line and paragraph separators end a line in mail text as surely as CR/LF do.
@@ -112,6 +119,30 @@ async def mark_verified(session: AsyncSession, user: User) -> None:
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
         await session.flush()
+        drop_user_after_commit(session, user.id)
+
+
+async def suspend_user(session: AsyncSession, user_id: str) -> bool:
+    """Refuse the account's tokens at every gateway (and its sign-ins) from the commit
+    on; NotFound for no such account. True when it was active until now."""
+    return await _set_status(session, user_id, AccountStatus.SUSPENDED)
+
+
+async def unsuspend_user(session: AsyncSession, user_id: str) -> bool:
+    """Make a suspended account active again; True when it was suspended until now."""
+    return await _set_status(session, user_id, AccountStatus.ACTIVE)
+
+
+async def _set_status(session: AsyncSession, user_id: str, status: str) -> bool:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such account")
+    changed = user.status != status
+    if changed:
+        user.status = status
+        await session.flush()
+    drop_user_after_commit(session, user.id)  # also on a repeat: a retry after Redis failed
+    return changed
 
 
 async def set_password(session: AsyncSession, user: User, password: str) -> None:
@@ -134,16 +165,22 @@ async def change_email(session: AsyncSession, user: User, new_email: str) -> Non
     user.email = new_email
     user.email_verified_at = utcnow()
     await session.flush()
+    drop_user_after_commit(session, user.id)
 
 
 async def set_plan(session: AsyncSession, user_id: str, plan: str) -> None:
-    """The plan whose limits the gateway applies (billing sets it from the subscription)."""
+    """The plan whose limits the gateway applies (billing sets it from the subscription);
+    gateways re-read it after the commit rather than when their cached check expires."""
     await session.execute(update(User).where(User.id == user_id).values(plan=plan))
+    drop_user_after_commit(session, user_id)
 
 
 async def delete_user(session: AsyncSession, user: User) -> None:
     """Remove the account row. The schema does the rest: rows that belong only to the
     person (tokens, sessions, links, email log) cascade; usage and ledger rows are kept
-    for accounting with their `user_id` set to NULL."""
+    for accounting with their `user_id` set to NULL. The gateways' cached checks of the
+    account's tokens are dropped after the commit."""
+    user_id = user.id
     await session.delete(user)
     await session.flush()
+    drop_user_after_commit(session, user_id)

@@ -130,7 +130,6 @@ async def fulfil_redirect(
     async with database.transaction() as session:
         applied = await service.apply_findings(session, findings, expected_user_id=user_id)
     assert applied is not None
-    await service.announce_plan_change(applied, billing)
     return RedirectResult(findings, applied)
 
 
@@ -154,7 +153,6 @@ async def sync_user(database: Database, billing: Billing, *, user_id: str) -> Ap
         applied = await service.apply_findings(session, findings, expected_user_id=user_id)
         if applied is not None:
             applied.closed_events = await events.close_for_customer(session, customer_id)
-    await service.announce_plan_change(applied, billing)
     return applied
 
 

@@ -22,7 +22,6 @@ class Billing:
     public_url: str
     stripe_gateway: StripeGateway | None = None
     webhook_secret: str | None = field(default=None, repr=False)
-    redis_url: str | None = field(default=None, repr=False)  # to announce plan changes
 
     @property
     def enabled(self) -> bool:
@@ -54,7 +53,6 @@ def build_billing(settings: Settings, catalog: BillingSettings | None = None) ->
         public_url=settings.portal_public_url.rstrip("/"),
         stripe_gateway=gateway,
         webhook_secret=settings.stripe_webhook_secret,
-        redis_url=settings.redis_url,
     )
 
 

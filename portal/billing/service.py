@@ -35,18 +35,15 @@ from portal.billing.reads import (
     Reversal,
     SubscriptionState,
 )
-from portal.billing.runtime import Billing
 from portal.config.billing_settings import FREE_PLAN
 from portal.credits import ledger
 from portal.credits.models import CauseType, EntryKind
 from portal.db.base import utcnow
 from portal.db.upsert import insert_ignore
 from portal.errors import NotFound
-from portal.tokens import auth_cache
 
 __all__ = [
     "Applied",
-    "announce_plan_change",
     "apply_findings",
     "billing_export",
     "get_account",
@@ -263,13 +260,6 @@ async def apply_findings(
             applied.released_units += moved
     await session.flush()
     return applied
-
-
-async def announce_plan_change(applied: Applied | None, billing: Billing) -> None:
-    """After the commit: drop the gateways' cached checks of the user's tokens, so a new
-    plan (and its rate limits) applies at once rather than when the cache expires."""
-    if applied is not None and applied.state_applied:
-        await auth_cache.invalidate_user(applied.user_id, redis_url=billing.redis_url)
 
 
 def has_live_subscription(account: BillingAccount | None) -> bool:

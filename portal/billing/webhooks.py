@@ -231,7 +231,6 @@ async def handle_event(
             customer_id=findings.customer_id or _customer_named(obj),
             object_id=obj["id"],
         )
-    await service.announce_plan_change(applied, billing)
     if unmatched is not None:
         log.warning("stripe event %s (%s): unmatched, %s", event_id, event_type, unmatched)
         return "unmatched"

@@ -38,6 +38,7 @@ def register(groups: Any) -> None:
 
 async def billing_sync(args: argparse.Namespace, settings: Settings | None = None) -> int:
     from portal.accounts import service as accounts
+    from portal.accounts.gateway_cache import use_redis
     from portal.billing import flows
     from portal.billing import service as billing_service
     from portal.billing.runtime import build_billing
@@ -50,6 +51,7 @@ async def billing_sync(args: argparse.Namespace, settings: Settings | None = Non
     if not billing.enabled:
         raise CommandError("STRIPE_SECRET_KEY is not set")
     database = open_database(settings.database_url, pool_size=1)
+    use_redis(database, settings.redis_url)  # a plan change reaches the gateways at once
     try:
         async with database.session() as session:
             user = await accounts.require_by_email(session, args.email)
@@ -79,6 +81,7 @@ async def billing_sync(args: argparse.Namespace, settings: Settings | None = Non
 
 
 async def billing_replay(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    from portal.accounts.gateway_cache import use_redis
     from portal.billing import webhooks
     from portal.billing.runtime import build_billing
     from portal.db import open_database
@@ -90,6 +93,7 @@ async def billing_replay(args: argparse.Namespace, settings: Settings | None = N
     if not billing.enabled:
         raise CommandError("STRIPE_SECRET_KEY is not set")
     database = open_database(settings.database_url, pool_size=1)
+    use_redis(database, settings.redis_url)  # a plan change reaches the gateways at once
     try:
         event = await billing.stripe.retrieve_event(args.event_id)
         try:

@@ -22,9 +22,12 @@ class CommandError(Exception):
 
 @asynccontextmanager
 async def transaction() -> AsyncIterator[AsyncSession]:
-    from portal.db import open_database  # SQLAlchemy only for commands that need it
+    from portal.accounts.gateway_cache import use_redis  # SQLAlchemy and Redis only for
+    from portal.db import open_database  # the commands that need them
 
-    database = open_database(get_settings().database_url, pool_size=1)
+    settings = get_settings()
+    database = open_database(settings.database_url, pool_size=1)
+    use_redis(database, settings.redis_url)  # revocations and suspensions reach gateways
     try:
         async with database.transaction() as session:
             yield session

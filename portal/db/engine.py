@@ -2,6 +2,9 @@
 
 Services take an `AsyncSession` and never commit: the caller owns the transaction, so a
 debit and its ledger row commit together (`async with db.transaction() as session`).
+What must follow the commit (dropping the gateways' cached token checks) the services
+register on that session themselves (`portal.db.effects.after_commit`); the transaction
+runs it after the COMMIT and drops it on rollback.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL
@@ -20,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from portal.db import effects
 from portal.db.urls import is_sqlite, to_async_url
 
 __all__ = ["Database", "open_database"]
@@ -32,17 +37,27 @@ class Database:
     url: URL
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    session_info: dict[str, Any] = field(default_factory=dict)
+    """Copied into each session's `info`: what an entry point tells the services through
+    their session (the auth cache's Redis URL, `accounts.gateway_cache.use_redis`)."""
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commit on success, roll back on any exception."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """One unit of work: commit on success, roll back on any exception. Effects
+        registered on the session (`portal.db.effects`) run after the commit, once the
+        session is closed; a rollback drops them."""
+        async with self.sessions() as session:
+            session.info.update(self.session_info)
+            collector = effects.attach(session)
+            async with session.begin():
+                yield session
+        await collector.run()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session for reads (and for callers that manage commits themselves)."""
         async with self.sessions() as session:
+            session.info.update(self.session_info)
             yield session
 
     async def checkpoint(self) -> bool:

@@ -4,6 +4,9 @@ Every token is revoked, every session ends, operator notes on the ledger are cle
 and the account row is removed. The schema finishes the job (`privacy.linked`): rows
 that only describe the person cascade away; usage records and ledger entries are kept
 for accounting with `user_id` set to NULL, so nothing left points to the person.
+Once the caller's transaction commits, the gateways' cached checks of the account's
+tokens are dropped: `tokens.revoke_token` and `accounts.delete_user` register that on
+the session themselves (`portal.db.effects`); a rollback drops nothing.
 
 The Stripe subscription is canceled before this runs, outside the transaction
 (`privacy.flows.delete_account` says why in that order). What lies outside the database

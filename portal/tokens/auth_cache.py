@@ -2,17 +2,18 @@
 
 With `REDIS_URL` set, the gateway keeps what a valid token resolves to (the content-free
 `TokenIdentity`, plan included) in Redis for `AUTH_CACHE_TTL_SECONDS`, so most requests
-skip the database. Whoever changes what a token check would answer deletes the entry
-right after its transaction commits, so the change holds on every instance at once:
+skip the database. The services that change what a token check would answer have the
+entry deleted right after their transaction commits, so the change holds on every
+instance at once; callers do nothing (`portal.accounts.gateway_cache`, the writer's
+side, holds the key layout and the invalidation):
 
     async with db.transaction() as session:
-        token = await tokens.revoke_token(session, user_id=..., token_id=...)
-    await auth_cache.invalidate_token(token.token_hash)   # revocation
-    await auth_cache.invalidate_user(user.id)             # suspension, verification,
-                                                          # plan change, deletion
+        await tokens.revoke_token(session, user_id=..., token_id=...)  # drops the token
+        await accounts.suspend_user(session, user_id)  # drops all the user's tokens
+    # committed: both entries are gone (verification, plan change and deletion alike)
 
 Without Redis there is no cache (every request reads the database, which is already
-immediate) and both functions do nothing.
+immediate) and there is nothing to invalidate.
 
 Keys hold no secret and no content (a token's SHA-256 is what the database stores):
 
@@ -38,19 +39,28 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from portal.settings import get_settings
+from portal.accounts.gateway_cache import (
+    FENCE_SECONDS,
+    TOKEN_FENCE_PREFIX,
+    TOKEN_PREFIX,
+    USER_FENCE_PREFIX,
+    USER_PREFIX,
+    drop_token,
+    drop_user,
+    invalidate_token,
+    invalidate_user,
+    redis_client,
+)
 from portal.tokens.service import TokenIdentity
 
 __all__ = ["FENCE_SECONDS", "AuthCache", "invalidate_token", "invalidate_user"]
 
 log = logging.getLogger(__name__)
 
-FENCE_SECONDS = 10
-_PREFIX = "wfg:auth:"
-_TOKEN = _PREFIX + "tok:"
-_USER = _PREFIX + "user:"
-_TOKEN_FENCE = _PREFIX + "fence:tok:"
-_USER_FENCE = _PREFIX + "fence:user:"
+_TOKEN = TOKEN_PREFIX
+_USER = USER_PREFIX
+_TOKEN_FENCE = TOKEN_FENCE_PREFIX
+_USER_FENCE = USER_FENCE_PREFIX
 _FORMAT = 1
 
 # KEYS: token key, user set, token fence, user fence; ARGV: value, ttl, token hash
@@ -63,16 +73,6 @@ redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """
-# KEYS: user set, user fence; ARGV: fence seconds, token key prefix
-_INVALIDATE_USER = """
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
-local hashes = redis.call('SMEMBERS', KEYS[1])
-for _, h in ipairs(hashes) do
-  redis.call('DEL', ARGV[2] .. h)
-end
-redis.call('DEL', KEYS[1])
-return #hashes
-"""
 
 
 class AuthCache:
@@ -84,7 +84,7 @@ class AuthCache:
 
     @classmethod
     def from_url(cls, url: str, ttl_seconds: int) -> AuthCache:
-        return cls(_client(url), ttl_seconds)
+        return cls(redis_client(url), ttl_seconds)
 
     async def get(self, token_hash: str) -> TokenIdentity | None:
         try:
@@ -117,57 +117,13 @@ class AuthCache:
         return bool(written)
 
     async def invalidate_token(self, token_hash: str) -> None:
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(_TOKEN_FENCE + token_hash, "1", ex=FENCE_SECONDS)
-            pipe.delete(_TOKEN + token_hash)
-            await pipe.execute()
+        await drop_token(self.client, token_hash)
 
     async def invalidate_user(self, user_id: str) -> None:
-        await self.client.eval(
-            _INVALIDATE_USER, 2, _USER + user_id, _USER_FENCE + user_id, FENCE_SECONDS, _TOKEN
-        )
+        await drop_user(self.client, user_id)
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-async def invalidate_token(token_hash: str, *, redis_url: str | None = None) -> bool:
-    """Drop one token's cached check on every instance; call after the commit.
-
-    True when done (or there is no cache). False when Redis could not be reached: the
-    change then reaches instances that cached the token within AUTH_CACHE_TTL_SECONDS."""
-    return await _invalidate("token", token_hash, redis_url)
-
-
-async def invalidate_user(user_id: str, *, redis_url: str | None = None) -> bool:
-    """Drop every cached check of a user's tokens (suspension, verification, plan change,
-    deletion); call after the commit. Returns as `invalidate_token` does."""
-    return await _invalidate("user", user_id, redis_url)
-
-
-async def _invalidate(kind: str, key: str, redis_url: str | None) -> bool:
-    settings = get_settings()
-    url = redis_url or settings.redis_url
-    if not url:
-        return True
-    cache = AuthCache.from_url(url, settings.auth_cache_ttl_seconds)
-    try:
-        if kind == "token":
-            await cache.invalidate_token(key)
-        else:
-            await cache.invalidate_user(key)
-    except Exception as exc:
-        log.error("auth cache invalidation failed (%s)", type(exc).__name__)
-        return False
-    finally:
-        await cache.close()
-    return True
-
-
-def _client(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
-    )
 
 
 def _encode(identity: TokenIdentity) -> str:

@@ -1,7 +1,7 @@
 """Token actions a person takes, from the Tokens page or the JSON API: one flow per
-action, each owning its transaction and the side effects that must follow the commit
-(the notice email; dropping a revoked token from every gateway's auth cache). The views
-only translate requests and answers."""
+action, each owning its transaction and the mail that must follow the commit (the
+revoked token's cached checks are dropped by `service.revoke_token` itself, through the
+transaction). The views only translate requests and answers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from portal.db import Database
 from portal.email import messages
 from portal.email.service import Mailer, record
 from portal.errors import NotFound
-from portal.tokens import auth_cache
 from portal.tokens import service as tokens
 from portal.tokens.models import GatewayToken
 
@@ -48,12 +47,8 @@ async def create_token(
     return CreatedToken(plaintext, token)
 
 
-async def revoke_token(
-    db: Database, *, user_id: str, token_id: str, redis_url: str | None
-) -> GatewayToken:
-    """Revoke one of `user_id`'s tokens (another user's is NotFound); after the commit,
-    drop its cached check on every gateway so it is refused at once."""
+async def revoke_token(db: Database, *, user_id: str, token_id: str) -> GatewayToken:
+    """Revoke one of `user_id`'s tokens (another user's is NotFound); once it commits,
+    every gateway refuses it at once (the service has its cached check dropped)."""
     async with db.transaction() as session:
-        token = await tokens.revoke_token(session, user_id=user_id, token_id=token_id[:64])
-    await auth_cache.invalidate_token(token.token_hash, redis_url=redis_url)
-    return token
+        return await tokens.revoke_token(session, user_id=user_id, token_id=token_id[:64])

@@ -1,4 +1,5 @@
-"""Create, list, revoke and authenticate gateway tokens. Callers own the transaction."""
+"""Create, list, revoke and authenticate gateway tokens. Callers own the transaction;
+a revocation has the gateways' cached check of the token dropped after it commits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from portal.accounts.gateway_cache import drop_token_after_commit
 from portal.accounts.models import AccountStatus, User
 from portal.db.base import utcnow
 from portal.db.upsert import WITHOUT_SESSION_SYNC
@@ -86,11 +88,14 @@ async def find_token(session: AsyncSession, *, user_id: str, token_id: str) -> G
 
 
 async def revoke_token(session: AsyncSession, *, user_id: str, token_id: str) -> GatewayToken:
-    """Revoke one of `user_id`'s tokens (another user's token is NotFound)."""
+    """Revoke one of `user_id`'s tokens (another user's token is NotFound). Once the
+    transaction commits, every gateway's cached check of it is dropped (again, for a token
+    already revoked: an operator's retry after Redis was unreachable)."""
     token = await find_token(session, user_id=user_id, token_id=token_id)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         await session.flush()
+    drop_token_after_commit(session, token.token_hash)
     return token
 
 

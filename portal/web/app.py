@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from portal.accounts.gateway_cache import use_redis
 from portal.credits.low_balance import low_balance_notices, threshold_units
 from portal.db import Database, open_database
 from portal.email.service import Mailer, mailer_from_settings
@@ -47,6 +48,7 @@ def create_app(
         owned = database is None
         if owned:
             app.state.database = open_database(settings.database_url)
+            use_redis(app.state.database, settings.redis_url)
         jobs = asyncio.create_task(_low_balance_loop(app)) if background_jobs else None
         try:
             yield
@@ -74,6 +76,7 @@ def create_app(
     app.state.settings = settings
     app.state.mailer = mailer or mailer_from_settings(settings)
     if database is not None:
+        use_redis(database, settings.redis_url)  # the auth cache its services invalidate
         app.state.database = database
 
     csrf = [Depends(require_csrf)]

@@ -3,11 +3,11 @@ checks of that user are dropped after the change commits (not left to expire).""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
 
+from portal.accounts.gateway_cache import use_redis
 from portal.accounts.models import User
 from portal.billing.runtime import Billing
 from portal.billing.webhooks import handle_event
@@ -35,9 +35,9 @@ async def test_a_new_plan_drops_the_users_cached_token_checks_redis(
         stripe_fake.auto_deliver = False
         events = stripe_fake.complete_checkout(session_id)
 
-        with_redis = dataclasses.replace(billing, redis_url=redis_url)
+        use_redis(db, redis_url)  # as the portal app does; nothing else asks for it
         for event in events:
-            await handle_event(db, with_redis, event)
+            await handle_event(db, billing, event)
 
         assert await cache.get(before.token_hash) is None  # every gateway re-reads
         async with db.session() as session:

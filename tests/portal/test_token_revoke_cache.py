@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from portal.accounts.gateway_cache import use_redis
 from portal.accounts.service import create_user
 from portal.db import Database
 from portal.email.service import Mailer
@@ -65,9 +66,8 @@ async def test_the_revoke_flow_drops_the_cached_check(
     )
     assert outbox.last("cache@example.com", "token_created")  # mailed after the commit
     identity = await _cached(db, cache, created.plaintext)
-    await flows.revoke_token(
-        db, user_id=user.id, token_id=created.token.id, redis_url=portal_settings.redis_url
-    )
+    use_redis(db, portal_settings.redis_url)  # as the portal app does
+    await flows.revoke_token(db, user_id=user.id, token_id=created.token.id)
     assert await cache.get(identity.token_hash) is None
 
 

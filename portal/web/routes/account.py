@@ -12,7 +12,6 @@ from portal.accounts.models import User
 from portal.privacy import flows as privacy_flows
 from portal.privacy.leftovers import erase_leftovers
 from portal.sessions import service as sessions
-from portal.tokens import auth_cache
 from portal.web.cookies import clear_browser_secret, replace_browser_secret
 from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, SettingsDep
 from portal.web.downloads import export_download
@@ -120,7 +119,6 @@ async def delete(
     viewer: CurrentUser,
     db: DatabaseDep,
     mailer: MailerDep,
-    settings: SettingsDep,
 ) -> Response:
     try:
         form = await read_form(request, {"password": _PASSWORD, "confirm": ("Confirmation", 10)})
@@ -141,7 +139,6 @@ async def delete(
             delete_error="We could not reach our payment provider to cancel your subscription, "
             "so nothing was deleted. Please try again in a few minutes.",
         )
-    await auth_cache.invalidate_user(viewer.user.id, redis_url=settings.redis_url)
     await mailer.send(deleted.mail)
     await erase_leftovers(db, mailer, deleted.addresses)
     clear_browser_secret(request)

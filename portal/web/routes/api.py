@@ -87,13 +87,9 @@ async def create_token(
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenPublic)
-async def revoke_token(
-    token_id: str, viewer: ApiUser, db: DatabaseDep, settings: SettingsDep
-) -> Any:
+async def revoke_token(token_id: str, viewer: ApiUser, db: DatabaseDep) -> Any:
     try:
-        return await token_flows.revoke_token(
-            db, user_id=viewer.user.id, token_id=token_id, redis_url=settings.redis_url
-        )
+        return await token_flows.revoke_token(db, user_id=viewer.user.id, token_id=token_id)
     except NotFound:
         raise HTTPException(404, "No such token.") from None
 

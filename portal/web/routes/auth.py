@@ -18,7 +18,6 @@ from portal.accounts.models import User
 from portal.db import Database
 from portal.email.service import Mailer
 from portal.sessions import service as sessions
-from portal.tokens import auth_cache
 from portal.web.cookies import browser_secret, clear_browser_secret, replace_browser_secret
 from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, MaybeUser, SettingsDep
 from portal.web.forms import FormError, read_form
@@ -95,12 +94,12 @@ async def signup(
 
 @router.get("/verify", name="verify")
 async def verify(
-    request: Request, db: DatabaseDep, mailer: MailerDep, settings: SettingsDep, viewer: MaybeUser
+    request: Request, db: DatabaseDep, mailer: MailerDep, viewer: MaybeUser
 ) -> Response:
     secret = request.query_params.get("token", "")
     try:
         async with db.transaction() as session:
-            user, mail = await flows.confirm_email_link(session, secret)
+            _user, mail = await flows.confirm_email_link(session, secret)
     except FlowError as problem:
         return render(
             request,
@@ -108,7 +107,6 @@ async def verify(
             {"title": "Link not valid", "text": str(problem), "viewer": viewer},
             status_code=400,
         )
-    await auth_cache.invalidate_user(user.id, redis_url=settings.redis_url)
     await mailer.send(mail)
     return render(request, "verified.html", {"viewer": viewer})
 
@@ -235,7 +233,7 @@ async def reset_confirm(
     try:
         form = await read_form(request, {"token": ("Link", 200), "password": _PASSWORD})
         async with db.transaction() as session:
-            user, mail = await flows.reset_password(
+            _user, mail = await flows.reset_password(
                 session,
                 secret=form["token"],
                 password=form["password"],
@@ -248,7 +246,6 @@ async def reset_confirm(
             {"token": form.get("token", ""), "error": str(problem)},
             status_code=400,
         )
-    await auth_cache.invalidate_user(user.id, redis_url=settings.redis_url)  # now verified
     await mailer.send(mail)
     clear_browser_secret(request)
     return RedirectResponse("/signin?notice=password_reset", status_code=303)

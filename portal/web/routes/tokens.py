@@ -114,7 +114,7 @@ async def confirm_revoke(
 
 @router.post("/tokens/{token_id}/revoke")
 async def revoke_token(
-    request: Request, token_id: str, viewer: CurrentUser, db: DatabaseDep, settings: SettingsDep
+    request: Request, token_id: str, viewer: CurrentUser, db: DatabaseDep
 ) -> Response:
     try:
         confirmed = (await read_form(request, {"confirm": ("Confirmation", 10)}))["confirm"]
@@ -123,9 +123,7 @@ async def revoke_token(
     if confirmed != "yes":  # not yet confirmed (one click, or no JavaScript): ask first
         return await _confirm_page(request, viewer, db, token_id)
     try:
-        await flows.revoke_token(
-            db, user_id=viewer.user.id, token_id=token_id, redis_url=settings.redis_url
-        )
+        await flows.revoke_token(db, user_id=viewer.user.id, token_id=token_id)
     except NotFound:
         return RedirectResponse("/tokens?notice=token_not_found", status_code=303)
     return RedirectResponse("/tokens?notice=token_revoked", status_code=303)
