@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, String, cast, func, select, update
+from sqlalchemy import ColumnElement, String, bindparam, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
-from portal.db.upsert import WITHOUT_SESSION_SYNC, insert_ignore
+from portal.db.upsert import affected_rows, insert_ignore
 
 __all__ = [
     "Posted",
@@ -44,6 +44,15 @@ __all__ = [
     "unlink_from_people",
     "unlink_usage",
 ]
+
+
+# Built once (it runs on every gateway call), on the table: see `reservations`.
+_accounts = CreditAccount.__table__.c
+_MOVE_BALANCE = (
+    update(CreditAccount.__table__)
+    .where(_accounts.user_id == bindparam("holder"))
+    .values(balance=_accounts.balance + bindparam("units"))
+)
 
 
 async def ensure_account(session: AsyncSession, user_id: str) -> None:
@@ -77,15 +86,10 @@ async def post_entry(
     )
     if not inserted:
         return False
-    move = (
-        update(CreditAccount)
-        .where(CreditAccount.user_id == user_id)
-        .values(balance=CreditAccount.balance + amount)
-    )
-    moved = await session.execute(move, execution_options=WITHOUT_SESSION_SYNC)
-    if not moved.rowcount:  # type: ignore[attr-defined]  # first entry of this user
+    move = {"holder": user_id, "units": amount}
+    if not affected_rows(await session.execute(_MOVE_BALANCE, move)):  # the user's first entry
         await ensure_account(session, user_id)
-        await session.execute(move, execution_options=WITHOUT_SESSION_SYNC)
+        await session.execute(_MOVE_BALANCE, move)
     return True
 
 

@@ -1,8 +1,9 @@
 """Each table has one module that writes it; everything else calls that module.
 
 Read with `ast` over portal/ and gateway_plugins/: `insert(Model)`, `update(Model)`,
-`delete(Model)`, `insert_ignore(session, Model, …)` and constructing a model (`Model(…)`,
-which is how `session.add` adds a row) may name a table's model only in its owner.
+`delete(Model)` (or `Model.__table__`), `insert_ignore(session, Model, …)` and constructing
+a model (`Model(…)`, which is how `session.add` adds a row) may name a table's model only
+in its owner.
 A write whose model is a variable (not a model's name) is allowed only in the generic
 helpers listed below. Out of reach of this check: attribute changes on a loaded row
 (`user.email = …`) and `session.delete(row)`; those are reviewed by hand.
@@ -43,6 +44,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
 GENERIC_WRITERS = {
     ("portal/db/upsert.py", "insert_ignore"),  # its callers are checked as writers
     ("portal/db/upsert.py", "insert_ignore_returning_id"),
+    ("portal/db/upsert.py", "_insert_ignoring"),  # the statement both of them run
     # Retention's purge: deletes rows past their window from the tables it has a rule
     # for (data-driven, `portal/retention/rules.py`); never inserts or updates.
     ("portal/retention/rules.py", "_deleting"),
@@ -78,6 +80,8 @@ def _writes(path: Path, models: dict[str, str]) -> list[tuple[str, str, int, str
                 target = node.args[1]
             else:
                 continue
+            if isinstance(target, ast.Attribute) and target.attr == "__table__":
+                target = target.value  # `update(Model.__table__)`: a Core statement on its table
             if isinstance(target, ast.Name) and target.id in models:
                 found.append((models[target.id], f"{callee}({target.id})", node.lineno, name))
             else:
@@ -123,12 +127,14 @@ def test_the_check_sees_the_kinds_of_write(tmp_path: Path) -> None:
         "    await session.execute(update(LedgerEntry).values(note=None))\n"
         "    session.add(User(email='x'))\n"
         "    await insert_ignore(session, CreditAccount, user_id='u')\n"
-        "    await session.execute(delete(model))\n",
+        "    await session.execute(delete(model))\n"
+        "    await session.execute(insert(Reservation.__table__))\n",
         encoding="utf-8",
     )
     assert sorted((t, h) for t, h, _, _ in _writes(sample, _models())) == [
         ("?", "delete(<variable>)"),
         ("credit_accounts", "insert_ignore(CreditAccount)"),
         ("ledger_entries", "update(LedgerEntry)"),
+        ("reservations", "insert(Reservation)"),
         ("users", "User(…)"),
     ]
