@@ -59,7 +59,7 @@ class Rule:
         if self.delay is None:
             return window_start + self.window - now
         growth = min(hits - self.free, 20)  # 2**20 × delay is past any sensible cap
-        wait = self.delay * (2**growth)
+        wait = self.delay * (1 << growth)  # 2**growth; growth >= 0
         return min(wait, self.longest) if self.longest is not None else wait
 
 
@@ -125,6 +125,8 @@ async def take(session: AsyncSession, rule: Rule, *parts: str, email: str | None
         blocked_until = await session.scalar(
             select(ThrottleCounter.blocked_until).where(ThrottleCounter.key_hash == key)
         )
+        if blocked_until is None:  # deleted since our insert (a sign-in cleared it): recount
+            return await take(session, rule, *parts, email=email)
         return max(1, math.ceil((blocked_until - now).total_seconds()))
     hits, window_start = counted
     wait = rule.wait_after(hits, _aware(window_start), now)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 import stripe
 
 from portal.billing import events, reads, service
 from portal.billing.runtime import Billing
 from portal.billing.service import Applied
+from portal.billing.stripe_gateway import CheckoutParams
 from portal.db import Database
 from portal.errors import GatewayError, NotFound
 
@@ -55,9 +55,9 @@ async def ensure_customer(database: Database, billing: Billing, *, user_id: str,
 
 def checkout_params(
     billing: Billing, *, user_id: str, customer_id: str, kind: str, item_id: str
-) -> dict[str, Any]:
+) -> CheckoutParams:
     base = billing.public_url
-    params: dict[str, Any] = {
+    params: CheckoutParams = {
         "customer": customer_id,
         "client_reference_id": user_id,
         "success_url": f"{base}/billing/success?session_id={{CHECKOUT_SESSION_ID}}",
@@ -66,14 +66,18 @@ def checkout_params(
     if kind == "plan" and item_id in billing.catalog.plans:
         metadata = {"user_id": user_id, "plan": item_id}
         price = billing.catalog.plans[item_id].stripe_price_id
-        params |= {"mode": "subscription", "subscription_data": {"metadata": metadata}}
+        params["mode"] = "subscription"
+        params["subscription_data"] = {"metadata": metadata}
     elif kind == "pack" and item_id in billing.catalog.packs:
         metadata = {"user_id": user_id, "pack": item_id}
         price = billing.catalog.packs[item_id].stripe_price_id
-        params |= {"mode": "payment", "payment_intent_data": {"metadata": metadata}}
+        params["mode"] = "payment"
+        params["payment_intent_data"] = {"metadata": metadata}
     else:
         raise NotFound("no such plan or credit pack")
-    return params | {"line_items": [{"price": price, "quantity": 1}], "metadata": metadata}
+    params["line_items"] = [{"price": price, "quantity": 1}]
+    params["metadata"] = metadata
+    return params
 
 
 async def start_checkout(
@@ -91,8 +95,9 @@ async def start_checkout(
     params = checkout_params(
         billing, user_id=user_id, customer_id=customer_id, kind=kind, item_id=item_id
     )
-    session = await billing.stripe.create_checkout_session(params)
-    return session["url"]
+    checkout = await billing.stripe.create_checkout_session(params)
+    url: str = checkout["url"]  # set while the session is open, as this new one is
+    return url
 
 
 async def open_portal(database: Database, billing: Billing, *, user_id: str) -> str:
@@ -104,7 +109,8 @@ async def open_portal(database: Database, billing: Billing, *, user_id: str) -> 
     portal = await billing.stripe.create_portal_session(
         customer=account.stripe_customer_id, return_url=f"{billing.public_url}/billing"
     )
-    return portal["url"]
+    url: str = portal["url"]
+    return url
 
 
 class RedirectResult:

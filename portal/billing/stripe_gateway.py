@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import stripe
+from stripe.params.checkout import SessionCreateParams as CheckoutParams
 
-__all__ = ["StripeGateway"]
+__all__ = ["CheckoutParams", "StripeGateway"]
 
 Obj = dict[str, Any]
 
@@ -34,7 +35,7 @@ class StripeGateway:
         )
 
     async def aclose(self) -> None:
-        await self._http.close_async()
+        await self._http.close_async()  # type: ignore[no-untyped-call]  # unannotated in stripe
 
     # -------------------------------------------------------------------- events
     async def retrieve_event(self, event_id: str) -> Obj:
@@ -63,7 +64,7 @@ class StripeGateway:
         return [c["id"] for c in result.to_dict()["data"]]
 
     # ------------------------------------------------------------------ checkout
-    async def create_checkout_session(self, params: Obj) -> Obj:
+    async def create_checkout_session(self, params: CheckoutParams) -> Obj:
         return (await self.client.v1.checkout.sessions.create_async(params)).to_dict()
 
     async def retrieve_checkout_session(self, session_id: str) -> Obj:

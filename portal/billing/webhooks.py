@@ -71,7 +71,7 @@ def verify(billing: Billing, payload: bytes, signature: str | None) -> Obj:
     if not billing.webhook_secret:
         raise BillingNotConfigured("STRIPE_WEBHOOK_SECRET is not set")
     try:
-        event = stripe.Webhook.construct_event(
+        event: Obj = stripe.Webhook.construct_event(
             payload, signature, billing.webhook_secret, TOLERANCE_SECONDS
         ).to_dict()
     except stripe.SignatureVerificationError as exc:

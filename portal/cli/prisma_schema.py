@@ -5,8 +5,19 @@ fails when the committed file differs from what this renders."""
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.sql.type_api import TypeEngine
 
 from portal.models import Base
@@ -28,7 +39,11 @@ _ON_DELETE = {"CASCADE": "Cascade", "SET NULL": "SetNull", "RESTRICT": "Restrict
 
 def render_prisma_schema() -> str:
     tables = Base.metadata.sorted_tables
-    names = {mapper.local_table.name: mapper.class_.__name__ for mapper in Base.registry.mappers}
+    names = {
+        mapper.local_table.name: mapper.class_.__name__
+        for mapper in Base.registry.mappers
+        if isinstance(mapper.local_table, Table)
+    }
     back_relations: dict[str, list[str]] = defaultdict(list)
     blocks = []
     for table in sorted(tables, key=lambda t: names[t.name]):
@@ -51,7 +66,7 @@ def _model(
     width = max(len(c.name) for c in table.columns) + 1
     for column in table.columns:
         lines.append(f"  {column.name.ljust(width)}{_field(column)}")
-    for fk in sorted(table.foreign_key_constraints, key=lambda f: f.column_keys):
+    for fk in sorted(table.foreign_key_constraints, key=lambda f: tuple(f.column_keys)):
         local = fk.column_keys[0]
         target = fk.referred_table.name
         relation = f"{local.removesuffix('_id')}"
@@ -66,8 +81,10 @@ def _model(
         one_to_one = table.columns[local].primary_key or table.columns[local].unique
         back[target].append(f"  {table.name} {names[table.name]}{'?' if one_to_one else '[]'}")
     for constraint in sorted(table.constraints, key=lambda c: str(c.name)):
-        columns = [c.name for c in getattr(constraint, "columns", [])]
-        if constraint.__class__.__name__ == "UniqueConstraint" and len(columns) > 1:
+        if not isinstance(constraint, UniqueConstraint):
+            continue
+        columns = [c.name for c in constraint.columns]
+        if len(columns) > 1:
             attributes.append(f'  @@unique([{", ".join(columns)}], map: "{constraint.name}")')
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
         columns = [c.name for c in index.columns]
@@ -77,7 +94,7 @@ def _model(
     return lines, attributes
 
 
-def _field(column: Column) -> str:
+def _field(column: Column[Any]) -> str:
     prisma_type, native = _type(column.type)
     optional = "?" if column.nullable and not column.primary_key else ""
     attributes = []
@@ -86,7 +103,7 @@ def _field(column: Column) -> str:
         if column.autoincrement is True:
             attributes.append("@default(autoincrement())")
     unique_alone = any(
-        constraint.__class__.__name__ == "UniqueConstraint"
+        isinstance(constraint, UniqueConstraint)
         and [c.name for c in constraint.columns] == [column.name]
         for constraint in column.table.constraints
     )
@@ -97,7 +114,7 @@ def _field(column: Column) -> str:
     return " ".join([f"{prisma_type}{optional}", *attributes]).rstrip()
 
 
-def _type(sql_type: TypeEngine) -> tuple[str, str]:
+def _type(sql_type: TypeEngine[Any]) -> tuple[str, str]:
     impl = getattr(sql_type, "impl", sql_type)
     if isinstance(impl, BigInteger):
         return "BigInt", ""

@@ -123,6 +123,7 @@ class BillingSettings(_Strict):
         if FREE_PLAN in self.plans:
             raise ValueError(f"plans.{FREE_PLAN}: the id '{FREE_PLAN}' is reserved for no plan")
         seen: dict[str, str] = {}
+        entries: list[tuple[str, PlanSettings | PackSettings]]
         entries = [(f"plans.{k}", v) for k, v in self.plans.items()]
         entries += [(f"packs.{k}", v) for k, v in self.packs.items()]
         for where, item in entries:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +25,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -38,8 +39,10 @@ __all__ = [
     "status_class",
 ]
 
-T = TypeVar("T")
-disable_created_metrics()  # no `*_created` series: they double the exposition for nothing
+M = TypeVar("M", bound=MetricWrapperBase)
+# No `*_created` series: they double the exposition for nothing. (prometheus_client
+# leaves this function unannotated, hence the ignore.)
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry(auto_describe=True)
 OTHER = "other"
 # Seconds: from a millisecond of overhead to a long streamed answer.
@@ -65,17 +68,20 @@ LATENCY_BUCKETS = (
 
 # LiteLLM loads a callback module named in config.yaml from its file when the file sits
 # beside config.yaml, i.e. a second time under the same name; metrics are created once.
-_CREATED: dict[str, Any] = {}
+_CREATED: dict[str, MetricWrapperBase] = {}
 
 
-def _once(name: str, make: Callable[[], T]) -> T:
-    if name not in _CREATED:
-        _CREATED[name] = make()
-    return _CREATED[name]
+def _once(name: str, kind: type[M], make: Callable[[], M]) -> M:
+    metric = _CREATED.get(name)
+    if metric is None:
+        metric = _CREATED[name] = make()
+    if not isinstance(metric, kind):
+        raise TypeError(f"metric {name!r} already exists as a {type(metric).__name__}")
+    return metric
 
 
 def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
-    return _once(name, lambda: Counter(name, documentation, labels, registry=REGISTRY))
+    return _once(name, Counter, lambda: Counter(name, documentation, labels, registry=REGISTRY))
 
 
 def histogram(
@@ -86,6 +92,7 @@ def histogram(
 ) -> Histogram:
     return _once(
         name,
+        Histogram,
         lambda: Histogram(name, documentation, labels, registry=REGISTRY, buckets=buckets),
     )
 
@@ -94,6 +101,7 @@ def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
     # livesum: across workers, the sum over the processes still running.
     return _once(
         name,
+        Gauge,
         lambda: Gauge(name, documentation, labels, registry=REGISTRY, multiprocess_mode="livesum"),
     )
 
@@ -119,6 +127,7 @@ def render() -> tuple[bytes, str]:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=directory)
+        # prometheus_client leaves the collector's __init__ unannotated.
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

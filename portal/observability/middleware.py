@@ -31,11 +31,9 @@ class RequestContextMiddleware:
         offered = _header(scope, REQUEST_ID_HEADER)
         rid = context.new_request_id(offered)
         started = time.time()
-        tokens = (
-            context.request_id.set(rid),
-            context.call_id.set(None),
-            context.request_started.set(started),
-        )
+        rid_token = context.request_id.set(rid)
+        call_token = context.call_id.set(None)
+        started_token = context.request_started.set(started)
         status = 500
         perf = time.perf_counter()
 
@@ -53,14 +51,14 @@ class RequestContextMiddleware:
         finally:
             if self.on_done is not None:
                 self.on_done(scope, status, time.perf_counter() - perf)
-            for var, token in zip(
-                (context.request_id, context.call_id, context.request_started), tokens, strict=True
-            ):
-                var.reset(token)
+            context.request_id.reset(rid_token)
+            context.call_id.reset(call_token)
+            context.request_started.reset(started_token)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for key, value in headers:
         if key == name:
             try:
                 return value.decode("latin-1")

@@ -8,6 +8,7 @@ one-way digests of secrets (password, token, session, link): never exported, onl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Column, Table
 
@@ -19,7 +20,7 @@ __all__ = ["LinkedTable", "is_withheld", "linked_tables"]
 @dataclass(frozen=True)
 class LinkedTable:
     table: Table
-    user_column: Column  # the column that points at users.id
+    user_column: Column[Any]  # the column that points at users.id
     on_delete: str  # "CASCADE" (goes with the account) or "SET NULL" (kept, anonymised)
 
 
@@ -32,5 +33,5 @@ def linked_tables() -> list[LinkedTable]:
     return found
 
 
-def is_withheld(column: Column) -> bool:
+def is_withheld(column: Column[Any]) -> bool:
     return column.name.endswith("_hash")

@@ -131,7 +131,8 @@ def _years_before(moment: datetime, years: int) -> datetime:
 
 def _counter(model: Any, condition: ColumnElement[bool]) -> Count:
     async def count(session: AsyncSession) -> int:
-        return int(await session.scalar(select(func.count()).select_from(model).where(condition)))
+        counted = await session.execute(select(func.count()).select_from(model).where(condition))
+        return counted.scalar_one()
 
     return count
 

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.db.base import utcnow
+from portal.db.upsert import affected_rows
 from portal.sessions.models import WebSession
 
 __all__ = ["FLASH_LIFETIME", "put_flash", "take_flash"]
@@ -59,7 +60,7 @@ async def take_flash(
         .where(WebSession.id == session_id, WebSession.flash_sealed == sealed)
         .values(flash_sealed=None)
     )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    if affected_rows(taken) != 1:
         return None
     opened = _open(cookie_secret, sealed)
     if opened is None:

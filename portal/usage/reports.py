@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Date, cast, func, select
+from sqlalchemy import ColumnElement, Date, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.usage.models import UsageRecord
@@ -44,6 +45,7 @@ async def daily_usage(
     today = today or datetime.now(UTC).date()
     first = today - timedelta(days=days - 1)
     since = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+    day: ColumnElement[Any]  # a date on PostgreSQL, 'YYYY-MM-DD' text on SQLite
     if session.get_bind().dialect.name == "postgresql":
         day = cast(func.timezone("UTC", UsageRecord.started_at), Date)
     else:  # SQLite keeps UTC text; date() takes its first ten characters

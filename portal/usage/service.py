@@ -28,10 +28,11 @@ async def list_usage(
         statement = statement.where(UsageRecord.started_at >= since)
     if until is not None:
         statement = statement.where(UsageRecord.started_at < until)
-    order = (UsageRecord.started_at, UsageRecord.id)
     if newest_first:
-        order = (UsageRecord.started_at.desc(), UsageRecord.id.desc())
-    statement = statement.order_by(*order).offset(offset)
+        statement = statement.order_by(UsageRecord.started_at.desc(), UsageRecord.id.desc())
+    else:
+        statement = statement.order_by(UsageRecord.started_at, UsageRecord.id)
+    statement = statement.offset(offset)
     if limit is not None:
         statement = statement.limit(limit)
     return list(await session.scalars(statement))

@@ -55,7 +55,7 @@ class CookiePolicy:
 def browser_secret(request: Request) -> str:
     """The browser's cookie secret, creating one (set on the response) if it has none."""
     state = request.scope.setdefault("state", {})
-    secret = state.get("wfg_secret")
+    secret: str | None = state.get("wfg_secret")
     if not secret:
         secret = new_session_secret()
         state["wfg_secret"] = secret

@@ -9,6 +9,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts import service as accounts
 from portal.accounts.models import User
@@ -27,6 +28,7 @@ __all__ = [
     "SettingsDep",
     "SignInRequired",
     "SignedIn",
+    "reload_user",
     "require_csrf",
 ]
 
@@ -51,15 +53,18 @@ class CsrfRefused(Exception):
 
 
 def _database(request: Request) -> Database:
-    return request.app.state.database
+    database: Database = request.app.state.database
+    return database
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def _mailer(request: Request) -> Mailer:
-    return request.app.state.mailer
+    mailer: Mailer = request.app.state.mailer
+    return mailer
 
 
 DatabaseDep = Annotated[Database, Depends(_database)]
@@ -99,6 +104,15 @@ async def _api_user(viewer: MaybeUser) -> SignedIn:
 
 CurrentUser = Annotated[SignedIn, Depends(_page_user)]
 ApiUser = Annotated[SignedIn, Depends(_api_user)]
+
+
+async def reload_user(session: AsyncSession, viewer: SignedIn, *, next_path: str) -> User:
+    """`viewer`'s row in `session`, to change it. An account deleted since this request
+    was signed in (in another tab) has signed its person out: SignInRequired."""
+    user = await session.get(User, viewer.user.id)
+    if user is None:
+        raise SignInRequired(next_path)
+    return user
 
 
 async def require_csrf(request: Request) -> None:

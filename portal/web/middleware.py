@@ -5,7 +5,7 @@ from __future__ import annotations
 from http.cookies import CookieError, SimpleCookie
 
 from starlette.datastructures import MutableHeaders
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal.web.cookies import CookiePolicy
@@ -121,7 +121,7 @@ class BodySizeLimit:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         text = "The request is too large."
         if scope["path"].startswith("/api/"):
-            response = JSONResponse({"detail": text}, status_code=413)
+            response: Response = JSONResponse({"detail": text}, status_code=413)
         else:
             response = PlainTextResponse(text, status_code=413)
         await response(scope, receive, send)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import stripe
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -9,11 +11,19 @@ from fastapi.responses import RedirectResponse, Response
 from portal.accounts import flows
 from portal.accounts.flows import FlowError, Throttled
 from portal.accounts.models import User
+from portal.db import Database
 from portal.privacy import flows as privacy_flows
 from portal.privacy.leftovers import erase_leftovers
 from portal.sessions import service as sessions
 from portal.web.cookies import clear_browser_secret, replace_browser_secret
-from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, SettingsDep
+from portal.web.deps import (
+    CurrentUser,
+    DatabaseDep,
+    MailerDep,
+    SettingsDep,
+    SignedIn,
+    reload_user,
+)
 from portal.web.downloads import export_download
 from portal.web.forms import FormError, read_form
 from portal.web.routes.billing import app_billing
@@ -24,14 +34,18 @@ router = APIRouter(include_in_schema=False)
 _PASSWORD = ("Password", 1024)
 
 
-async def _page(request: Request, viewer, db, *, status_code: int = 200, **extra) -> Response:
+async def _page(
+    request: Request, viewer: SignedIn, db: Database, *, status_code: int = 200, **extra: Any
+) -> Response:
     async with db.session() as session:
         browsers = await sessions.list_sessions(session, viewer.user.id)
     context = {"viewer": viewer, "sessions": browsers, **extra}
     return render(request, "account.html", context, status_code=status_code)
 
 
-async def _refused(request: Request, viewer, db, problem: Exception, field: str) -> Response:
+async def _refused(
+    request: Request, viewer: SignedIn, db: Database, problem: Exception, field: str
+) -> Response:
     """The account page with `problem` shown by the form it concerns (400, or 429 with
     Retry-After when password re-entries are being throttled)."""
     if isinstance(problem, Throttled):
@@ -41,7 +55,7 @@ async def _refused(request: Request, viewer, db, problem: Exception, field: str)
     return await _page(request, viewer, db, status_code=400, **{field: str(problem)})
 
 
-async def _admit_password_reentry(db, user_id: str) -> None:
+async def _admit_password_reentry(db: Database, user_id: str) -> None:
     """Count this re-entry of the password, committed before it is checked (Throttled)."""
     async with db.transaction() as session:
         user = await session.get(User, user_id)
@@ -66,7 +80,7 @@ async def change_password(
         form = await read_form(request, {"current_password": _PASSWORD, "new_password": _PASSWORD})
         await _admit_password_reentry(db, viewer.user.id)
         async with db.transaction() as session:
-            user = await session.get(User, viewer.user.id)
+            user = await reload_user(session, viewer, next_path="/account")
             mail = await flows.change_password(
                 session,
                 user,
@@ -94,7 +108,7 @@ async def change_email(
         form = await read_form(request, {"new_email": ("New email", 320), "password": _PASSWORD})
         await _admit_password_reentry(db, viewer.user.id)
         async with db.transaction() as session:
-            user = await session.get(User, viewer.user.id)
+            user = await reload_user(session, viewer, next_path="/account")
             mail = await flows.request_email_change(
                 session,
                 user,
