@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import time
 import uuid
 from datetime import timedelta
 
@@ -15,11 +17,12 @@ from portal.accounts.passwords import verify_password
 from portal.credits import ledger
 from portal.credits.units import format_units
 from portal.db import Database, utcnow
-from portal.errors import TokenRevoked
+from portal.errors import AccountSuspended, TokenRevoked
 from portal.tokens import service as tokens
+from portal.tokens.auth_cache import AuthCache
 from portal.usage.models import CallStatus
 from portal.usage.settlement import FinishedCall, settle_call
-from tests.cli.conftest import Admin
+from tests.cli.conftest import Admin, side_by_side
 from tests.fixtures.gateway import MakeUser
 
 TOKEN = re.compile(r"wfg_[A-Za-z0-9_-]{43}")
@@ -162,3 +165,42 @@ async def test_unknown_accounts_and_tokens_are_one_line_errors(
     async with db.session() as session:  # nothing changed
         assert await ledger.balance(session, user.user_id) == 10**9
         assert [t.revoked_at for t in await tokens.list_tokens(session, user.user_id)] == [None]
+
+
+@pytest.mark.redis
+async def test_suspend_revoke_and_unsuspend_reach_the_gateways_cache_redis(
+    db: Database, admin: Admin, make_user: MakeUser, redis_url: str
+) -> None:
+    suspended, revoked = await make_user("1"), await make_user("1")
+    cache = AuthCache.from_url(redis_url, ttl_seconds=60)
+    try:
+        hashes = []
+        for user in (suspended, revoked):
+            async with db.session() as session:
+                identity = await tokens.authenticate(session, user.token)
+            assert await cache.put(identity, read_at=time.monotonic())
+            hashes.append(identity.token_hash)
+        # no command invalidates anything itself: the services do, after their commit
+        suspend, revoke, unknown = side_by_side(
+            *(
+                functools.partial(admin, *command, REDIS_URL=redis_url)
+                for command in (
+                    ("users", "suspend", "--email", suspended.email),
+                    ("tokens", "revoke", "--email", revoked.email, "--id", revoked.token_id),
+                    ("users", "suspend", "--email", "nobody@example.com"),
+                )
+            )
+        )
+        assert suspend.ok() == "suspended\n"
+        assert revoke.ok().startswith("revoked ")
+        assert "no account with that email" in unknown.failed()
+        assert [await cache.get(token_hash) for token_hash in hashes] == [None, None]
+    finally:
+        await cache.close()
+    async with db.session() as session:
+        with pytest.raises(AccountSuspended):
+            await tokens.authenticate(session, suspended.token)
+    unsuspend = ("users", "unsuspend", "--email", suspended.email)
+    assert admin(*unsuspend, REDIS_URL=redis_url).ok() == "active again\n"
+    async with db.session() as session:
+        assert (await tokens.authenticate(session, suspended.token)).user_id == suspended.user_id

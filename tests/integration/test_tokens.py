@@ -8,9 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 
-from portal.accounts.models import AccountStatus, User
+from portal.accounts import service as accounts
+from portal.accounts.models import User
 from portal.db import Database, utcnow
 from portal.errors import (
     AccountSuspended,
@@ -142,9 +143,7 @@ async def test_suspended_and_unverified_accounts_are_refused(
 
     suspended = await make_user("1")
     async with db.transaction() as session:
-        await session.execute(
-            update(User).where(User.id == suspended.user_id).values(status=AccountStatus.SUSPENDED)
-        )
+        assert await accounts.suspend_user(session, suspended.user_id)
     refused = await refusal(db, suspended.token)
     assert isinstance(refused, AccountSuspended) and refused.status_code == 403
 

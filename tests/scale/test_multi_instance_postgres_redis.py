@@ -18,16 +18,16 @@ import openai
 import pytest
 import redis.asyncio as aioredis
 import yaml
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from gateway_plugins.litellm_bridge import count_prompt_tokens
 from gateway_plugins.reservation import estimate_units
-from portal.accounts.models import AccountStatus, User
+from portal.accounts import service as accounts
+from portal.accounts.gateway_cache import use_redis
 from portal.credits.models import EntryKind, LedgerEntry
 from portal.db import Database, open_database
 from portal.db.migrate import upgrade
 from portal.settings import PROJECT_ROOT
-from portal.tokens import auth_cache
 from portal.tokens import service as tokens
 from portal.tokens.secrets import hash_token
 from portal.usage.models import CallStatus
@@ -250,9 +250,9 @@ async def test_a_token_revoked_through_one_instance_is_refused_by_the_other_with
     assert (await call(second, who)).status == 200
     assert await redis.exists(f"wfg:auth:tok:{hash_token(who.token)}")  # checked via Redis
 
+    use_redis(database, redis_url)  # as the portal does: the service drops the cached check
     async with database.transaction() as session:
-        revoked = await tokens.revoke_token(session, user_id=who.user_id, token_id=who.token_id)
-    assert await auth_cache.invalidate_token(revoked.token_hash, redis_url=redis_url)
+        await tokens.revoke_token(session, user_id=who.user_id, token_id=who.token_id)
     refused_by = await refused_within(second, who, seconds=1.0)
 
     assert refused_by.status == 401
@@ -269,11 +269,9 @@ async def test_a_suspended_account_is_refused_by_every_instance_within_a_second_
     for gateway in gateways:
         assert (await call(gateway, who)).status == 200
 
+    use_redis(database, redis_url)  # as the portal does: the service drops the cached checks
     async with database.transaction() as session:
-        await session.execute(
-            update(User).where(User.id == who.user_id).values(status=AccountStatus.SUSPENDED)
-        )
-    assert await auth_cache.invalidate_user(who.user_id, redis_url=redis_url)
+        await accounts.suspend_user(session, who.user_id)
 
     for gateway in gateways:
         assert (await refused_within(gateway, who, seconds=1.0)).status == 403
