@@ -84,7 +84,7 @@ def finished_call(
     cost_usd: Decimal,
     started_at: datetime,
     ended_at: datetime,
-    status: str = CallStatus.SUCCESS,
+    status: CallStatus = CallStatus.SUCCESS,
     http_status: int | None = 200,
     error_type: str | None = None,
 ) -> FinishedCall:

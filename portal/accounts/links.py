@@ -32,7 +32,7 @@ def _hash(secret: str) -> str:
 
 
 async def issue_link(
-    session: AsyncSession, user: User, purpose: str, *, new_email: str | None = None
+    session: AsyncSession, user: User, purpose: LinkPurpose, *, new_email: str | None = None
 ) -> str:
     """A fresh link secret for `user`; earlier unused links of this purpose stop working."""
     await session.execute(
@@ -54,7 +54,7 @@ async def issue_link(
     return secret
 
 
-async def find_link(session: AsyncSession, secret: str, purpose: str) -> AccountLink | None:
+async def find_link(session: AsyncSession, secret: str, purpose: LinkPurpose) -> AccountLink | None:
     """The usable link for `secret` (unused, unexpired, right purpose) or None."""
     if not secret or len(secret) > 100:
         return None
@@ -72,7 +72,7 @@ class UsedLink:
     new_email: str | None
 
 
-async def consume_link(session: AsyncSession, secret: str, purpose: str) -> UsedLink | None:
+async def consume_link(session: AsyncSession, secret: str, purpose: LinkPurpose) -> UsedLink | None:
     """Mark the link used and say whose it was; None if it is unknown, used or expired.
 
     One conditional UPDATE decides: a parallel use of the same link waits for this row

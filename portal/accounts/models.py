@@ -1,17 +1,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base, UTCDateTime, utcnow
-from portal.db.columns import created_at_column, new_id
+from portal.db.columns import EnumString, created_at_column, new_id
 
 __all__ = ["AccountLink", "AccountStatus", "LinkPurpose", "ThrottleCounter", "User"]
 
 
-class AccountStatus:
+class AccountStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
 
@@ -24,7 +25,9 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2id
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE)
+    status: Mapped[AccountStatus] = mapped_column(
+        EnumString(AccountStatus, 16), default=AccountStatus.ACTIVE
+    )
     plan: Mapped[str] = mapped_column(String(64), default="free")  # set by billing
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
@@ -34,7 +37,7 @@ class User(Base):
         return self.email_verified_at is not None
 
 
-class LinkPurpose:
+class LinkPurpose(StrEnum):
     VERIFY_EMAIL = "verify_email"  # also confirms a changed address (new_email set)
     RESET_PASSWORD = "reset_password"
 
@@ -46,7 +49,7 @@ class AccountLink(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    purpose: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[LinkPurpose] = mapped_column(EnumString(LinkPurpose, 32))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
     new_email: Mapped[str | None] = mapped_column(String(320))  # for an email change
     created_at: Mapped[datetime] = created_at_column()

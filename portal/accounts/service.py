@@ -133,7 +133,7 @@ async def unsuspend_user(session: AsyncSession, user_id: str) -> bool:
     return await _set_status(session, user_id, AccountStatus.ACTIVE)
 
 
-async def _set_status(session: AsyncSession, user_id: str, status: str) -> bool:
+async def _set_status(session: AsyncSession, user_id: str, status: AccountStatus) -> bool:
     user = await session.get(User, user_id)
     if user is None:
         raise NotFound("no such account")

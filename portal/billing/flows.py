@@ -179,7 +179,7 @@ async def cancel_subscriptions(billing: Billing, customer_id: str | None) -> lis
         return []
     canceled = []
     for subscription in await billing.stripe.subscriptions(customer_id):
-        if subscription.get("status") in ("canceled", "incomplete_expired"):
+        if subscription.get("status") in reads.ENDED_STATUSES:
             continue
         try:
             await billing.stripe.cancel_subscription(subscription["id"])

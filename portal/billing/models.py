@@ -11,14 +11,29 @@ them. A claw-back's `cause_id` is `<paid id>:reversal:<amount reversed so far, c
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base, UTCDateTime, utcnow
-from portal.db.columns import created_at_column
+from portal.db.columns import EnumString, created_at_column
 
-__all__ = ["BillingAccount", "EventOutcome", "StripeEvent"]
+__all__ = ["BillingAccount", "EventOutcome", "StripeEvent", "SubscriptionStatus"]
+
+
+class SubscriptionStatus(StrEnum):
+    """Stripe's subscription statuses. `BillingAccount.status` stores what Stripe sent,
+    as sent (a status Stripe adds later is kept, and counts as not live)."""
+
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+    UNPAID = "unpaid"
+    PAUSED = "paused"
 
 
 class BillingAccount(Base):
@@ -43,7 +58,7 @@ class BillingAccount(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
-class EventOutcome:
+class EventOutcome(StrEnum):
     HANDLED = "handled"  # applied (or about no customer of ours): a redelivery is a duplicate
     UNMATCHED = "unmatched"  # would move credits but matches no user, or its object is gone:
     # kept for the operator (`billing unmatched`); a redelivery or replay tries again
@@ -58,8 +73,10 @@ class StripeEvent(Base):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # evt_…
     type: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime] = created_at_column()
-    outcome: Mapped[str] = mapped_column(
-        String(16), default=EventOutcome.HANDLED, server_default=EventOutcome.HANDLED
+    outcome: Mapped[EventOutcome] = mapped_column(
+        EnumString(EventOutcome, 16),
+        default=EventOutcome.HANDLED,
+        server_default=EventOutcome.HANDLED.value,
     )
     # For unmatched events: why, the Stripe customer (what `billing sync` looks for) and
     # the object the event names. Stripe ids only, nothing about the person.

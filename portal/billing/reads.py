@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from portal.billing.models import SubscriptionStatus
 from portal.billing.runtime import Billing
 from portal.config.billing_settings import BillingSettings
 from portal.credits.models import EntryKind
 from portal.db.base import utcnow
 
 __all__ = [
+    "ENDED_STATUSES",
     "LIVE_STATUSES",
     "NO_FUNDS_WITHDRAWN",
     "Card",
@@ -52,8 +54,10 @@ __all__ = [
 Obj = dict[str, Any]
 
 # A subscription in these states keeps its plan (past_due: Stripe is still retrying).
-LIVE_STATUSES = frozenset({"active", "trialing", "past_due"})
-_ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+LIVE_STATUSES = frozenset(
+    {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE}
+)
+ENDED_STATUSES = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED})
 # Dispute states in which Stripe holds none of the money: inquiries (warning_*), disputes
 # won (funds reinstated) or prevented. Every other state, including any Stripe adds
 # later, counts as funds withdrawn: deny by default.
@@ -304,7 +308,7 @@ def subscription_state(
 
     def rank(sub: Obj) -> tuple[bool, bool, int]:
         status = sub.get("status")
-        return (status in LIVE_STATUSES, status not in _ENDED_STATUSES, int(sub["created"]))
+        return (status in LIVE_STATUSES, status not in ENDED_STATUSES, int(sub["created"]))
 
     customer_card = card_of(
         ((customer or {}).get("invoice_settings") or {}).get("default_payment_method")

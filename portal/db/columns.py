@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
+from typing import TypeVar
 
-from sqlalchemy import BigInteger, Integer
+from sqlalchemy import BigInteger, Integer, String, TypeDecorator
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import UTCDateTime, utcnow
 
-__all__ = ["BigId", "created_at_column", "new_id"]
+__all__ = ["BigId", "EnumString", "created_at_column", "new_id"]
+
+E = TypeVar("E", bound=StrEnum)
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -22,3 +27,22 @@ def new_id() -> str:
 
 def created_at_column() -> Mapped[datetime]:
     return mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+class EnumString(TypeDecorator[E]):
+    """A `StrEnum` stored as its value in a plain VARCHAR (no database enum type: a new
+    member needs no migration) and read back as the member. Writing a string that is not
+    a member's value raises ValueError."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)

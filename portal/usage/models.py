@@ -4,18 +4,19 @@ text: counts, a model name, timestamps, money, and an error *class* name."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.credits.units import credit_units_column
 from portal.db.base import Base, UTCDateTime
-from portal.db.columns import BigId, created_at_column
+from portal.db.columns import BigId, EnumString, created_at_column
 
 __all__ = ["CallStatus", "UsageRecord"]
 
 
-class CallStatus:
+class CallStatus(StrEnum):
     SUCCESS = "success"
     INCOMPLETE = "incomplete"  # a stream that ended early, billed for what was delivered
     FAILED = "failed"
@@ -33,7 +34,7 @@ class UsageRecord(Base):
         ForeignKey("gateway_tokens.id", ondelete="SET NULL")
     )
     model: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[CallStatus] = mapped_column(EnumString(CallStatus, 16))
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)

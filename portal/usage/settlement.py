@@ -35,7 +35,7 @@ class FinishedCall:
     user_id: str
     token_id: str | None
     model: str
-    status: str
+    status: CallStatus
     started_at: datetime
     ended_at: datetime
     prompt_tokens: int = 0
@@ -59,6 +59,7 @@ class FinishedCall:
         values = {k: v for k, v in data.items() if k in known}
         values["started_at"] = datetime.fromisoformat(values["started_at"])
         values["ended_at"] = datetime.fromisoformat(values["ended_at"])
+        values["status"] = CallStatus(values["status"])
         return cls(**values)
 
 
