@@ -20,10 +20,10 @@ run: install  ## Migrate and start gateway (:4000) + portal (:8080) on embedded 
 test: install  ## Run the whole suite (PostgreSQL/Redis suites skip if those servers are absent)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install  ## ruff everywhere; mypy --strict on the gateway (portal: issue 10, in progress)
+lint: install  ## ruff everywhere; mypy --strict on the portal and the gateway
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict gateway_plugins
+	$(BIN)/mypy --strict portal gateway_plugins
 
 bench: install  ## Side-by-side CPU per call: fake upstream, stock LiteLLM proxy, our gateway (bench/README.md)
 	$(BIN)/python -m bench.gateway_overhead

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.accounts.models import ThrottleCounter, User
 from portal.accounts.throttle import account_key
 from portal.credits.units import UNITS_PER_CREDIT, labelled_amount, unit_base_name
-from portal.db.base import Base, utcnow
+from portal.db.base import utcnow
 from portal.privacy.linked import is_withheld, linked_tables
 
 __all__ = ["EXPORT_FORMAT", "build_export", "export_filename", "export_json"]
@@ -44,7 +44,7 @@ _ABOUT = {
 
 
 async def build_export(session: AsyncSession, user: User) -> dict[str, Any]:
-    users = Base.metadata.tables[User.__tablename__]
+    users = User.__table__
     account = (await session.execute(select(users).where(users.c.id == user.id))).mappings().one()
     withheld = {f"users.{c.name}": "withheld" for c in users.columns if is_withheld(c)}
     tables: dict[str, list[dict[str, Any]]] = {}
@@ -57,7 +57,7 @@ async def build_export(session: AsyncSession, user: User) -> dict[str, Any]:
         for column in table.columns:
             if is_withheld(column):
                 withheld[f"{table.name}.{column.name}"] = "withheld"
-    counters = Base.metadata.tables[ThrottleCounter.__tablename__]
+    counters = ThrottleCounter.__table__
     rows = await session.execute(
         select(counters).where(counters.c.subject_hash == account_key(user.email))
     )
