@@ -170,6 +170,7 @@ async def test_deleting_the_account_in_the_portal_cancels_the_subscription(
     response = await browser.post(
         "/account/delete", {"password": PASSWORD, "confirm": "yes"}, page="/account"
     )
+    await browser.client.aclose()
     assert response.status_code == 200, response.text
     assert stripe_fake.subscriptions[sub_id]["status"] == "canceled"
     async with db.session() as session:
@@ -193,6 +194,7 @@ async def test_deletion_waits_when_stripe_refuses_the_cancellation(
         )
     finally:
         stripe_fake.secret_key = key
+        await browser.client.aclose()
     assert response.status_code == 503
     assert "nothing was deleted" in response.text
     async with db.session() as session:

@@ -241,7 +241,7 @@ def anthropic_request(canary: dict[str, str]) -> dict[str, Any]:
 async def messages_call(
     gateway: RunningGateway, token: str, canary: dict[str, str], stream: bool, *, model: str
 ) -> str:
-    client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key=token, max_retries=0)
+    client = gateway.anthropic_client(token)
     body = anthropic_request(canary)
     if not stream:
         answer = await client.messages.create(model=model, **body)

@@ -119,7 +119,7 @@ async def responses_stream(gateway: RunningGateway, token: str) -> str:
 
 
 def anthropic_client(gateway: RunningGateway, token: str) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gateway.url, api_key=token, max_retries=0)
+    return gateway.anthropic_client(token)
 
 
 def messages(model: str) -> Run:

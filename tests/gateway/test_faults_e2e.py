@@ -106,7 +106,7 @@ async def stream_chat(gateway: RunningGateway, token: str, ended: Ended) -> None
 
 
 def anthropic_client(gateway: RunningGateway, token: str) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gateway.url, api_key=token, max_retries=0, timeout=60)
+    return gateway.anthropic_client(token, timeout=60)
 
 
 async def stream_messages(gateway: RunningGateway, token: str, ended: Ended) -> None:

@@ -4,6 +4,7 @@ with HTTP metrics by route template, and request ids."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -22,20 +23,28 @@ def settings(tmp_path: Path, database_url: str, redis_url: str | None = None) ->
     return Settings.from_env({**env, "REDIS_URL": redis_url} if redis_url else env)
 
 
+@asynccontextmanager
 async def portal(
     tmp_path: Path, db: Database, database_url: str, redis_url: str | None = None
-) -> httpx.AsyncClient:
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan run, as a server runs it: shutting down closes the Redis
+    client its first /readyz made."""
     app = create_app(
         settings(tmp_path, database_url, redis_url), database=db, background_jobs=False
     )
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal")
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://portal") as client,
+    ):
+        yield client
 
 
 @pytest.fixture
 async def client(
     tmp_path: Path, db: Database, database_url: str
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with await portal(tmp_path, db, database_url) as http:
+    async with portal(tmp_path, db, database_url) as http:
         yield http
 
 
@@ -61,9 +70,9 @@ async def test_liveness_and_readiness_without_redis(client: httpx.AsyncClient) -
 async def test_readiness_checks_redis_when_configured_redis(
     tmp_path: Path, db: Database, database_url: str, redis_url: str
 ) -> None:
-    async with await portal(tmp_path, db, database_url, redis_url) as up:
+    async with portal(tmp_path, db, database_url, redis_url) as up:
         ready = await up.get("/readyz")
-    async with await portal(tmp_path, db, database_url, UNREACHABLE_REDIS) as down:
+    async with portal(tmp_path, db, database_url, UNREACHABLE_REDIS) as down:
         not_ready = await down.get("/readyz")
         live = await down.get("/healthz")
 
