@@ -228,7 +228,9 @@ async def test_reset_answers_in_the_same_time_for_known_and_unknown_addresses(
     assert median_known < 2 * median_unknown + 0.02, timings
 
 
-async def test_health_stays_quick_while_many_people_sign_up(behind_proxy: PortalProcess) -> None:
+async def test_health_stays_quick_while_many_people_sign_up(
+    behind_proxy: PortalProcess, production_password_hashing: None
+) -> None:
     browsers = [behind_proxy.browser(f"198.51.100.{n + 20}") for n in range(30)]
     tokens = [await b.csrf("/signup") for b in browsers]
     burst = asyncio.gather(

@@ -15,9 +15,10 @@ from portal.accounts.passwords import (
 PASSWORD = "correct horse battery"
 
 
-def test_hash_is_argon2id_salted_and_verifies() -> None:
+def test_hash_is_argon2id_salted_and_verifies(production_password_hashing: None) -> None:
     first, second = hash_password(PASSWORD), hash_password(PASSWORD)
-    assert first.startswith("$argon2id$")
+    # production's parameters (RFC 9106's second recommendation); other tests hash cheaply
+    assert first.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     assert PASSWORD not in first
     assert first != second  # a fresh salt each time
     assert verify_password(first, PASSWORD)
