@@ -19,7 +19,13 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
 - exceptions carry `status_code`; `Router(allowed_fails_policy=…)` decides which errors
   may put a deployment into cooldown (`COOLDOWN_POLICY`);
 - `litellm.turn_off_message_logging`, `suppress_debug_info`, `set_verbose` keep content out
-  of LiteLLM's own logging.
+  of LiteLLM's own logging;
+- `Logging.async_success_handler` / `Logging.success_handler` are what LiteLLM runs after
+  every answer to build, redact and hand its logging payload to callbacks. The gateway has
+  none (the config check refuses them) and meters calls itself, so they are replaced by
+  no-ops (`skip_success_logging`): ~0.7 ms of CPU per plain call and ~3.5 ms per stream,
+  and prompt text never enters that payload. With `allowed_fails_policy` set, the Router's
+  cooldown counts failures only, so no success count is lost; failure handlers are kept.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 import litellm
 import orjson
 from litellm.exceptions import Timeout as LiteLLMTimeout
+from litellm.litellm_core_utils.litellm_logging import Logging as CallLogging
 from litellm.router import Router
 from litellm.types.router import AllowedFailsPolicy
 
@@ -51,6 +58,7 @@ __all__ = [
     "group_of",
     "output_limits",
     "plain_response_cost",
+    "skip_success_logging",
     "stream_usage_cost",
     "to_jsonable",
     "upstream_failure",
@@ -149,6 +157,22 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
     litellm.failure_callback = []
     litellm._async_success_callback = []
     litellm._async_failure_callback = []
+    skip_success_logging()
+
+
+async def _no_async_success_log(self: CallLogging, *args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _no_success_log(self: CallLogging, *args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def skip_success_logging() -> None:
+    """LiteLLM's per-answer success logging, which serves callbacks the gateway never has
+    (module docstring), becomes a no-op for this process."""
+    CallLogging.async_success_handler = _no_async_success_log  # type: ignore[method-assign]
+    CallLogging.success_handler = _no_success_log  # type: ignore[method-assign]
 
 
 def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str, Any]) -> Router:
@@ -244,7 +268,9 @@ def stream_usage_cost(
     return Decimal(str(prompt_cost)) + Decimal(str(completion_cost))
 
 
+@functools.lru_cache(maxsize=1024)
 def _custom_price(router: Router, model_id: str | None) -> Any:
+    """The deployment's configured per-token prices, if any (cached as `_deployment`)."""
     deployment = _deployment(router, model_id) if model_id else None
     if deployment is None:
         return None

@@ -72,7 +72,8 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
     return GatewayRuntime(
         settings=settings,
         config=config,
-        database=open_database(settings.database_url, pre_ping=False),
+        # All 20 kept: under load, overflow connections were opened and closed per call.
+        database=open_database(settings.database_url, pool_size=20, max_overflow=0, pre_ping=False),
         spool=Spool(settings.spool_dir),
         router=router,
         limiter=RateLimiter(settings.redis_url, redis),

@@ -79,16 +79,23 @@ class Database:
         await self.engine.dispose()
 
 
-def open_database(raw_url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Database:
-    """`pre_ping=False` skips a round trip per checkout (the gateway: a stale connection
-    fails one statement, which settlement retries on a fresh one)."""
+def open_database(
+    raw_url: str, *, pool_size: int = 10, max_overflow: int | None = None, pre_ping: bool = True
+) -> Database:
+    """Up to `pool_size` kept connections plus `max_overflow` (default: as many again) that
+    are closed when returned. `pre_ping=False` skips a round trip per checkout (the
+    gateway: a stale connection fails one statement, which settlement retries on a fresh
+    one)."""
     url = to_async_url(raw_url)
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
         engine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size if max_overflow is None else max_overflow,
+            pool_pre_ping=pre_ping,
         )
     return Database(url, engine, async_sessionmaker(engine, expire_on_commit=False))
 

@@ -17,6 +17,7 @@ from gateway_plugins.litellm_bridge import Router
 from gateway_plugins.metering import usage_from
 from portal.settings import PROJECT_ROOT
 from tests.fakes.upstream import FakeUpstream
+from tests.fixtures.gateway import eventually
 from tests.gateway.support import gateway_config
 
 MESSAGES = [{"role": "user", "content": "pin this behaviour down"}]
@@ -115,6 +116,32 @@ async def test_stream_usage_is_priced_with_cached_input_cheaper(router: Router) 
         router, model_id, prompt_tokens=1000, completion_tokens=100, cached_tokens=800
     )
     assert Decimal(0) < cached < full
+
+
+async def test_success_logging_is_skipped_where_litellm_calls_it(
+    router: Router, fresh_upstream: FakeUpstream
+) -> None:
+    """LiteLLM still runs its success logging through the two methods the bridge replaces
+    (so replacing them keeps saving the work), and the answers stay priced without it."""
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    assert Logging.async_success_handler is litellm_bridge._no_async_success_log
+    assert Logging.success_handler is litellm_bridge._no_success_log
+    seen: list[str] = []
+
+    async def counting(self: Logging, *args: object, **kwargs: object) -> None:
+        seen.append("async")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Logging, "async_success_handler", counting)
+        response = await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=9)
+        stream = await router.acompletion(
+            model="gpt-4.1-nano", messages=MESSAGES, max_tokens=9, stream=True
+        )
+        _ = [chunk async for chunk in stream]
+        # LiteLLM schedules the logs as tasks; fails if it no longer calls this method
+        await eventually(lambda: len(seen) >= 2, seconds=60, what="LiteLLM's success logs")
+    assert litellm_bridge.plain_response_cost(response)[0] > 0
 
 
 def test_a_request_error_never_cools_a_deployment_down() -> None:
