@@ -18,6 +18,13 @@ from tests.fixtures.gateway import MakeUser
 TTL = 900
 
 
+@pytest.fixture
+def db(unswept_db: Database) -> Database:
+    """A database no gateway runs on: one test expires a hold and expects `reserve`, not a
+    gateway's background sweep, to free it (`make_user` creates users here too)."""
+    return unswept_db
+
+
 async def reserve(db: Database, user_id: str, amount: int, call_id: str | None = None) -> str:
     call_id = call_id or f"call-{uuid.uuid4().hex}"
     async with db.transaction() as session:
