@@ -4,8 +4,10 @@ The estimate is the prompt's tokens (LiteLLM's tokenizer × `input_estimate_fact
 because for non-OpenAI providers it only approximates) plus the output allowance
 (`max_tokens` or `default_max_tokens`, × `n`), priced at the dearest deployment the model
 group may fall back to, with the markup. The hold is one conditional UPDATE in the
-database (`portal.credits.reservations.reserve`), atomic across instances; it expires
-with the request deadline, so a process that dies frees its holds by itself.
+database (`portal.credits.reservations`), atomic across instances; it expires with the
+request deadline, so a process that dies frees its holds by itself. On PostgreSQL it is
+one statement in autocommit (`hold_at_once`); a refusal, and SQLite, take the full path
+in a transaction (`reserve`: frees the user's expired holds and tries again, or 402).
 
 Overspend bound: a user's balance can fall below zero by at most the sum, over the calls
 they have in flight at once, of each call's under-estimate. With `max_tokens` honoured
@@ -36,9 +38,24 @@ def estimate_units(
     return max(units, 1)
 
 
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
 async def reserve(runtime: GatewayRuntime, user_id: str, call_id: str, units: int) -> None:
     """Hold `units` for the call, or raise InsufficientCredits (402)."""
-    async with runtime.database.transaction() as session:
+    database = runtime.database
+    if database.url.get_backend_name() == "postgresql":
+        async with database.engine.connect() as connection:
+            await connection.execution_options(**_AUTOCOMMIT)
+            if await reservations.hold_at_once(
+                connection,
+                user_id=user_id,
+                call_id=call_id,
+                amount=units,
+                ttl_seconds=runtime.deadline_seconds,
+            ):
+                return
+    async with database.transaction() as session:
         await reservations.reserve(
             session,
             user_id=user_id,

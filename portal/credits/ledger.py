@@ -18,11 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, String, bindparam, cast, func, select, update
+from sqlalchemy import ColumnElement, String, bindparam, cast, exists, func, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
+from portal.db.base import utcnow
 from portal.db.upsert import affected_rows, insert_ignore
 
 __all__ = [
@@ -53,6 +56,34 @@ _MOVE_BALANCE = (
     .where(_accounts.user_id == bindparam("holder"))
     .values(balance=_accounts.balance + bindparam("units"))
 )
+# PostgreSQL: the entry and the balance move as one statement (writable CTEs). It says
+# whether the entry was new and whether the account row was there to move.
+_entry = (
+    postgresql.insert(LedgerEntry.__table__)
+    .values(
+        user_id=bindparam("holder"),
+        amount=bindparam("units"),
+        kind=bindparam("kind"),
+        cause_type=bindparam("cause_type"),
+        cause_id=bindparam("cause_id"),
+        note=bindparam("note"),
+        usage_record_id=bindparam("usage_record_id"),
+        created_at=bindparam("now"),
+    )
+    .on_conflict_do_nothing()
+    .returning(LedgerEntry.__table__.c.amount)
+    .cte("entry")
+)
+_moved = (
+    _MOVE_BALANCE.where(exists(select(_entry.c.amount)))
+    .values(updated_at=bindparam("now"))  # column defaults do not reach into a CTE
+    .returning(_accounts.user_id)
+    .cte("moved")
+)
+_POST_AT_ONCE = select(
+    select(func.count()).select_from(_entry).scalar_subquery(),
+    select(func.count()).select_from(_moved).scalar_subquery(),
+)
 
 
 async def ensure_account(session: AsyncSession, user_id: str) -> None:
@@ -73,6 +104,22 @@ async def post_entry(
     """Append one entry and move the balance by `amount`. False if the cause was already posted."""
     if not isinstance(amount, int) or isinstance(amount, bool):
         raise TypeError("ledger amounts are integers (units)")
+    move: dict[str, Any] = {"holder": user_id, "units": amount}
+    if session.get_bind().dialect.name == "postgresql":
+        entry = {
+            **move,
+            "kind": kind,
+            "cause_type": cause_type,
+            "cause_id": cause_id,
+            "note": note,
+            "usage_record_id": usage_record_id,
+            "now": utcnow(),
+        }
+        inserted, moved = (await session.execute(_POST_AT_ONCE, entry)).one()
+        if inserted and not moved:  # the user's first entry
+            await ensure_account(session, user_id)
+            await session.execute(_MOVE_BALANCE, move)
+        return bool(inserted)
     inserted = await insert_ignore(
         session,
         LedgerEntry,
@@ -86,7 +133,6 @@ async def post_entry(
     )
     if not inserted:
         return False
-    move = {"holder": user_id, "units": amount}
     if not affected_rows(await session.execute(_MOVE_BALANCE, move)):  # the user's first entry
         await ensure_account(session, user_id)
         await session.execute(_MOVE_BALANCE, move)

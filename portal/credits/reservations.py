@@ -3,21 +3,27 @@
 `reserve` is one conditional UPDATE (`balance - reserved >= amount`), atomic on
 PostgreSQL and SQLite alike and therefore across gateway workers and instances: a
 user's balance can go below zero only by how much one call's estimate fell short.
+
+On PostgreSQL the gateway's per-call pair is one statement each (writable CTEs):
+`hold_at_once` (the conditional UPDATE and the hold row, run outside a transaction:
+one round trip instead of BEGIN, two statements and COMMIT) and `release` (the hold's
+DELETE and the UPDATE of `reserved`). SQLite has no writable CTEs: it runs the same
+steps as separate statements in the caller's transaction.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, insert, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import BigInteger, String, bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from portal.credits.models import CreditAccount, Reservation
-from portal.db.base import utcnow
+from portal.db.base import UTCDateTime, utcnow
 from portal.db.upsert import WITHOUT_SESSION_SYNC, affected_rows
 from portal.errors import InsufficientCredits
 
-__all__ = ["release", "release_expired", "reserve"]
+__all__ = ["hold_at_once", "release", "release_expired", "reserve"]
 
 # Built once and run with bind parameters, on the tables rather than the ORM classes: these
 # run on every gateway call, and building them per call (plus the ORM's DML handling) cost
@@ -42,6 +48,35 @@ _DROP_HOLD = (
     delete(Reservation.__table__)
     .where(_holds.call_id == bindparam("held_for"))
     .returning(_holds.user_id, _holds.amount)
+)
+# PostgreSQL: the conditional UPDATE and the hold row as one statement; a row comes back
+# only when the balance covered the hold (then both happened, atomically).
+_held = _HOLD.returning(_accounts.user_id).cte("held")
+_HOLD_AT_ONCE = (
+    insert(Reservation.__table__)
+    .from_select(
+        ["call_id", "user_id", "amount", "created_at", "expires_at"],
+        select(
+            bindparam("call_id", type_=String()),
+            _held.c.user_id,
+            bindparam("units", type_=BigInteger()),
+            bindparam("now", type_=UTCDateTime()),
+            bindparam("expires", type_=UTCDateTime()),
+        ),
+    )
+    .returning(_holds.id)
+)
+# PostgreSQL: the hold's DELETE and the UPDATE of `reserved` as one statement. The DELETE
+# locks the hold row, so two settlements of one call release it once.
+_dropped = _DROP_HOLD.cte("dropped")
+_RELEASE_AT_ONCE = (
+    update(CreditAccount.__table__)
+    .where(_accounts.user_id == _dropped.c.user_id)
+    .values(
+        reserved=_accounts.reserved - _dropped.c.amount,
+        updated_at=bindparam("now", type_=UTCDateTime()),  # column defaults skip CTE-joined updates
+    )
+    .returning(_dropped.c.amount)
 )
 
 
@@ -73,6 +108,25 @@ async def reserve(
     )
 
 
+async def hold_at_once(
+    connection: AsyncConnection, *, user_id: str, call_id: str, amount: int, ttl_seconds: int
+) -> bool:
+    """PostgreSQL: hold `amount` for `call_id` in one statement, on a connection in
+    autocommit (the statement is its own transaction). False when the balance does not
+    cover it: then `reserve` (which frees expired holds first) decides."""
+    if amount <= 0:
+        raise ValueError("a reservation must be positive")
+    now = utcnow()
+    parameters = {
+        "holder": user_id,
+        "units": amount,
+        "call_id": call_id,
+        "now": now,
+        "expires": now + timedelta(seconds=ttl_seconds),
+    }
+    return (await connection.execute(_HOLD_AT_ONCE, parameters)).first() is not None
+
+
 async def _try_hold(session: AsyncSession, user_id: str, amount: int) -> bool:
     result = await session.execute(_HOLD, {"holder": user_id, "units": amount})
     return bool(affected_rows(result))
@@ -80,6 +134,10 @@ async def _try_hold(session: AsyncSession, user_id: str, amount: int) -> bool:
 
 async def release(session: AsyncSession, call_id: str) -> int:
     """Drop the hold of `call_id`; returns the units released (0 if none was held)."""
+    if session.get_bind().dialect.name == "postgresql":
+        parameters = {"held_for": call_id, "now": utcnow()}
+        released = (await session.execute(_RELEASE_AT_ONCE, parameters)).all()
+        return sum(amount for (amount,) in released)
     rows = (await session.execute(_DROP_HOLD, {"held_for": call_id})).all()
     for user_id, amount in rows:
         await _unhold(session, user_id, amount)

@@ -144,6 +144,46 @@ async def test_success_logging_is_skipped_where_litellm_calls_it(
     assert litellm_bridge.plain_response_cost(response)[0] > 0
 
 
+async def test_streams_are_priced_by_the_gateway_not_by_litellm(
+    router: Router, fresh_upstream: FakeUpstream
+) -> None:
+    """LiteLLM still prices a stream through the method the bridge short-cuts for streams
+    (so the short cut keeps saving the work); a plain answer keeps LiteLLM's price, and a
+    stream's reported usage is what the gateway prices."""
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    assert Logging.response_cost_calculator is litellm_bridge._response_cost_unless_streamed
+    seen: list[tuple[bool, object]] = []
+
+    def counting(self: Logging, *args: object, **kwargs: object) -> object:
+        price = litellm_bridge._response_cost_unless_streamed(self, *args, **kwargs)
+        seen.append((self.stream is True, price))
+        return price
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Logging, "response_cost_calculator", counting)
+        stream = await router.acompletion(
+            model="gpt-4.1-nano",
+            messages=MESSAGES,
+            max_tokens=9,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        streamed = list(seen)
+        response = await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=9)
+    assert streamed and all(is_stream and price is None for is_stream, price in streamed)
+    assert seen[len(streamed) :] and all(not is_stream for is_stream, _ in seen[len(streamed) :])
+    assert litellm_bridge.plain_response_cost(response)[0] > 0
+    usage = usage_from(chunks[-1].usage.model_dump())
+    assert usage is not None and usage.completion > 0
+    model_id = stream._hidden_params["model_id"]
+    price = litellm_bridge.stream_usage_cost(
+        router, model_id, prompt_tokens=usage.prompt, completion_tokens=usage.completion
+    )
+    assert price > 0
+
+
 def test_a_request_error_never_cools_a_deployment_down() -> None:
     policy = litellm_bridge.COOLDOWN_POLICY
     assert policy.BadRequestErrorAllowedFails == policy.NotFoundErrorAllowedFails

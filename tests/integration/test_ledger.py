@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, event, func, select
 
 from portal.credits import ledger
-from portal.credits.models import CauseType, EntryKind, LedgerEntry
+from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
 from portal.db import Database
 from tests.fixtures.gateway import MakeUser
 
@@ -112,3 +113,33 @@ async def test_a_new_user_has_an_empty_account(db: Database, make_user: MakeUser
         assert await ledger.available(session, user.user_id) == 0
         assert await ledger.ledger_sum(session, user.user_id) == 0
         assert await ledger.balance(session, "no-such-user") == 0
+
+
+async def test_an_entry_and_its_balance_move_are_one_statement_even_for_a_first_entry(
+    db: Database, make_user: MakeUser
+) -> None:
+    """On PostgreSQL an entry and the balance move are one statement (it runs with every
+    gateway call); a user without an account row yet gets one and the move. SQLite runs
+    an INSERT and an UPDATE."""
+    postgres = db.url.get_backend_name() == "postgresql"
+    user = await make_user("0")
+    async with db.transaction() as session:  # as if the account row was never created
+        await session.execute(delete(CreditAccount).where(CreditAccount.user_id == user.user_id))
+    assert await post(db, user.user_id, 3, "first")
+    assert await totals(db, user.user_id) == (3, 3, 1)
+
+    sent: list[str] = []
+
+    def count(*args: Any) -> None:
+        sent.append(args[2].split()[0])
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert await post(db, user.user_id, -2, "second")
+        assert sent == (["WITH"] if postgres else ["INSERT", "UPDATE"])
+        sent.clear()
+        assert not await post(db, user.user_id, -2, "second")  # already posted: no move
+        assert sent == (["WITH"] if postgres else ["INSERT"])
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert await totals(db, user.user_id) == (1, 1, 2)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
+from gateway_plugins import reservation
 from portal.credits import ledger, reservations
 from portal.credits.models import CreditAccount, Reservation
 from portal.db import Database, utcnow
@@ -25,13 +29,30 @@ def db(unswept_db: Database) -> Database:
     return unswept_db
 
 
-async def reserve(db: Database, user_id: str, amount: int, call_id: str | None = None) -> str:
-    call_id = call_id or f"call-{uuid.uuid4().hex}"
+Reserve = Callable[..., Awaitable[str]]
+
+
+async def reserve_in_transaction(db: Database, user_id: str, amount: int) -> str:
+    """The portal's path: `reserve` in the caller's transaction."""
+    call_id = f"call-{uuid.uuid4().hex}"
     async with db.transaction() as session:
         await reservations.reserve(
             session, user_id=user_id, call_id=call_id, amount=amount, ttl_seconds=TTL
         )
     return call_id
+
+
+async def reserve_as_the_gateway(db: Database, user_id: str, amount: int) -> str:
+    """The gateway's step 4: one statement in autocommit on PostgreSQL, else as above."""
+    call_id = f"call-{uuid.uuid4().hex}"
+    runtime: Any = SimpleNamespace(database=db, deadline_seconds=TTL)
+    await reservation.reserve(runtime, user_id, call_id, amount)
+    return call_id
+
+
+@pytest.fixture(params=["transaction", "gateway"])
+def reserve(request: pytest.FixtureRequest) -> Reserve:
+    return reserve_in_transaction if request.param == "transaction" else reserve_as_the_gateway
 
 
 async def release(db: Database, call_id: str) -> int:
@@ -51,7 +72,7 @@ async def holds(db: Database, user_id: str) -> tuple[int, int, int]:
 
 
 async def test_reserve_refuses_what_the_available_balance_does_not_cover(
-    db: Database, make_user: MakeUser
+    db: Database, make_user: MakeUser, reserve: Reserve
 ) -> None:
     user = await make_user("0.0000001")  # 100 units
     first = await reserve(db, user.user_id, 60)
@@ -71,7 +92,7 @@ async def test_reserve_refuses_what_the_available_balance_does_not_cover(
 
 
 async def test_no_credit_account_or_a_negative_balance_reserves_nothing(
-    db: Database, make_user: MakeUser
+    db: Database, make_user: MakeUser, reserve: Reserve
 ) -> None:
     broke = await make_user("0")
     with pytest.raises(InsufficientCredits):
@@ -83,7 +104,7 @@ async def test_no_credit_account_or_a_negative_balance_reserves_nothing(
     assert await holds(db, broke.user_id) == (0, 0, 0)
 
 
-async def test_release_is_idempotent(db: Database, make_user: MakeUser) -> None:
+async def test_release_is_idempotent(db: Database, make_user: MakeUser, reserve: Reserve) -> None:
     user = await make_user("1")
     call_id = await reserve(db, user.user_id, 700)
     other = await reserve(db, user.user_id, 300)
@@ -96,7 +117,7 @@ async def test_release_is_idempotent(db: Database, make_user: MakeUser) -> None:
 
 
 async def test_expired_holds_are_freed_when_a_new_reservation_needs_room(
-    db: Database, make_user: MakeUser
+    db: Database, make_user: MakeUser, reserve: Reserve
 ) -> None:
     user = await make_user("0.0000001")  # 100 units
     stale = await reserve(db, user.user_id, 80)
@@ -115,7 +136,7 @@ async def test_expired_holds_are_freed_when_a_new_reservation_needs_room(
 
 
 async def test_concurrent_reservations_never_exceed_the_balance(
-    db: Database, make_user: MakeUser
+    db: Database, make_user: MakeUser, reserve: Reserve
 ) -> None:
     """Many independent transactions at once (one connection each): exactly as many
     succeed as the balance covers, whatever the interleaving."""
@@ -134,3 +155,31 @@ async def test_concurrent_reservations_never_exceed_the_balance(
     released = await asyncio.gather(*(release(db, c) for c in granted + granted))
     assert sorted(released) == [0] * 5 + [90] * 5
     assert await holds(db, user.user_id) == (500, 0, 0)
+
+
+async def test_the_gateway_holds_and_releases_in_one_statement_each_on_postgresql(
+    db: Database, make_user: MakeUser
+) -> None:
+    """Per call, the hold is one autocommit statement and its release one statement: what
+    keeps the gateway's database round trips per call low (bench/RESULTS.md). SQLite has
+    no writable CTEs: there each is an UPDATE and an INSERT or DELETE."""
+    postgres = db.url.get_backend_name() == "postgresql"
+    user = await make_user("0.0000001")  # 100 units
+    sent: list[str] = []
+
+    def count(*args: Any) -> None:
+        sent.append(args[2])  # the statement text
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        call_id = await reserve_as_the_gateway(db, user.user_id, 60)
+        verbs = [statement.split()[0] for statement in sent]
+        assert verbs == (["WITH"] if postgres else ["UPDATE", "INSERT"]), sent
+        assert await holds(db, user.user_id) == (100, 60, 1)
+        sent.clear()
+        assert await release(db, call_id) == 60
+        verbs = [statement.split()[0] for statement in sent]
+        assert verbs == (["WITH"] if postgres else ["DELETE", "UPDATE"]), sent
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert await holds(db, user.user_id) == (100, 0, 0)
