@@ -152,9 +152,7 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
         ),
     )
     metrics.answered(answered_by, usage, call.upstream_since)
-    await runtime.limiter.record_tokens(
-        call.identity.user_id, runtime.limits_for(call.identity), usage.total
-    )
+    await call.slot.release(tokens=usage.total)  # the slot freed, the tokens counted (TPM)
     return Response(orjson.dumps(data), media_type="application/json", headers=call_id_header(call))
 
 

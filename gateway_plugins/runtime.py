@@ -73,10 +73,17 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
         settings=settings,
         config=config,
         # All 20 kept: under load, overflow connections were opened and closed per call.
-        database=open_database(settings.database_url, pool_size=20, max_overflow=0, pre_ping=False),
+        # SQLite runs inline on the event loop (portal.db.sqlite_inline), no worker thread.
+        database=open_database(
+            settings.database_url,
+            pool_size=20,
+            max_overflow=0,
+            pre_ping=False,
+            inline_sqlite=True,
+        ),
         spool=Spool(settings.spool_dir),
         router=router,
-        limiter=RateLimiter(settings.redis_url, redis),
+        limiter=RateLimiter(redis),
         redis=redis,
         auth_cache=(
             AuthCache(redis, settings.auth_cache_ttl_seconds) if redis is not None else None

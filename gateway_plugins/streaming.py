@@ -182,11 +182,9 @@ class MeteredStream:
             error_type=None if complete else outcome[:100],
         )
         await settle(self.runtime.database, self.runtime.spool, record)
-        await call.slot.release()  # before the final event: the client may go on at once
+        # Before the final event (the client may go on at once): slot freed, tokens counted.
+        await call.slot.release(tokens=usage.total)
         metrics.answered(model_group, usage, call.upstream_since, outcome=outcome)
-        await self.runtime.limiter.record_tokens(
-            call.identity.user_id, self.runtime.limits_for(call.identity), usage.total
-        )
 
     async def _close_upstream(self) -> None:
         close = getattr(self.stream, "aclose", None)

@@ -9,7 +9,9 @@ runs it after the COMMIT and drops it on rollback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from portal.db import effects
+from portal.db import effects, sqlite_inline
 from portal.db.urls import is_sqlite, to_async_url
 
 __all__ = ["Database", "open_database"]
@@ -40,6 +42,9 @@ class Database:
     session_info: dict[str, Any] = field(default_factory=dict)
     """Copied into each session's `info`: what an entry point tells the services through
     their session (the auth cache's Redis URL, `accounts.gateway_cache.use_redis`)."""
+    checkpoint_wait_seconds: float = 0.0
+    """How long `checkpoint()` retries while readers hold the WAL (the inline SQLite
+    driver, whose busy_timeout is 0; with aiosqlite busy_timeout does the waiting)."""
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -64,13 +69,19 @@ class Database:
         """SQLite: copy the write-ahead log into the database file and truncate it.
 
         Until then a deleted row's old page stays readable in `<db>-wal` (secure_delete
-        only zeroes the new page). Waits up to busy_timeout for readers to finish; returns
-        False if the log could not be emptied. Nothing to do on PostgreSQL."""
+        only zeroes the new page). Waits up to busy_timeout (inline driver:
+        `checkpoint_wait_seconds`) for readers to finish; returns False if the log could
+        not be emptied. Nothing to do on PostgreSQL."""
         if not is_sqlite(self.url):
             return True
-        async with self.engine.connect() as connection:
-            result = await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            busy = result.one()[0]  # (busy, log frames, checkpointed frames)
+        deadline = time.monotonic() + self.checkpoint_wait_seconds
+        while True:
+            async with self.engine.connect() as connection:
+                result = await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy = result.one()[0]  # (busy, log frames, checkpointed frames)
+            if not busy or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
         if busy:
             log.warning("SQLite checkpoint incomplete: a reader still holds the WAL")
         return not busy
@@ -80,14 +91,40 @@ class Database:
 
 
 def open_database(
-    raw_url: str, *, pool_size: int = 10, max_overflow: int | None = None, pre_ping: bool = True
+    raw_url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    pre_ping: bool = True,
+    inline_sqlite: bool = False,
+    sqlite_lock_timeout: float = sqlite_inline.LOCK_TIMEOUT_SECONDS,
 ) -> Database:
     """Up to `pool_size` kept connections plus `max_overflow` (default: as many again) that
     are closed when returned. `pre_ping=False` skips a round trip per checkout (the
     gateway: a stale connection fails one statement, which settlement retries on a fresh
-    one)."""
+    one).
+
+    `inline_sqlite` (the gateway): a SQLite file is opened with `portal.db.sqlite_inline`,
+    which runs each statement on the event loop thread instead of aiosqlite's worker
+    thread and waits for other processes' locks with `asyncio.sleep`, up to
+    `sqlite_lock_timeout`. Elsewhere (the portal, the CLI, migrations) SQLite stays on
+    aiosqlite."""
     url = to_async_url(raw_url)
-    if is_sqlite(url):
+    inline_path = _file_path(url) if inline_sqlite and is_sqlite(url) else None
+    if inline_path is not None:
+        engine = create_async_engine(
+            url,
+            async_creator=sqlite_inline.connect(
+                inline_path,
+                [*_PRAGMAS, "PRAGMA busy_timeout=0"],
+                sqlite_inline.WriteGate(),
+                lock_timeout=sqlite_lock_timeout,
+            ),
+            pool_size=pool_size,
+            max_overflow=pool_size if max_overflow is None else max_overflow,
+            pool_pre_ping=pre_ping,
+        )
+    elif is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
@@ -97,17 +134,35 @@ def open_database(
             max_overflow=pool_size if max_overflow is None else max_overflow,
             pool_pre_ping=pre_ping,
         )
-    return Database(url, engine, async_sessionmaker(engine, expire_on_commit=False))
+    database = Database(url, engine, async_sessionmaker(engine, expire_on_commit=False))
+    if inline_path is not None:
+        database.checkpoint_wait_seconds = sqlite_lock_timeout
+    return database
+
+
+def _file_path(url: URL) -> str | None:
+    """The file of a plain `sqlite:///path` URL; None for memory databases and URLs with
+    query options, which the inline driver does not interpret."""
+    if not url.database or url.database == ":memory:" or url.query:
+        return None
+    return url.database
+
+
+# WAL lets the portal read while the gateway writes. secure_delete zeroes deleted content
+# instead of leaving it in free pages (Debian builds it in; others do not).
+_PRAGMAS = (
+    "PRAGMA secure_delete=ON",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=NORMAL",
+)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    # WAL lets the portal read while the gateway writes; busy_timeout queues writers
-    # instead of failing with "database is locked". secure_delete zeroes deleted content
-    # instead of leaving it in free pages (Debian builds it in; others do not).
+    # aiosqlite: busy_timeout queues writers instead of failing with "database is locked"
+    # (the inline driver waits in asyncio instead, with busy_timeout 0).
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA secure_delete=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    for pragma in _PRAGMAS:
+        cursor.execute(pragma)
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

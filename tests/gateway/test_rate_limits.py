@@ -1,0 +1,140 @@
+"""The limiter's counters, the same behaviours in Redis and in process memory: RPM as a
+moving window, TPM as a fixed window counted from settled usage, calls in flight with a
+slot freed by its call or by its deadline, one atomic admission (a refused call takes no
+entry), and no thread per call in memory. End to end through the gateway process:
+tests/gateway/test_limits_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway_plugins.rate_limits import InFlightSlot, RateLimiter
+from portal.config.plugin_settings import PlanLimits
+from portal.errors import RateLimited
+from tests.fixtures.gateway import eventually
+
+DEADLINE = 300
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
+    if request.param == "memory":
+        yield RateLimiter(None)
+        return
+    client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    yield RateLimiter(client)
+    await client.aclose()
+
+
+def someone() -> str:
+    return f"user-{uuid.uuid4().hex}"  # a fresh user: no counts left by another test
+
+
+async def refused(limiter: RateLimiter, user: str, plan: PlanLimits) -> RateLimited:
+    with pytest.raises(RateLimited) as caught:
+        await limiter.admit(user, plan, DEADLINE)
+    return caught.value
+
+
+async def test_rpm_admits_exactly_n_calls_per_user(limiter: RateLimiter) -> None:
+    plan = PlanLimits(rpm=3)
+    user = someone()
+    for _ in range(3):
+        await (await limiter.admit(user, plan, DEADLINE)).release()
+    refusal = await refused(limiter, user, plan)
+    assert refusal.status_code == 429 and "3 requests per minute" in refusal.message
+    assert 1 <= refusal.retry_after <= 60
+    await (await limiter.admit(someone(), plan, DEADLINE)).release()  # per user
+    assert limiter.unavailable == 0
+
+
+async def test_tpm_counts_settled_tokens_and_refuses_once_the_minute_is_spent(
+    limiter: RateLimiter,
+) -> None:
+    plan = PlanLimits(tpm=100)
+    user = someone()
+    slot = await limiter.admit(user, plan, DEADLINE)
+    await slot.release(tokens=60)
+    await slot.release(tokens=60)  # a second release counts nothing
+    await (await limiter.admit(user, plan, DEADLINE)).release(tokens=40)  # 100: spent
+    refusal = await refused(limiter, user, plan)
+    assert "100 tokens per minute" in refusal.message
+    assert 1 <= refusal.retry_after <= 60
+
+
+async def test_calls_in_flight_are_freed_by_their_call(limiter: RateLimiter) -> None:
+    plan = PlanLimits(max_parallel_requests=2)
+    user = someone()
+    first = await limiter.admit(user, plan, DEADLINE)
+    second = await limiter.admit(user, plan, DEADLINE)
+    refusal = await refused(limiter, user, plan)
+    assert "at most 2 calls in flight" in refusal.message and refusal.retry_after == 1
+    await first.release()
+    third = await limiter.admit(user, plan, DEADLINE)
+    for slot in (second, third):
+        await slot.release()
+    await (await limiter.admit(user, plan, DEADLINE)).release()
+
+
+async def test_a_slot_whose_call_never_ended_frees_itself_at_the_deadline(
+    limiter: RateLimiter,
+) -> None:
+    """A process that died mid-call never releases: the slot lives as long as the
+    request deadline, then frees itself."""
+    plan = PlanLimits(max_parallel_requests=1)
+    user = someone()
+    await limiter.admit(user, plan, deadline_seconds=0.2)  # never released
+
+    async def admitted() -> bool:
+        try:
+            await (await limiter.admit(user, plan, DEADLINE)).release()
+        except RateLimited:
+            return False
+        return True
+
+    await eventually(admitted, seconds=30, what="the dead call's slot to expire")
+
+
+async def test_a_refused_call_takes_no_entry(limiter: RateLimiter) -> None:
+    """Admission is one atomic step: a call refused for its calls in flight does not use
+    up an RPM entry."""
+    plan = PlanLimits(rpm=2, max_parallel_requests=1)
+    user = someone()
+    held = await limiter.admit(user, plan, DEADLINE)
+    for _ in range(5):
+        assert "calls in flight" in (await refused(limiter, user, plan)).message
+    await held.release()
+    await (await limiter.admit(user, plan, DEADLINE)).release()  # the second of 2 RPM
+    assert "requests per minute" in (await refused(limiter, user, plan)).message
+
+
+async def test_concurrent_admissions_never_exceed_the_limit(limiter: RateLimiter) -> None:
+    plan = PlanLimits(max_parallel_requests=10, rpm=1000)
+    user = someone()
+    results = await asyncio.gather(
+        *(limiter.admit(user, plan, DEADLINE) for _ in range(50)), return_exceptions=True
+    )
+    slots = [r for r in results if isinstance(r, InFlightSlot)]
+    assert len(slots) == 10
+    assert all(isinstance(r, RateLimited) for r in results if r not in slots)
+    await asyncio.gather(*(slot.release() for slot in slots))
+
+
+async def test_no_limits_no_counting(limiter: RateLimiter) -> None:
+    slot = await limiter.admit(someone(), PlanLimits(), DEADLINE)
+    await slot.release(tokens=10**9)
+
+
+async def test_in_memory_no_thread_is_started_per_call() -> None:
+    limiter = RateLimiter(None)
+    plan = PlanLimits(rpm=10**6, tpm=10**9, max_parallel_requests=8)
+    before = threading.active_count()
+    for _ in range(200):
+        await (await limiter.admit("u", plan, DEADLINE)).release(tokens=5)
+    assert threading.active_count() == before
