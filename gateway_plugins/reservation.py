@@ -38,15 +38,11 @@ def estimate_units(
     return max(units, 1)
 
 
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
-
-
 async def reserve(runtime: GatewayRuntime, user_id: str, call_id: str, units: int) -> None:
     """Hold `units` for the call, or raise InsufficientCredits (402)."""
     database = runtime.database
-    if database.url.get_backend_name() == "postgresql":
-        async with database.engine.connect() as connection:
-            await connection.execution_options(**_AUTOCOMMIT)
+    if database.is_postgresql:
+        async with database.autocommit() as connection:
             if await reservations.hold_at_once(
                 connection,
                 user_id=user_id,

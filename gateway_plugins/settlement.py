@@ -2,7 +2,10 @@
 its answer's last byte is sent.
 
 `settle` commits the usage row, the ledger debit (keyed by the call id) and the release
-of the reservation in one transaction (`portal.usage.settlement.settle_call`). If the
+of the reservation in one transaction (`portal.usage.settlement.settle_call`); on
+PostgreSQL the common case is two autocommit statements instead (record + debit +
+balance, then the release: `settle_at_once`), a process dying between them leaving the
+hold to expire with the request deadline. If the
 database does not take it after a quick retry, the call's metadata is appended to the
 local spool and fsynced (`portal.usage.spool`), which a background task replays; the
 answer goes out either way, and a SIGKILL at any later moment loses nothing. Settling a
@@ -16,11 +19,12 @@ import logging
 import time
 
 from gateway_plugins import metrics
+from portal.credits import reservations
 from portal.db import Database
-from portal.usage.settlement import FinishedCall, settle_call
+from portal.usage.settlement import FinishedCall, settle_at_once, settle_call
 from portal.usage.spool import Spool
 
-__all__ = ["settle"]
+__all__ = ["commit_settlement", "settle"]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,7 @@ async def settle(database: Database, spool: Spool, call: FinishedCall) -> None:
     touch = _touch_due(call.token_id)
     for attempt in range(ATTEMPTS):
         try:
-            async with database.transaction() as session:
-                settled = await settle_call(session, call, touch_token=touch)
+            settled = await commit_settlement(database, call, touch_token=touch)
         except Exception as exc:
             metrics.USAGE_WRITE_FAILURES.inc()
             log.warning("usage settlement attempt %d failed: %s", attempt + 1, type(exc).__name__)
@@ -65,3 +68,19 @@ async def settle(database: Database, spool: Spool, call: FinishedCall) -> None:
         return
     metrics.USAGE_SPOOLED.inc()
     log.error("usage settlement spooled to disk for replay (call %s)", call.call_id)
+
+
+async def commit_settlement(database: Database, call: FinishedCall, *, touch_token: bool) -> bool:
+    """Commit the call's record and debit and release its hold; False if it was settled
+    before. Raises when the database does not take the record (`settle` retries, then
+    spools)."""
+    if database.is_postgresql and not touch_token:
+        async with database.autocommit() as connection:
+            if await settle_at_once(connection, call):
+                try:
+                    await reservations.release_at_once(connection, call.call_id)
+                except Exception as exc:  # settled all the same; the hold expires
+                    log.warning("hold release failed after settlement: %s", type(exc).__name__)
+                return True
+    async with database.transaction() as session:
+        return await settle_call(session, call, touch_token=touch_token)

@@ -20,12 +20,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, bindparam, cast, exists, func, select, update
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    ColumnElement,
+    Select,
+    String,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
-from portal.db.base import utcnow
+from portal.db.base import UTCDateTime, utcnow
 from portal.db.upsert import affected_rows, insert_ignore
 
 __all__ = [
@@ -46,6 +59,7 @@ __all__ = [
     "sum_for_causes",
     "unlink_from_people",
     "unlink_usage",
+    "usage_debit",
 ]
 
 
@@ -84,6 +98,53 @@ _POST_AT_ONCE = select(
     select(func.count()).select_from(_entry).scalar_subquery(),
     select(func.count()).select_from(_moved).scalar_subquery(),
 )
+
+
+def usage_debit(record: CTE) -> Select[tuple[int, int, int]]:
+    """PostgreSQL: a statement that posts the debit of the usage record `record` inserts (a
+    CTE returning its `id`, empty when it inserted nothing) and moves the balance with it.
+    One row (record id, entries posted, balances moved), or none when `record` is empty.
+    Parameters: `holder` (user id), `units` (the debit, negative; 0 posts nothing),
+    `cause_id` (the call id) and `now`. Used by `portal.usage.settlement`, which owns the
+    record; built once there."""
+    units = bindparam("units", type_=BigInteger())
+    entry = (
+        postgresql.insert(LedgerEntry.__table__)
+        .from_select(
+            [
+                "user_id",
+                "amount",
+                "kind",
+                "cause_type",
+                "cause_id",
+                "usage_record_id",
+                "created_at",
+            ],
+            select(
+                bindparam("holder", type_=String()),
+                units,
+                literal(EntryKind.DEBIT, String()),
+                literal(CauseType.USAGE, String()),
+                bindparam("cause_id", type_=String()),
+                record.c.id,
+                bindparam("now", type_=UTCDateTime()),
+            ).where(units != 0),
+        )
+        .on_conflict_do_nothing()
+        .returning(LedgerEntry.__table__.c.amount)
+        .cte("usage_entry")
+    )
+    moved = (
+        _MOVE_BALANCE.where(exists(select(entry.c.amount)))
+        .values(updated_at=bindparam("now"))
+        .returning(_accounts.user_id)
+        .cte("usage_moved")
+    )
+    return select(
+        record.c.id,
+        select(func.count()).select_from(entry).scalar_subquery(),
+        select(func.count()).select_from(moved).scalar_subquery(),
+    )
 
 
 async def ensure_account(session: AsyncSession, user_id: str) -> None:

@@ -23,7 +23,7 @@ from portal.db.base import UTCDateTime, utcnow
 from portal.db.upsert import WITHOUT_SESSION_SYNC, affected_rows
 from portal.errors import InsufficientCredits
 
-__all__ = ["hold_at_once", "release", "release_expired", "reserve"]
+__all__ = ["hold_at_once", "release", "release_at_once", "release_expired", "reserve"]
 
 # Built once and run with bind parameters, on the tables rather than the ORM classes: these
 # run on every gateway call, and building them per call (plus the ORM's DML handling) cost
@@ -135,13 +135,18 @@ async def _try_hold(session: AsyncSession, user_id: str, amount: int) -> bool:
 async def release(session: AsyncSession, call_id: str) -> int:
     """Drop the hold of `call_id`; returns the units released (0 if none was held)."""
     if session.get_bind().dialect.name == "postgresql":
-        parameters = {"held_for": call_id, "now": utcnow()}
-        released = (await session.execute(_RELEASE_AT_ONCE, parameters)).all()
-        return sum(amount for (amount,) in released)
+        return await release_at_once(session, call_id)
     rows = (await session.execute(_DROP_HOLD, {"held_for": call_id})).all()
     for user_id, amount in rows:
         await _unhold(session, user_id, amount)
     return sum(amount for _, amount in rows)
+
+
+async def release_at_once(connection: AsyncConnection | AsyncSession, call_id: str) -> int:
+    """PostgreSQL: `release` as one statement (the caller's transaction, or autocommit)."""
+    parameters = {"held_for": call_id, "now": utcnow()}
+    released = (await connection.execute(_RELEASE_AT_ONCE, parameters)).all()
+    return sum(amount for (amount,) in released)
 
 
 async def release_expired(session: AsyncSession, user_id: str | None = None) -> int:

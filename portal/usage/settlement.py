@@ -4,6 +4,13 @@ Both are written in the caller's transaction, keyed by LiteLLM's call id, and th
 call's reservation is released in the same transaction. Settling the same call again
 (duplicate callback, spool replay) writes nothing new.
 
+On PostgreSQL the gateway's common case is one statement (`settle_at_once`, in
+autocommit): the record, its debit and the balance move, all or nothing; the hold is
+then released by a statement of its own. A process that dies between the two leaves the
+hold to expire with the request deadline (the balance was debited once either way).
+Anything else (a replay, a failed attempt to upgrade, no credit account) writes nothing
+there and takes `settle_call`.
+
 The only writer of `usage_records`: rows are written here at settlement and anonymised
 here when retention says so (`anonymise_records`).
 """
@@ -14,17 +21,24 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from portal.credits import ledger, reservations
-from portal.credits.models import CauseType, EntryKind
+from portal.credits.models import CauseType, CreditAccount, EntryKind
 from portal.db.base import utcnow
 from portal.db.upsert import insert_ignore_returning_id
 from portal.tokens.service import touch_last_used
 from portal.usage.models import CallStatus, UsageRecord
 
-__all__ = ["AnonymisedRecord", "FinishedCall", "anonymise_records", "settle_call"]
+__all__ = [
+    "AnonymisedRecord",
+    "FinishedCall",
+    "anonymise_records",
+    "settle_at_once",
+    "settle_call",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,40 @@ _RECORD_FIELDS = (
     "cached_tokens", "reasoning_tokens", "upstream_cost_nano_usd", "credits",
     "http_status", "error_type", "started_at", "ended_at",
 )  # fmt: skip
+
+
+_records = UsageRecord.__table__
+_NEW_COLUMNS = ("call_id", "created_at", *_RECORD_FIELDS)
+# The record, only when the user's credit account exists (else the debit could not move
+# a balance): a CTE the ledger's debit statement builds on.
+_NEW_RECORD = (
+    postgresql.insert(_records)
+    .from_select(
+        list(_NEW_COLUMNS),
+        # Parameters named `record_<column>`: a parameter named after a column of the
+        # UPDATE in the same statement would become one of its SET values.
+        select(
+            *(bindparam(f"record_{name}", type_=_records.c[name].type) for name in _NEW_COLUMNS)
+        ).where(exists().where(CreditAccount.__table__.c.user_id == bindparam("holder"))),
+    )
+    .on_conflict_do_nothing()
+    .returning(_records.c.id)
+    .cte("new_record")
+)
+_SETTLE_AT_ONCE = ledger.usage_debit(_NEW_RECORD)
+
+
+async def settle_at_once(connection: AsyncConnection, call: FinishedCall) -> bool:
+    """PostgreSQL, a connection in autocommit: the record, its debit and the balance move
+    as one statement (module docstring). False when it wrote nothing: then `settle_call`
+    decides, in a transaction. The hold is not released here."""
+    if call.credits < 0:
+        raise ValueError("a call cannot credit the user")
+    now = utcnow()
+    parameters = {f"record_{name}": getattr(call, name) for name in _RECORD_FIELDS}
+    parameters |= {"record_call_id": call.call_id, "record_created_at": now, "now": now}
+    parameters |= {"holder": call.user_id, "units": -call.credits, "cause_id": call.call_id}
+    return (await connection.execute(_SETTLE_AT_ONCE, parameters)).first() is not None
 
 
 async def settle_call(

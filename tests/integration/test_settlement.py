@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, event, func, select
 
+from gateway_plugins.settlement import commit_settlement
 from portal.credits import ledger, reservations
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry, Reservation
 from portal.db import Database, utcnow
@@ -49,8 +52,23 @@ async def hold(db: Database, call: FinishedCall, amount: int = 500_000) -> None:
 
 
 async def settle(db: Database, call: FinishedCall) -> bool:
+    """The portal's path (and the spool's): `settle_call` in one transaction."""
     async with db.transaction() as session:
         return await settle_call(session, call)
+
+
+async def settle_as_the_gateway(db: Database, call: FinishedCall) -> bool:
+    """The gateway's step 7: on PostgreSQL one autocommit statement for the record and
+    the debit, one for the release; elsewhere as `settle`."""
+    return await commit_settlement(db, call, touch_token=False)
+
+
+Settle = Callable[[Database, FinishedCall], Awaitable[bool]]
+
+
+@pytest.fixture(params=["transaction", "gateway"])
+def settles(request: pytest.FixtureRequest) -> Settle:
+    return settle if request.param == "transaction" else settle_as_the_gateway
 
 
 async def state(db: Database, user_id: str) -> dict[str, int]:
@@ -75,13 +93,13 @@ async def state(db: Database, user_id: str) -> dict[str, int]:
 
 
 async def test_one_record_one_debit_and_the_hold_released(
-    db: Database, make_user: MakeUser
+    db: Database, make_user: MakeUser, settles: Settle
 ) -> None:
     user = await make_user("1")
     call = finished(user)
     await hold(db, call)
     assert (await state(db, user.user_id))["reserved"] == 500_000
-    assert await settle(db, call)
+    assert await settles(db, call)
     after = await state(db, user.user_id)
     assert after == {
         "records": 1,
@@ -120,21 +138,23 @@ async def test_one_record_one_debit_and_the_hold_released(
     )
 
 
-async def test_settling_twice_writes_nothing_new(db: Database, make_user: MakeUser) -> None:
+async def test_settling_twice_writes_nothing_new(
+    db: Database, make_user: MakeUser, settles: Settle
+) -> None:
     user = await make_user("1")
     call = finished(user)
     await hold(db, call)
-    assert await settle(db, call)
+    assert await settles(db, call)
     once = await state(db, user.user_id)
-    assert not await settle(db, call)
+    assert not await settles(db, call)
     # A duplicate callback with different numbers changes nothing either.
-    assert not await settle(db, dataclasses.replace(call, credits=999_999, prompt_tokens=1))
+    assert not await settles(db, dataclasses.replace(call, credits=999_999, prompt_tokens=1))
     assert await state(db, user.user_id) == once
     assert once["balance"] == FUNDS - 40_000
 
 
 async def test_a_failed_row_is_upgraded_by_a_later_success(
-    db: Database, make_user: MakeUser
+    db: Database, make_user: MakeUser, settles: Settle
 ) -> None:
     """A fallback: the first attempt failed, the same call then succeeded elsewhere."""
     user = await make_user("1")
@@ -149,12 +169,12 @@ async def test_a_failed_row_is_upgraded_by_a_later_success(
         error_type="ServiceUnavailableError",
     )
     await hold(db, success)
-    assert await settle(db, failure)
+    assert await settles(db, failure)
     failed = await state(db, user.user_id)
     assert (failed["records"], failed["debits"], failed["balance"]) == (1, 0, FUNDS)
-    assert await settle(db, success)
-    assert not await settle(db, success)
-    assert not await settle(db, failure)  # a late failure never downgrades a success
+    assert await settles(db, success)
+    assert not await settles(db, success)
+    assert not await settles(db, failure)  # a late failure never downgrades a success
     after = await state(db, user.user_id)
     assert (after["records"], after["debits"], after["balance"]) == (1, 1, FUNDS - 40_000)
     async with db.session() as session:
@@ -171,16 +191,16 @@ async def test_a_failed_row_is_upgraded_by_a_later_success(
 
 
 async def test_a_free_or_failed_call_is_recorded_without_a_debit(
-    db: Database, make_user: MakeUser
+    db: Database, make_user: MakeUser, settles: Settle
 ) -> None:
     user = await make_user("1")
     call = finished(user, credits=0, status=CallStatus.FAILED, error_type="BadRequestError")
     await hold(db, call)
-    assert await settle(db, call)
+    assert await settles(db, call)
     after = await state(db, user.user_id)
     assert (after["records"], after["debits"], after["holds"], after["reserved"]) == (1, 0, 0, 0)
     with pytest.raises(ValueError, match="cannot credit"):
-        await settle(db, finished(user, credits=-5))
+        await settles(db, finished(user, credits=-5))
 
 
 async def test_a_failed_settlement_leaves_nothing_half_written(
@@ -227,3 +247,76 @@ async def test_an_error_after_settling_rolls_the_settlement_back(
     assert await state(db, user.user_id) == before
     assert await settle(db, call)
     assert (await state(db, user.user_id))["balance"] == FUNDS - 40_000
+
+
+async def test_the_gateway_settles_in_two_statements_on_postgresql(
+    db: Database, make_user: MakeUser
+) -> None:
+    """The gateway's common case: the record, its debit and the balance move in one
+    statement, the release in one more, no transaction round trips (bench/RESULTS.md).
+    SQLite: one transaction of separate statements."""
+    postgres = db.url.get_backend_name() == "postgresql"
+    user = await make_user("1")
+    call = finished(user)
+    await hold(db, call)
+    sent: list[str] = []
+
+    def count(*args: Any) -> None:
+        sent.append(args[2].split()[0])
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert await settle_as_the_gateway(db, call)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert sent == (
+        ["WITH", "WITH"] if postgres else ["INSERT", "INSERT", "UPDATE", "DELETE", "UPDATE"]
+    )
+    after = await state(db, user.user_id)
+    assert (after["records"], after["debits"], after["holds"], after["reserved"]) == (1, 1, 0, 0)
+    assert after["balance"] == after["ledger_sum"] == FUNDS - 40_000
+
+
+async def test_without_a_credit_account_the_gateway_writes_nothing_at_once(
+    db: Database, make_user: MakeUser
+) -> None:
+    """No account row (a debit could not move a balance): the one-statement path writes
+    nothing and the full path settles, creating the account."""
+    user = await make_user("0")
+    async with db.transaction() as session:
+        await session.execute(delete(CreditAccount).where(CreditAccount.user_id == user.user_id))
+    call = finished(user, credits=7)
+    assert await settle_as_the_gateway(db, call)
+    assert not await settle_as_the_gateway(db, call)
+    after = await state(db, user.user_id)
+    assert (after["records"], after["debits"], after["balance"], after["ledger_sum"]) == (
+        1,
+        1,
+        -7,
+        -7,
+    )
+
+
+async def test_a_hold_that_cannot_be_released_does_not_undo_the_gateways_settlement(
+    db: Database, make_user: MakeUser
+) -> None:
+    """On PostgreSQL the release is its own statement: if it fails, the call stays
+    settled exactly once and the hold is left to expire (the transaction path instead
+    rolls everything back: `test_a_failed_settlement_leaves_nothing_half_written`)."""
+    if db.url.get_backend_name() != "postgresql":
+        return  # SQLite settles in one transaction: covered by the test named above
+    user = await make_user("1")
+    call = finished(user)
+    async with db.transaction() as session:  # a hold the account never counted
+        session.add(
+            Reservation(
+                call_id=call.call_id,
+                user_id=user.user_id,
+                amount=123,
+                expires_at=utcnow() + timedelta(minutes=5),
+            )
+        )
+    assert await settle_as_the_gateway(db, call)
+    after = await state(db, user.user_id)
+    assert (after["records"], after["debits"], after["holds"]) == (1, 1, 1)
+    assert after["balance"] == after["ledger_sum"] == FUNDS - 40_000
