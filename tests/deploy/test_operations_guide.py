@@ -87,4 +87,4 @@ def test_guide_covers_the_operator_topics(guide: str) -> None:
     ):
         assert heading in guide
     assert "rollout restart" in guide and "pg_dump" in guide
-    assert "15 ms of CPU per short plain" in guide and "30 ms per short stream" in guide
+    assert "7 ms of CPU per short plain" in guide and "13 ms per short stream" in guide
