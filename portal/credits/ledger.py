@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import (
     CTE,
@@ -31,6 +31,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    null,
     select,
     update,
 )
@@ -70,34 +71,55 @@ _MOVE_BALANCE = (
     .where(_accounts.user_id == bindparam("holder"))
     .values(balance=_accounts.balance + bindparam("units"))
 )
-# PostgreSQL: the entry and the balance move as one statement (writable CTEs). It says
-# whether the entry was new and whether the account row was there to move.
-_entry = (
-    postgresql.insert(LedgerEntry.__table__)
-    .values(
-        user_id=bindparam("holder"),
-        amount=bindparam("units"),
-        kind=bindparam("kind"),
-        cause_type=bindparam("cause_type"),
-        cause_id=bindparam("cause_id"),
-        note=bindparam("note"),
-        usage_record_id=bindparam("usage_record_id"),
-        created_at=bindparam("now"),
+# PostgreSQL: an entry and its balance move as one statement (writable CTEs): the entry
+# unless its cause was posted, then the move by it when the account row is there.
+_ENTRY_COLUMNS = [
+    "user_id", "amount", "kind", "cause_type", "cause_id", "note", "usage_record_id",
+    "created_at",
+]  # fmt: skip
+_UNITS = bindparam("units", type_=BigInteger())
+_HOLDER = bindparam("holder", type_=String())
+_CAUSE_ID = bindparam("cause_id", type_=String())
+_NOW = bindparam("now", type_=UTCDateTime())
+
+
+def _entry_and_move(entry_values: Select[Unpack[tuple[Any, ...]]], name: str) -> tuple[CTE, CTE]:
+    """The CTEs that insert the entry `entry_values` selects (in `_ENTRY_COLUMNS` order)
+    and move the balance by it. Their row counts say what happened."""
+    entry = (
+        postgresql.insert(LedgerEntry.__table__)
+        .from_select(_ENTRY_COLUMNS, entry_values)
+        .on_conflict_do_nothing()
+        .returning(LedgerEntry.__table__.c.amount)
+        .cte(f"{name}_entry")
     )
-    .on_conflict_do_nothing()
-    .returning(LedgerEntry.__table__.c.amount)
-    .cte("entry")
+    moved = (
+        _MOVE_BALANCE.where(exists(select(entry.c.amount)))
+        .values(updated_at=_NOW)  # column defaults do not reach into a CTE
+        .returning(_accounts.user_id)
+        .cte(f"{name}_moved")
+    )
+    return entry, moved
+
+
+def _rows(cte: CTE) -> Any:
+    return select(func.count()).select_from(cte).scalar_subquery()
+
+
+_any_entry, _any_move = _entry_and_move(
+    select(
+        _HOLDER,
+        _UNITS,
+        bindparam("kind", type_=String()),
+        bindparam("cause_type", type_=String()),
+        _CAUSE_ID,
+        bindparam("note", type_=String()),
+        bindparam("usage_record_id", type_=BigInteger()),
+        _NOW,
+    ),
+    "posted",
 )
-_moved = (
-    _MOVE_BALANCE.where(exists(select(_entry.c.amount)))
-    .values(updated_at=bindparam("now"))  # column defaults do not reach into a CTE
-    .returning(_accounts.user_id)
-    .cte("moved")
-)
-_POST_AT_ONCE = select(
-    select(func.count()).select_from(_entry).scalar_subquery(),
-    select(func.count()).select_from(_moved).scalar_subquery(),
-)
+_POST_AT_ONCE = select(_rows(_any_entry), _rows(_any_move))
 
 
 def usage_debit(record: CTE) -> Select[tuple[int, int, int]]:
@@ -107,44 +129,20 @@ def usage_debit(record: CTE) -> Select[tuple[int, int, int]]:
     Parameters: `holder` (user id), `units` (the debit, negative; 0 posts nothing),
     `cause_id` (the call id) and `now`. Used by `portal.usage.settlement`, which owns the
     record; built once there."""
-    units = bindparam("units", type_=BigInteger())
-    entry = (
-        postgresql.insert(LedgerEntry.__table__)
-        .from_select(
-            [
-                "user_id",
-                "amount",
-                "kind",
-                "cause_type",
-                "cause_id",
-                "usage_record_id",
-                "created_at",
-            ],
-            select(
-                bindparam("holder", type_=String()),
-                units,
-                literal(EntryKind.DEBIT, String()),
-                literal(CauseType.USAGE, String()),
-                bindparam("cause_id", type_=String()),
-                record.c.id,
-                bindparam("now", type_=UTCDateTime()),
-            ).where(units != 0),
-        )
-        .on_conflict_do_nothing()
-        .returning(LedgerEntry.__table__.c.amount)
-        .cte("usage_entry")
+    entry, moved = _entry_and_move(
+        select(
+            _HOLDER,
+            _UNITS,
+            literal(EntryKind.DEBIT, String()),
+            literal(CauseType.USAGE, String()),
+            _CAUSE_ID,
+            null(),
+            record.c.id,
+            _NOW,
+        ).where(_UNITS != 0),
+        "usage",
     )
-    moved = (
-        _MOVE_BALANCE.where(exists(select(entry.c.amount)))
-        .values(updated_at=bindparam("now"))
-        .returning(_accounts.user_id)
-        .cte("usage_moved")
-    )
-    return select(
-        record.c.id,
-        select(func.count()).select_from(entry).scalar_subquery(),
-        select(func.count()).select_from(moved).scalar_subquery(),
-    )
+    return select(record.c.id, _rows(entry), _rows(moved))
 
 
 async def ensure_account(session: AsyncSession, user_id: str) -> None:

@@ -71,6 +71,19 @@ def settles(request: pytest.FixtureRequest) -> Settle:
     return settle if request.param == "transaction" else settle_as_the_gateway
 
 
+async def uncounted_hold(db: Database, call: FinishedCall) -> None:
+    """A hold the account never counted: releasing it violates a constraint."""
+    async with db.transaction() as session:
+        session.add(
+            Reservation(
+                call_id=call.call_id,
+                user_id=call.user_id,
+                amount=123,
+                expires_at=utcnow() + timedelta(minutes=5),
+            )
+        )
+
+
 async def state(db: Database, user_id: str) -> dict[str, int]:
     """Everything a settlement may touch for one user."""
     async with db.session() as session:
@@ -210,15 +223,7 @@ async def test_a_failed_settlement_leaves_nothing_half_written(
     constraint: the whole transaction rolls back, so a retry starts from scratch."""
     user = await make_user("1")
     call = finished(user)
-    async with db.transaction() as session:  # a hold the account never counted
-        session.add(
-            Reservation(
-                call_id=call.call_id,
-                user_id=user.user_id,
-                amount=123,
-                expires_at=utcnow() + timedelta(minutes=5),
-            )
-        )
+    await uncounted_hold(db, call)
     before = await state(db, user.user_id)
     with pytest.raises(Exception, match=r"(?i)check|constraint"):
         await settle(db, call)
@@ -307,15 +312,7 @@ async def test_a_hold_that_cannot_be_released_does_not_undo_the_gateways_settlem
         return  # SQLite settles in one transaction: covered by the test named above
     user = await make_user("1")
     call = finished(user)
-    async with db.transaction() as session:  # a hold the account never counted
-        session.add(
-            Reservation(
-                call_id=call.call_id,
-                user_id=user.user_id,
-                amount=123,
-                expires_at=utcnow() + timedelta(minutes=5),
-            )
-        )
+    await uncounted_hold(db, call)
     assert await settle_as_the_gateway(db, call)
     after = await state(db, user.user_id)
     assert (after["records"], after["debits"], after["holds"]) == (1, 1, 1)
