@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import (
     CTE,
@@ -83,7 +83,7 @@ _CAUSE_ID = bindparam("cause_id", type_=String())
 _NOW = bindparam("now", type_=UTCDateTime())
 
 
-def _entry_and_move(entry_values: Select[Unpack[tuple[Any, ...]]], name: str) -> tuple[CTE, CTE]:
+def _entry_and_move(entry_values: Select[*tuple[Any, ...]], name: str) -> tuple[CTE, CTE]:
     """The CTEs that insert the entry `entry_values` selects (in `_ENTRY_COLUMNS` order)
     and move the balance by it. Their row counts say what happened."""
     entry = (
