@@ -84,22 +84,22 @@ _RECORD_FIELDS = (
 )  # fmt: skip
 
 
-_records = UsageRecord.__table__
+_columns = UsageRecord.__table__.c
 _NEW_COLUMNS = ("call_id", "created_at", *_RECORD_FIELDS)
 # The record, only when the user's credit account exists (else the debit could not move
 # a balance): a CTE the ledger's debit statement builds on.
 _NEW_RECORD = (
-    postgresql.insert(_records)
+    postgresql.insert(UsageRecord.__table__)
     .from_select(
         list(_NEW_COLUMNS),
         # Parameters named `record_<column>`: a parameter named after a column of the
         # UPDATE in the same statement would become one of its SET values.
         select(
-            *(bindparam(f"record_{name}", type_=_records.c[name].type) for name in _NEW_COLUMNS)
+            *(bindparam(f"record_{name}", type_=_columns[name].type) for name in _NEW_COLUMNS)
         ).where(exists().where(CreditAccount.__table__.c.user_id == bindparam("holder"))),
     )
     .on_conflict_do_nothing()
-    .returning(_records.c.id)
+    .returning(_columns.id)
     .cte("new_record")
 )
 _SETTLE_AT_ONCE = ledger.usage_debit(_NEW_RECORD)

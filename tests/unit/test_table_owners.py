@@ -51,6 +51,16 @@ GENERIC_WRITERS = {
 }
 
 _WRITES = {"insert", "update", "delete"}
+_DIALECTS = {"postgresql", "sqlite"}
+
+
+def _dialect_dml(func: ast.expr) -> bool:
+    """`postgresql.insert(…)` / `sqlite.insert(…)`: a dialect's own INSERT (ON CONFLICT)."""
+    return (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id in _DIALECTS
+    )
 
 
 def _models() -> dict[str, str]:
@@ -74,7 +84,7 @@ def _writes(path: Path, models: dict[str, str]) -> list[tuple[str, str, int, str
             if callee in models and isinstance(node.func, ast.Name):
                 found.append((models[callee], f"{callee}(…)", node.lineno, name))
                 continue
-            if callee in _WRITES and isinstance(node.func, ast.Name):
+            if callee in _WRITES and (isinstance(node.func, ast.Name) or _dialect_dml(node.func)):
                 target = node.args[0] if node.args else None
             elif callee in ("insert_ignore", "insert_ignore_returning_id") and len(node.args) > 1:
                 target = node.args[1]
@@ -128,13 +138,18 @@ def test_the_check_sees_the_kinds_of_write(tmp_path: Path) -> None:
         "    session.add(User(email='x'))\n"
         "    await insert_ignore(session, CreditAccount, user_id='u')\n"
         "    await session.execute(delete(model))\n"
-        "    await session.execute(insert(Reservation.__table__))\n",
+        "    await session.execute(insert(Reservation.__table__))\n"
+        "    await session.execute(postgresql.insert(UsageRecord.__table__))\n"
+        "    await session.execute(sqlite.insert(table))\n"
+        "    await session.delete(row)\n",
         encoding="utf-8",
     )
     assert sorted((t, h) for t, h, _, _ in _writes(sample, _models())) == [
         ("?", "delete(<variable>)"),
+        ("?", "insert(<variable>)"),
         ("credit_accounts", "insert_ignore(CreditAccount)"),
         ("ledger_entries", "update(LedgerEntry)"),
         ("reservations", "insert(Reservation)"),
+        ("usage_records", "insert(UsageRecord)"),
         ("users", "User(…)"),
     ]
