@@ -41,8 +41,8 @@ async def identify(database: Database, cache: AuthCache | None, token: str) -> T
             check_expiry(cached)
             return cached
     read_at = time.monotonic()
-    async with database.session() as session:
-        identity = await authenticate(session, token)
+    async with database.engine.connect() as connection:
+        identity = await authenticate(connection, token)
     if cache is not None:
         await cache.put(identity, read_at=read_at)
     return identity

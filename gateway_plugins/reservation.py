@@ -51,9 +51,9 @@ async def reserve(runtime: GatewayRuntime, user_id: str, call_id: str, units: in
                 ttl_seconds=runtime.deadline_seconds,
             ):
                 return
-    async with database.transaction() as session:
+    async with database.core_transaction() as connection:
         await reservations.reserve(
-            session,
+            connection,
             user_id=user_id,
             call_id=call_id,
             amount=units,

@@ -21,7 +21,7 @@ import time
 from gateway_plugins import metrics
 from portal.credits import reservations
 from portal.db import Database
-from portal.usage.settlement import FinishedCall, settle_at_once, settle_call
+from portal.usage.settlement import FinishedCall, settle_at_once, settle_call, settle_new_call
 from portal.usage.spool import Spool
 
 __all__ = ["commit_settlement", "settle"]
@@ -82,5 +82,9 @@ async def commit_settlement(database: Database, call: FinishedCall, *, touch_tok
                 except Exception as exc:  # settled all the same; the hold expires
                     log.warning("hold release failed after settlement: %s", type(exc).__name__)
                 return True
-    async with database.transaction() as session:
+    else:  # one transaction on a bare connection: no session bookkeeping per call
+        async with database.core_transaction() as connection:
+            if await settle_new_call(connection, call, touch_token=touch_token):
+                return True
+    async with database.transaction() as session:  # a replay or an upgrade: the full path
         return await settle_call(session, call, touch_token=touch_token)

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
 from portal.db.base import UTCDateTime, utcnow
+from portal.db.engine import Executor, dialect_name
 from portal.db.upsert import affected_rows, insert_ignore
 
 __all__ = [
@@ -145,12 +146,12 @@ def usage_debit(record: CTE) -> Select[tuple[int, int, int]]:
     return select(record.c.id, _rows(entry), _rows(moved))
 
 
-async def ensure_account(session: AsyncSession, user_id: str) -> None:
+async def ensure_account(session: Executor, user_id: str) -> None:
     await insert_ignore(session, CreditAccount, user_id=user_id, balance=0, reserved=0)
 
 
 async def post_entry(
-    session: AsyncSession,
+    session: Executor,
     *,
     user_id: str,
     amount: int,
@@ -164,7 +165,7 @@ async def post_entry(
     if not isinstance(amount, int) or isinstance(amount, bool):
         raise TypeError("ledger amounts are integers (units)")
     move: dict[str, Any] = {"holder": user_id, "units": amount}
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         entry = {
             **move,
             "kind": kind,

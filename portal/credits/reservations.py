@@ -16,10 +16,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import BigInteger, String, bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portal.credits.models import CreditAccount, Reservation
 from portal.db.base import UTCDateTime, utcnow
+from portal.db.engine import Executor, dialect_name
 from portal.db.upsert import WITHOUT_SESSION_SYNC, affected_rows
 from portal.errors import InsufficientCredits
 
@@ -81,7 +82,7 @@ _RELEASE_AT_ONCE = (
 
 
 async def reserve(
-    session: AsyncSession, *, user_id: str, call_id: str, amount: int, ttl_seconds: int
+    session: Executor, *, user_id: str, call_id: str, amount: int, ttl_seconds: int
 ) -> None:
     """Hold `amount` units for `call_id` or raise InsufficientCredits."""
     if amount <= 0:
@@ -127,14 +128,14 @@ async def hold_at_once(
     return (await connection.execute(_HOLD_AT_ONCE, parameters)).first() is not None
 
 
-async def _try_hold(session: AsyncSession, user_id: str, amount: int) -> bool:
+async def _try_hold(session: Executor, user_id: str, amount: int) -> bool:
     result = await session.execute(_HOLD, {"holder": user_id, "units": amount})
     return bool(affected_rows(result))
 
 
-async def release(session: AsyncSession, call_id: str) -> int:
+async def release(session: Executor, call_id: str) -> int:
     """Drop the hold of `call_id`; returns the units released (0 if none was held)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         return await release_at_once(session, call_id)
     rows = (await session.execute(_DROP_HOLD, {"held_for": call_id})).all()
     for user_id, amount in rows:
@@ -142,14 +143,14 @@ async def release(session: AsyncSession, call_id: str) -> int:
     return sum(amount for _, amount in rows)
 
 
-async def release_at_once(connection: AsyncConnection | AsyncSession, call_id: str) -> int:
+async def release_at_once(connection: Executor, call_id: str) -> int:
     """PostgreSQL: `release` as one statement (the caller's transaction, or autocommit)."""
     parameters = {"held_for": call_id, "now": utcnow()}
     released = (await connection.execute(_RELEASE_AT_ONCE, parameters)).all()
     return sum(amount for (amount,) in released)
 
 
-async def release_expired(session: AsyncSession, user_id: str | None = None) -> int:
+async def release_expired(session: Executor, user_id: str | None = None) -> int:
     """Drop holds past their expiry (one user's, or everyone's); returns units released."""
     statement = delete(Reservation).where(Reservation.expires_at < utcnow())
     if user_id is not None:
@@ -165,5 +166,5 @@ async def release_expired(session: AsyncSession, user_id: str | None = None) -> 
     return sum(amount for _, amount in rows)
 
 
-async def _unhold(session: AsyncSession, user_id: str, amount: int) -> None:
+async def _unhold(session: Executor, user_id: str, amount: int) -> None:
     await session.execute(_UNHOLD, {"holder": user_id, "units": amount})

@@ -30,7 +30,18 @@ from sqlalchemy.ext.asyncio import (
 from portal.db import effects, sqlite_inline
 from portal.db.urls import is_sqlite, to_async_url
 
-__all__ = ["Database", "open_database"]
+__all__ = ["Database", "Executor", "dialect_name", "open_database"]
+
+Executor = AsyncSession | AsyncConnection
+"""What the per-call money functions run their Core statements on: a session (the
+portal's transactions) or a bare connection (the gateway's, `Database.core_transaction`)."""
+
+
+def dialect_name(executor: Executor) -> str:
+    if isinstance(executor, AsyncSession):
+        return executor.get_bind().dialect.name
+    return executor.dialect.name
+
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +69,14 @@ class Database:
             async with session.begin():
                 yield session
         await collector.run()
+
+    @asynccontextmanager
+    async def core_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on a bare connection: no ORM session, so no after-commit effects
+        (`transaction()` has them). For the gateway's per-call Core statements, where the
+        session's bookkeeping cost ~0.5 ms of CPU per call on SQLite."""
+        async with self.engine.begin() as connection:
+            yield connection
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
+
+from portal.db.engine import Executor, dialect_name
 
 __all__ = ["WITHOUT_SESSION_SYNC", "affected_rows", "insert_ignore", "insert_ignore_returning_id"]
 
@@ -28,18 +29,18 @@ def affected_rows(result: Result[Any]) -> int:
     return result.rowcount
 
 
-async def insert_ignore(session: AsyncSession, model: type[DeclarativeBase], **values: Any) -> bool:
+async def insert_ignore(session: Executor, model: type[DeclarativeBase], **values: Any) -> bool:
     """Insert a row unless it conflicts with a unique key; True when a row was inserted."""
-    statement = _insert_ignoring(_table(model), session.get_bind().dialect.name, False)
+    statement = _insert_ignoring(_table(model), dialect_name(session), False)
     return bool(affected_rows(await session.execute(statement, values)))
 
 
 async def insert_ignore_returning_id(
-    session: AsyncSession, model: type[DeclarativeBase], /, **values: Any
+    session: Executor, model: type[DeclarativeBase], /, **values: Any
 ) -> int | None:
     """As `insert_ignore`, returning the new row's `id` (None when it conflicted): one
     statement where the ORM would need an insert, a flush and a refresh."""
-    statement = _insert_ignoring(_table(model), session.get_bind().dialect.name, True)
+    statement = _insert_ignoring(_table(model), dialect_name(session), True)
     new_id: int | None = (await session.execute(statement, values)).scalar_one_or_none()
     return new_id
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.accounts.gateway_cache import drop_token_after_commit
 from portal.accounts.models import AccountStatus, User
 from portal.db.base import utcnow
+from portal.db.engine import Executor
 from portal.db.upsert import WITHOUT_SESSION_SYNC
 from portal.errors import (
     AccountSuspended,
@@ -117,7 +118,7 @@ _IDENTITY = (
 )
 
 
-async def authenticate(session: AsyncSession, plaintext: str) -> TokenIdentity:
+async def authenticate(session: Executor, plaintext: str) -> TokenIdentity:
     """Resolve a presented token to its owner or raise the reason it is refused."""
     if not looks_like_token(plaintext):
         raise InvalidToken("Invalid gateway token. Create one in the portal under Tokens.")
@@ -144,7 +145,7 @@ def check_expiry(identity: TokenIdentity) -> None:
         raise TokenExpired("This gateway token has expired. Create a new one in the portal.")
 
 
-async def touch_last_used(session: AsyncSession, token_id: str, when: datetime) -> None:
+async def touch_last_used(session: Executor, token_id: str, when: datetime) -> None:
     """Record use at most once a minute per token (keeps writes off the hot path)."""
     await session.execute(
         update(GatewayToken)

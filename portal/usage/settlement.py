@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from portal.credits import ledger, reservations
 from portal.credits.models import CauseType, CreditAccount, EntryKind
 from portal.db.base import utcnow
+from portal.db.engine import Executor
 from portal.db.upsert import insert_ignore_returning_id
 from portal.tokens.service import touch_last_used
 from portal.usage.models import CallStatus, UsageRecord
@@ -38,6 +39,7 @@ __all__ = [
     "anonymise_records",
     "settle_at_once",
     "settle_call",
+    "settle_new_call",
 ]
 
 
@@ -118,37 +120,55 @@ async def settle_at_once(connection: AsyncConnection, call: FinishedCall) -> boo
     return (await connection.execute(_SETTLE_AT_ONCE, parameters)).first() is not None
 
 
+async def settle_new_call(
+    executor: Executor, call: FinishedCall, *, touch_token: bool = True
+) -> bool:
+    """The common case, in the caller's transaction (a session, or the gateway's bare
+    connection): a call not recorded before gets its record, its debit and its hold
+    released. False when it was recorded before: nothing is written, and `settle_call`
+    decides (a replay, or the upgrade of a failed attempt)."""
+    if call.credits < 0:
+        raise ValueError("a call cannot credit the user")
+    values = {name: getattr(call, name) for name in _RECORD_FIELDS}
+    record_id = await insert_ignore_returning_id(
+        executor, UsageRecord, call_id=call.call_id, created_at=utcnow(), **values
+    )
+    if record_id is None:
+        return False
+    await _debit_and_release(executor, call, record_id, touch_token=touch_token)
+    return True
+
+
 async def settle_call(
     session: AsyncSession, call: FinishedCall, *, touch_token: bool = True
 ) -> bool:
     """Record the call, debit it, release its hold. False if it was already settled.
 
     The common case is a new call: one INSERT … ON CONFLICT DO NOTHING RETURNING id
-    (Core, not the ORM: this runs once per gateway call). A conflict means the call was
-    settled before (a replay), or only its failed attempt was (then it is upgraded)."""
-    if call.credits < 0:
-        raise ValueError("a call cannot credit the user")
-    values = {name: getattr(call, name) for name in _RECORD_FIELDS}
-    record_id = await insert_ignore_returning_id(
-        session, UsageRecord, call_id=call.call_id, created_at=utcnow(), **values
-    )
-    if record_id is None:
-        record = await session.scalar(
-            select(UsageRecord).where(UsageRecord.call_id == call.call_id)
-        )
-        if record is None or not (
-            record.status == CallStatus.FAILED and call.status == CallStatus.SUCCESS
-        ):
-            await reservations.release(session, call.call_id)
-            return False
-        # A failed attempt row is upgraded when the same call later succeeds (fallbacks).
-        for name, value in values.items():
-            setattr(record, name, value)
-        await session.flush()
-        record_id = record.id
+    (`settle_new_call`). A conflict means the call was settled before (a replay), or only
+    its failed attempt was (then it is upgraded)."""
+    if await settle_new_call(session, call, touch_token=touch_token):
+        return True
+    record = await session.scalar(select(UsageRecord).where(UsageRecord.call_id == call.call_id))
+    if record is None or not (
+        record.status == CallStatus.FAILED and call.status == CallStatus.SUCCESS
+    ):
+        await reservations.release(session, call.call_id)
+        return False
+    # A failed attempt row is upgraded when the same call later succeeds (fallbacks).
+    for name in _RECORD_FIELDS:
+        setattr(record, name, getattr(call, name))
+    await session.flush()
+    await _debit_and_release(session, call, record.id, touch_token=touch_token)
+    return True
+
+
+async def _debit_and_release(
+    executor: Executor, call: FinishedCall, record_id: int, *, touch_token: bool
+) -> None:
     if call.credits:
         await ledger.post_entry(
-            session,
+            executor,
             user_id=call.user_id,
             amount=-call.credits,
             kind=EntryKind.DEBIT,
@@ -156,10 +176,9 @@ async def settle_call(
             cause_id=call.call_id,
             usage_record_id=record_id,
         )
-    await reservations.release(session, call.call_id)
+    await reservations.release(executor, call.call_id)
     if call.token_id and touch_token:
-        await touch_last_used(session, call.token_id, call.ended_at)
-    return True
+        await touch_last_used(executor, call.token_id, call.ended_at)
 
 
 @dataclass(frozen=True)
