@@ -41,7 +41,7 @@ async def identify(database: Database, cache: AuthCache | None, token: str) -> T
             check_expiry(cached)
             return cached
     read_at = time.monotonic()
-    async with database.engine.connect() as connection:
+    async with database.autocommit() as connection:  # one SELECT: no BEGIN/ROLLBACK around it
         identity = await authenticate(connection, token)
     if cache is not None:
         await cache.put(identity, read_at=read_at)
