@@ -42,7 +42,7 @@ async def reserve(runtime: GatewayRuntime, user_id: str, call_id: str, units: in
     """Hold `units` for the call, or raise InsufficientCredits (402)."""
     database = runtime.database
     if database.is_postgresql:
-        async with database.autocommit() as connection:
+        async with database.driver() as connection:
             if await reservations.hold_at_once(
                 connection,
                 user_id=user_id,

@@ -3,9 +3,7 @@ its answer's last byte is sent.
 
 `settle` commits the usage row, the ledger debit (keyed by the call id) and the release
 of the reservation in one transaction (`portal.usage.settlement.settle_call`); on
-PostgreSQL the common case is two autocommit statements instead (record + debit +
-balance, then the release: `settle_at_once`), a process dying between them leaving the
-hold to expire with the request deadline. If the
+PostgreSQL the common case is one autocommit statement instead (`settle_at_once`). If the
 database does not take it after a quick retry, the call's metadata is appended to the
 local spool and fsynced (`portal.usage.spool`), which a background task replays; the
 answer goes out either way, and a SIGKILL at any later moment loses nothing. Settling a
@@ -19,7 +17,6 @@ import logging
 import time
 
 from gateway_plugins import metrics
-from portal.credits import reservations
 from portal.db import Database
 from portal.usage.settlement import FinishedCall, settle_at_once, settle_call, settle_new_call
 from portal.usage.spool import Spool
@@ -75,12 +72,8 @@ async def commit_settlement(database: Database, call: FinishedCall, *, touch_tok
     before. Raises when the database does not take the record (`settle` retries, then
     spools)."""
     if database.is_postgresql and not touch_token:
-        async with database.autocommit() as connection:
+        async with database.driver() as connection:
             if await settle_at_once(connection, call):
-                try:
-                    await reservations.release_at_once(connection, call.call_id)
-                except Exception as exc:  # settled all the same; the hold expires
-                    log.warning("hold release failed after settlement: %s", type(exc).__name__)
                 return True
     else:  # one transaction on a bare connection: no session bookkeeping per call
         async with database.core_transaction() as connection:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     update,
 )
@@ -39,6 +40,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
+from portal.credits.reservations import HoldRelease
 from portal.db.base import UTCDateTime, utcnow
 from portal.db.engine import Executor, dialect_name
 from portal.db.upsert import affected_rows, insert_ignore
@@ -84,16 +86,22 @@ _CAUSE_ID = bindparam("cause_id", type_=String())
 _NOW = bindparam("now", type_=UTCDateTime())
 
 
-def _entry_and_move(entry_values: Select[*tuple[Any, ...]], name: str) -> tuple[CTE, CTE]:
-    """The CTEs that insert the entry `entry_values` selects (in `_ENTRY_COLUMNS` order)
-    and move the balance by it. Their row counts say what happened."""
-    entry = (
+def _entry(entry_values: Select[*tuple[Any, ...]], name: str) -> CTE:
+    """The CTE that inserts the entry `entry_values` selects (in `_ENTRY_COLUMNS` order)
+    unless its cause was posted; it returns the amount posted."""
+    return (
         postgresql.insert(LedgerEntry.__table__)
         .from_select(_ENTRY_COLUMNS, entry_values)
         .on_conflict_do_nothing()
         .returning(LedgerEntry.__table__.c.amount)
         .cte(f"{name}_entry")
     )
+
+
+def _entry_and_move(entry_values: Select[*tuple[Any, ...]], name: str) -> tuple[CTE, CTE]:
+    """The CTEs that insert the entry `entry_values` selects and move the balance by it.
+    Their row counts say what happened."""
+    entry = _entry(entry_values, name)
     moved = (
         _MOVE_BALANCE.where(exists(select(entry.c.amount)))
         .values(updated_at=_NOW)  # column defaults do not reach into a CTE
@@ -123,14 +131,17 @@ _any_entry, _any_move = _entry_and_move(
 _POST_AT_ONCE = select(_rows(_any_entry), _rows(_any_move))
 
 
-def usage_debit(record: CTE) -> Select[tuple[int, int, int]]:
+def usage_debit(record: CTE, release: HoldRelease) -> Select[tuple[int, int, int]]:
     """PostgreSQL: a statement that posts the debit of the usage record `record` inserts (a
-    CTE returning its `id`, empty when it inserted nothing) and moves the balance with it.
-    One row (record id, entries posted, balances moved), or none when `record` is empty.
+    CTE returning its `id`, empty when it inserted nothing), moves the balance with it and
+    releases the call's hold (`release`, built by `portal.credits.reservations`: the
+    account's row is updated once, by both owners' columns, since a statement may not
+    update a row twice). One row (record id, entries posted, accounts updated), or none
+    when `record` is empty (the hold is released all the same).
     Parameters: `holder` (user id), `units` (the debit, negative; 0 posts nothing),
-    `cause_id` (the call id) and `now`. Used by `portal.usage.settlement`, which owns the
-    record; built once there."""
-    entry, moved = _entry_and_move(
+    `cause_id` (the call id), `held_for` (the call id) and `now`. Used by
+    `portal.usage.settlement`, which owns the record; built once there."""
+    entry = _entry(
         select(
             _HOLDER,
             _UNITS,
@@ -142,6 +153,14 @@ def usage_debit(record: CTE) -> Select[tuple[int, int, int]]:
             _NOW,
         ).where(_UNITS != 0),
         "usage",
+    )
+    posted = func.coalesce(select(func.sum(entry.c.amount)).scalar_subquery(), 0)
+    moved = (
+        update(CreditAccount.__table__)
+        .where(_accounts.user_id == _HOLDER, or_(exists(select(entry.c.amount)), release.happened))
+        .values(balance=_accounts.balance + posted, reserved=release.reserved, updated_at=_NOW)
+        .returning(_accounts.user_id)
+        .cte("usage_moved")
     )
     return select(record.c.id, _rows(entry), _rows(moved))
 

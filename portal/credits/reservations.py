@@ -13,18 +13,39 @@ steps as separate statements in the caller's transaction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import BigInteger, String, bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    ColumnElement,
+    String,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from portal.credits.models import CreditAccount, Reservation
 from portal.db.base import UTCDateTime, utcnow
+from portal.db.driver import DriverConnection, DriverStatement
 from portal.db.engine import Executor, dialect_name
 from portal.db.upsert import WITHOUT_SESSION_SYNC, affected_rows
 from portal.errors import InsufficientCredits
 
-__all__ = ["hold_at_once", "release", "release_at_once", "release_expired", "reserve"]
+__all__ = [
+    "HoldRelease",
+    "hold_at_once",
+    "hold_release",
+    "release",
+    "release_at_once",
+    "release_expired",
+    "reserve",
+]
 
 # Built once and run with bind parameters, on the tables rather than the ORM classes: these
 # run on every gateway call, and building them per call (plus the ORM's DML handling) cost
@@ -52,7 +73,11 @@ _DROP_HOLD = (
 )
 # PostgreSQL: the conditional UPDATE and the hold row as one statement; a row comes back
 # only when the balance covered the hold (then both happened, atomically).
-_held = _HOLD.returning(_accounts.user_id).cte("held")
+_held = (
+    _HOLD.values(updated_at=bindparam("now", type_=UTCDateTime()))
+    .returning(_accounts.user_id)
+    .cte("held")
+)
 _HOLD_AT_ONCE = (
     insert(Reservation.__table__)
     .from_select(
@@ -67,6 +92,7 @@ _HOLD_AT_ONCE = (
     )
     .returning(_holds.id)
 )
+_HOLD_ON_DRIVER = DriverStatement(_HOLD_AT_ONCE)
 # PostgreSQL: the hold's DELETE and the UPDATE of `reserved` as one statement. The DELETE
 # locks the hold row, so two settlements of one call release it once.
 _dropped = _DROP_HOLD.cte("dropped")
@@ -79,6 +105,29 @@ _RELEASE_AT_ONCE = (
     )
     .returning(_dropped.c.amount)
 )
+
+
+@dataclass(frozen=True)
+class HoldRelease:
+    """PostgreSQL: the release of a call's hold (bind parameter `held_for`) inside a
+    statement that also moves the balance (the settlement, `ledger.usage_debit`), which
+    updates the account's row once with both."""
+
+    dropped: CTE
+    """Deletes the hold; its DELETE locks the row, so two settlements release it once."""
+    reserved: ColumnElement[int]
+    """The account's `reserved` after the release (not below 0)."""
+    happened: ColumnElement[bool]
+    """True when there was a hold to release."""
+
+
+def hold_release() -> HoldRelease:
+    dropped = _DROP_HOLD.cte("dropped_hold")
+    released = func.coalesce(select(func.sum(dropped.c.amount)).scalar_subquery(), 0)
+    # Never below 0: a hold the account did not count (a hand-edited row) must not fail
+    # the settlement it is part of (the CHECK constraint would).
+    reserved = func.greatest(_accounts.reserved - released, 0)
+    return HoldRelease(dropped, reserved, exists(select(dropped.c.amount)))
 
 
 async def reserve(
@@ -110,11 +159,11 @@ async def reserve(
 
 
 async def hold_at_once(
-    connection: AsyncConnection, *, user_id: str, call_id: str, amount: int, ttl_seconds: int
+    connection: DriverConnection, *, user_id: str, call_id: str, amount: int, ttl_seconds: int
 ) -> bool:
-    """PostgreSQL: hold `amount` for `call_id` in one statement, on a connection in
-    autocommit (the statement is its own transaction). False when the balance does not
-    cover it: then `reserve` (which frees expired holds first) decides."""
+    """PostgreSQL: hold `amount` for `call_id` in one statement, on the driver's connection
+    in autocommit (the statement is its own transaction; `Database.driver`). False when the
+    balance does not cover it: then `reserve` (which frees expired holds first) decides."""
     if amount <= 0:
         raise ValueError("a reservation must be positive")
     now = utcnow()
@@ -125,7 +174,7 @@ async def hold_at_once(
         "now": now,
         "expires": now + timedelta(seconds=ttl_seconds),
     }
-    return (await connection.execute(_HOLD_AT_ONCE, parameters)).first() is not None
+    return bool(await _HOLD_ON_DRIVER.fetch(connection, parameters))
 
 
 async def _try_hold(session: Executor, user_id: str, amount: int) -> bool:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from portal.db import effects, sqlite_inline
+from portal.db.driver import DriverConnection, driver_connection
 from portal.db.urls import is_sqlite, to_async_url
 
 __all__ = ["Database", "Executor", "dialect_name", "open_database"]
@@ -85,6 +86,11 @@ class Database:
         per-call money statements on PostgreSQL)."""
         async with self.engine.connect() as connection:
             yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    def driver(self) -> AbstractAsyncContextManager[DriverConnection]:
+        """PostgreSQL: a pooled connection as asyncpg's own, in autocommit, for the
+        gateway's per-call statements (`portal.db.driver` says why)."""
+        return driver_connection(self.engine)
 
     @property
     def is_postgresql(self) -> bool:

@@ -5,11 +5,10 @@ call's reservation is released in the same transaction. Settling the same call a
 (duplicate callback, spool replay) writes nothing new.
 
 On PostgreSQL the gateway's common case is one statement (`settle_at_once`, in
-autocommit): the record, its debit and the balance move, all or nothing; the hold is
-then released by a statement of its own. A process that dies between the two leaves the
-hold to expire with the request deadline (the balance was debited once either way).
-Anything else (a replay, a failed attempt to upgrade, no credit account) writes nothing
-there and takes `settle_call`.
+autocommit, sent by the driver itself: `portal.db.driver`): the record, its debit, the
+balance move and the release of the hold, all or nothing. Anything else (a replay, a
+failed attempt to upgrade, no credit account) records nothing there and takes
+`settle_call`.
 
 The only writer of `usage_records`: rows are written here at settlement and anonymised
 here when retention says so (`anonymise_records`).
@@ -23,11 +22,12 @@ from typing import Any
 
 from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits import ledger, reservations
 from portal.credits.models import CauseType, CreditAccount, EntryKind
 from portal.db.base import utcnow
+from portal.db.driver import DriverConnection, DriverStatement
 from portal.db.engine import Executor
 from portal.db.upsert import insert_ignore_returning_id
 from portal.tokens.service import touch_last_used
@@ -104,20 +104,22 @@ _NEW_RECORD = (
     .returning(_columns.id)
     .cte("new_record")
 )
-_SETTLE_AT_ONCE = ledger.usage_debit(_NEW_RECORD)
+_SETTLE_AT_ONCE = DriverStatement(ledger.usage_debit(_NEW_RECORD, reservations.hold_release()))
 
 
-async def settle_at_once(connection: AsyncConnection, call: FinishedCall) -> bool:
-    """PostgreSQL, a connection in autocommit: the record, its debit and the balance move
-    as one statement (module docstring). False when it wrote nothing: then `settle_call`
-    decides, in a transaction. The hold is not released here."""
+async def settle_at_once(connection: DriverConnection, call: FinishedCall) -> bool:
+    """PostgreSQL, on the driver's connection in autocommit (`Database.driver`): the
+    record, its debit, the balance move and the release of the hold as one statement
+    (module docstring). False when it recorded nothing (the hold is released all the
+    same): then `settle_call` decides, in a transaction."""
     if call.credits < 0:
         raise ValueError("a call cannot credit the user")
     now = utcnow()
     parameters = {f"record_{name}": getattr(call, name) for name in _RECORD_FIELDS}
     parameters |= {"record_call_id": call.call_id, "record_created_at": now, "now": now}
     parameters |= {"holder": call.user_id, "units": -call.credits, "cause_id": call.call_id}
-    return (await connection.execute(_SETTLE_AT_ONCE, parameters)).first() is not None
+    parameters["held_for"] = call.call_id
+    return bool(await _SETTLE_AT_ONCE.fetch(connection, parameters))
 
 
 async def settle_new_call(

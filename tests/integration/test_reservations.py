@@ -10,13 +10,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from gateway_plugins import reservation
 from portal.credits import ledger, reservations
 from portal.credits.models import CreditAccount, Reservation
 from portal.db import Database, utcnow
 from portal.errors import InsufficientCredits
+from tests.fixtures.databases import statements_sent
 from tests.fixtures.gateway import MakeUser
 
 TTL = 900
@@ -157,29 +158,18 @@ async def test_concurrent_reservations_never_exceed_the_balance(
     assert await holds(db, user.user_id) == (500, 0, 0)
 
 
-async def test_the_gateway_holds_and_releases_in_one_statement_each_on_postgresql(
+async def test_the_gateway_holds_in_one_statement_on_postgresql(
     db: Database, make_user: MakeUser
 ) -> None:
-    """Per call, the hold is one autocommit statement and its release one statement: what
-    keeps the gateway's database round trips per call low (bench/RESULTS.md). SQLite has
-    no writable CTEs: there each is an UPDATE and an INSERT or DELETE."""
+    """Per call, the hold is one autocommit statement sent by the driver itself: what keeps
+    the gateway's database work per call low (bench/RESULTS.md). SQLite has no writable
+    CTEs: there it is an UPDATE and an INSERT. (The release is part of the settlement's
+    statement on PostgreSQL: tests/integration/test_settlement.py.)"""
     postgres = db.url.get_backend_name() == "postgresql"
     user = await make_user("0.0000001")  # 100 units
-    sent: list[str] = []
-
-    def count(*args: Any) -> None:
-        sent.append(args[2])  # the statement text
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with statements_sent(db) as sent:
         call_id = await reserve_as_the_gateway(db, user.user_id, 60)
-        verbs = [statement.split()[0] for statement in sent]
-        assert verbs == (["WITH"] if postgres else ["UPDATE", "INSERT"]), sent
-        assert await holds(db, user.user_id) == (100, 60, 1)
-        sent.clear()
-        assert await release(db, call_id) == 60
-        verbs = [statement.split()[0] for statement in sent]
-        assert verbs == (["WITH"] if postgres else ["DELETE", "UPDATE"]), sent
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert sent == (["WITH"] if postgres else ["UPDATE", "INSERT"])
+    assert await holds(db, user.user_id) == (100, 60, 1)
+    assert await release(db, call_id) == 60
     assert await holds(db, user.user_id) == (100, 0, 0)
