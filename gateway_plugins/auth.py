@@ -17,7 +17,7 @@ from portal.tokens.auth_cache import AuthCache
 from portal.tokens.secrets import hash_token, looks_like_token
 from portal.tokens.service import TokenIdentity, authenticate, check_expiry
 
-__all__ = ["identify", "presented_token"]
+__all__ = ["from_database", "identify", "presented_token"]
 
 _MISSING = "Missing gateway token: send it as 'Authorization: Bearer <token>' or 'x-api-key'."
 
@@ -40,6 +40,11 @@ async def identify(database: Database, cache: AuthCache | None, token: str) -> T
         if cached is not None:
             check_expiry(cached)
             return cached
+    return await from_database(database, cache, token)
+
+
+async def from_database(database: Database, cache: AuthCache | None, token: str) -> TokenIdentity:
+    """The token checked in the database (and the answer cached, if valid)."""
     read_at = time.monotonic()
     async with database.autocommit() as connection:  # one SELECT: no BEGIN/ROLLBACK around it
         identity = await authenticate(connection, token)

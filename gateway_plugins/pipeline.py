@@ -1,10 +1,12 @@
 """The request pipeline of every metered endpoint, top to bottom:
 
-    authenticate → validate → limit → reserve → call LiteLLM → meter → settle → answer
+    authenticate + limit → validate → reserve → call LiteLLM → meter → settle → answer
 
-1. `auth.identify`             token → user (401/403)
-2. `validation.validate`       allow-listed, typed body (400, unknown model 404)
+1. `auth`                      token → user (401/403)
 3. `rate_limits.RateLimiter`   RPM / TPM / calls in flight per plan (429)
+   (1 and 3 together in `admission.admit`: one Redis round trip for a cached token)
+2. `validation.validate`       allow-listed, typed body (400, unknown model 404); a
+                               refusal here takes back the call's RPM entry and slot
 4. `reservation.reserve`       estimated credits held in the database (402)
 5. `upstream.call`             the Router, under one deadline; cancelled if the client leaves
 6. `metering`                  usage and price of what was answered
@@ -27,8 +29,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway_plugins import litellm_bridge, metrics, reservation, upstream
-from gateway_plugins.auth import identify, presented_token
+from gateway_plugins import admission, litellm_bridge, metrics, reservation, upstream
 from gateway_plugins.errors import ApiFormat, error_response, from_domain, service_unavailable
 from gateway_plugins.metering import Usage, finished_call, usage_from
 from gateway_plugins.rate_limits import InFlightSlot
@@ -36,6 +37,7 @@ from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
 from gateway_plugins.streaming import MeteredStream
 from gateway_plugins.validation import ValidRequest, parse_body, read_body, validate
+from portal.credits.pricing import ModelPrice
 from portal.db.base import utcnow
 from portal.errors import GatewayError, ModelNotPriced, UnknownModel
 from portal.observability import context
@@ -93,7 +95,29 @@ async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response 
 
 
 async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[str, Any]) -> Call:
-    identity = await identify(runtime.database, runtime.auth_cache, presented_token(http.headers))
+    identity, slot = await admission.admit(runtime, http.headers)
+    try:
+        valid, price = await _validate(runtime, http, kind, seen)
+    except BaseException:
+        await slot.release(refund=True)  # refused before it started: it costs no RPM
+        raise
+    call_id = str(uuid.uuid4())
+    context.call_id.set(call_id)
+    try:
+        prompt_tokens = litellm_bridge.count_prompt_tokens(kind, valid.params)
+        settings = runtime.config.plugin
+        units = reservation.estimate_units(settings, price, prompt_tokens, valid.output_tokens)
+        await reservation.reserve(runtime, identity.user_id, call_id, units)
+    except BaseException:
+        await slot.release()
+        raise
+    return Call(call_id, kind, identity, valid, units, prompt_tokens, slot, utcnow())
+
+
+async def _validate(
+    runtime: GatewayRuntime, http: Request, kind: str, seen: dict[str, Any]
+) -> tuple[ValidRequest, ModelPrice]:
+    """Step 2: the body, allow-listed and typed, for a model this gateway prices."""
     settings = runtime.config.plugin
     raw = await read_body(
         http.stream(), http.headers.get("content-length"), settings.limits.max_body_bytes
@@ -114,18 +138,7 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
     price = runtime.config.reservation_prices.price_of(valid.model)
     if price is None:
         raise ModelNotPriced(f"Model {valid.model!r} is not available: it has no price configured.")
-    call_id = str(uuid.uuid4())
-    context.call_id.set(call_id)
-    limits = runtime.limits_for(identity)
-    slot = await runtime.limiter.admit(identity.user_id, limits, runtime.deadline_seconds)
-    try:
-        prompt_tokens = litellm_bridge.count_prompt_tokens(kind, valid.params)
-        units = reservation.estimate_units(settings, price, prompt_tokens, valid.output_tokens)
-        await reservation.reserve(runtime, identity.user_id, call_id, units)
-    except BaseException:
-        await slot.release()
-        raise
-    return Call(call_id, kind, identity, valid, units, prompt_tokens, slot, utcnow())
+    return valid, price
 
 
 async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response:

@@ -36,15 +36,17 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis.asyncio as aioredis
 
-from portal.config.plugin_settings import PlanLimits
+from portal.config.plugin_settings import LimitSettings, PlanLimits
 from portal.errors import RateLimited
+from portal.tokens.auth_cache import FORMAT as AUTH_CACHE_FORMAT
 
-__all__ = ["InFlightSlot", "RateLimiter"]
+__all__ = ["CachedAdmission", "InFlightSlot", "RateLimiter"]
 
 log = logging.getLogger(__name__)
 
@@ -52,40 +54,82 @@ _PREFIX = "wfg:limits"
 WINDOW_SECONDS = 60
 _NONE = -1  # "no limit of this kind" in the scripts' arguments
 
-# KEYS: tpm, rpm, in-flight. ARGV: tpm, rpm and in-flight limits (-1: none), the call's
-# member, the slot's lifetime (s). Returns {0, 0} admitted, else {1 tpm | 2 rpm | 3 in
-# flight, milliseconds until a retry can succeed}. Time is the Redis server's, so every
-# instance counts on one clock.
-_ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local tpm, rpm, inflight = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if tpm >= 0 then
-  local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-  if used >= tpm then return {1, redis.call('PTTL', KEYS[1])} end
+# The admission itself, shared by both scripts below. Returns {0, 0} admitted, else
+# {1 tpm | 2 rpm | 3 in flight, milliseconds until a retry can succeed}. Limits of -1:
+# none of that kind. Time is the Redis server's, so every instance counts on one clock.
+_ADMISSION = """
+local function admit(k_tpm, k_rpm, k_inflight, tpm, rpm, inflight, member, slot_seconds)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  if tpm >= 0 then
+    local used = tonumber(redis.call('GET', k_tpm) or '0')
+    if used >= tpm then return {1, redis.call('PTTL', k_tpm)} end
+  end
+  if rpm >= 0 then
+    redis.call('ZREMRANGEBYSCORE', k_rpm, '-inf', now - 60)
+    if redis.call('ZCARD', k_rpm) >= rpm then
+      local oldest = redis.call('ZRANGE', k_rpm, 0, 0, 'WITHSCORES')
+      return {2, math.ceil((tonumber(oldest[2]) + 60 - now) * 1000)}
+    end
+  end
+  if inflight >= 0 then
+    redis.call('ZREMRANGEBYSCORE', k_inflight, '-inf', now)
+    if redis.call('ZCARD', k_inflight) >= inflight then return {3, 1000} end
+    redis.call('ZADD', k_inflight, now + slot_seconds, member)
+    redis.call('EXPIRE', k_inflight, math.ceil(slot_seconds) + 5)
+  end
+  if rpm >= 0 then
+    redis.call('ZADD', k_rpm, now, member)
+    redis.call('EXPIRE', k_rpm, 61)
+  end
+  return {0, 0}
 end
-if rpm >= 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60)
-  if redis.call('ZCARD', KEYS[2]) >= rpm then
-    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    return {2, math.ceil((tonumber(oldest[2]) + 60 - now) * 1000)}
+"""
+# KEYS: tpm, rpm, in-flight. ARGV: tpm, rpm and in-flight limits, the call's member, the
+# slot's lifetime (s).
+_ADMIT = (
+    _ADMISSION
+    + """
+return admit(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]),
+             tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]))
+"""
+)
+# The token check and the admission in one round trip: KEYS: the token's auth-cache entry
+# (`portal.tokens.auth_cache`, JSON with `user_id` and `plan`). ARGV: the key prefix, the
+# call's member, the slot's lifetime, the cache entry's format, the default plan's tpm,
+# rpm and in-flight limits, then (plan, tpm, rpm, in flight) for each plan. Returns {-1}
+# when the token is not cached, else the admission's two values and the entry. The
+# limits' keys are made here from the entry's user id (standalone Redis or Sentinel, as
+# the auth cache's own scripts).
+_ADMIT_CACHED_TOKEN = (
+    _ADMISSION
+    + """
+local entry = redis.call('GET', KEYS[1])
+if not entry then return {-1} end
+local ok, identity = pcall(cjson.decode, entry)
+if not ok or type(identity) ~= 'table' or identity.v ~= tonumber(ARGV[4])
+   or type(identity.user_id) ~= 'string' then
+  return {-1}
+end
+local tpm, rpm, inflight = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+for i = 8, #ARGV, 4 do
+  if ARGV[i] == identity.plan then
+    tpm, rpm, inflight = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+    break
   end
 end
-if inflight >= 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= inflight then return {3, 1000} end
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[4])
-  redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[5])) + 5)
-end
-if rpm >= 0 then
-  redis.call('ZADD', KEYS[2], now, ARGV[4])
-  redis.call('EXPIRE', KEYS[2], 61)
-end
-return {0, 0}
+local p, user = ARGV[1] .. ':', identity.user_id
+local result = admit(p .. 'tpm:' .. user, p .. 'rpm:' .. user, p .. 'inflight:' .. user,
+                     tpm, rpm, inflight, ARGV[2], tonumber(ARGV[3]))
+return {result[1], result[2], entry}
 """
-# KEYS: in-flight, tpm. ARGV: the member ('' when no slot was taken), tokens to count.
+)
+# KEYS: in-flight, tpm, rpm. ARGV: the slot's member ('' when no slot was taken), tokens
+# to count, the RPM entry to take back ('' to keep it: only a call refused after its
+# admission, by validation, gets it back).
 _FINISH = """
 if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
+if ARGV[3] ~= '' then redis.call('ZREM', KEYS[3], ARGV[3]) end
 local tokens = tonumber(ARGV[2])
 if tokens > 0 then
   if redis.call('INCRBY', KEYS[2], tokens) == tokens then
@@ -119,44 +163,70 @@ class _Counters(Protocol):
     ) -> tuple[str, float] | None:
         """None when admitted, else (which limit, seconds until a retry can succeed)."""
 
-    async def finish(self, user_id: str, member: str, tokens: int) -> None:
-        """Free the call's slot (member '' if none was taken), count its tokens."""
+    async def finish(self, user_id: str, member: str, tokens: int, refund: str) -> None:
+        """Free the call's slot (member '' if none was taken), count its tokens, take back
+        the RPM entry `refund` ('' for none)."""
 
 
 def _limit(value: int | None) -> int:
     return _NONE if value is None else value
 
 
+def _keys(user_id: str) -> tuple[str, str, str]:
+    """tpm, rpm, in flight."""
+    return f"{_PREFIX}:tpm:{user_id}", f"{_PREFIX}:rpm:{user_id}", f"{_PREFIX}:inflight:{user_id}"
+
+
+def _refused(refused: int, wait_ms: int) -> tuple[str, float] | None:
+    return None if not refused else (_REFUSED_BY[refused], max(wait_ms, 0) / 1000)
+
+
+@dataclass(frozen=True)
+class CachedAdmission:
+    """What `RateLimiter.admit_cached_token` found: the token's auth-cache entry, and the
+    call's admission under the limits of the plan that entry names."""
+
+    entry: bytes
+    refused: tuple[str, float] | None
+    member: str
+
+
 class _InRedis:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._admit = redis.register_script(_ADMIT)
+        self._admit_cached_token = redis.register_script(_ADMIT_CACHED_TOKEN)
         self._finish = redis.register_script(_FINISH)
 
     async def admit(
         self, user_id: str, limits: PlanLimits, member: str, slot_seconds: float
     ) -> tuple[str, float] | None:
         refused, wait_ms = await self._admit(
-            keys=[f"{_PREFIX}:tpm:{user_id}", f"{_PREFIX}:rpm:{user_id}",
-                  f"{_PREFIX}:inflight:{user_id}"],
+            keys=_keys(user_id),
             args=[_limit(limits.tpm), _limit(limits.rpm), _limit(limits.max_parallel_requests),
                   member, slot_seconds],
         )  # fmt: skip
-        if not refused:
-            return None
-        return _REFUSED_BY[int(refused)], max(int(wait_ms), 0) / 1000
+        return _refused(int(refused), int(wait_ms))
 
-    async def finish(self, user_id: str, member: str, tokens: int) -> None:
-        await self._finish(
-            keys=[f"{_PREFIX}:inflight:{user_id}", f"{_PREFIX}:tpm:{user_id}"],
-            args=[member, tokens],
+    async def admit_cached_token(
+        self, token_key: str, plans: Sequence[str | int], member: str, slot_seconds: float
+    ) -> CachedAdmission | None:
+        answer = await self._admit_cached_token(
+            keys=[token_key], args=[_PREFIX, member, slot_seconds, *plans]
         )
+        if int(answer[0]) < 0:
+            return None
+        return CachedAdmission(answer[2], _refused(int(answer[0]), int(answer[1])), member)
+
+    async def finish(self, user_id: str, member: str, tokens: int, refund: str) -> None:
+        tpm, rpm, inflight = _keys(user_id)
+        await self._finish(keys=[inflight, tpm, rpm], args=[member, tokens, refund])
 
 
 @dataclass
 class _UserCounters:
     tpm_used: int = 0
     tpm_window_ends: float = 0.0
-    rpm_admitted: collections.deque[float] = field(default_factory=collections.deque)
+    rpm_admitted: collections.deque[tuple[float, str]] = field(default_factory=collections.deque)
     in_flight: dict[str, float] = field(default_factory=dict)  # member -> expires
 
 
@@ -176,10 +246,10 @@ class _InProcess:
         if limits.tpm is not None and now < user.tpm_window_ends and user.tpm_used >= limits.tpm:
             return "tpm", user.tpm_window_ends - now
         admitted = user.rpm_admitted
-        while admitted and admitted[0] <= now - WINDOW_SECONDS:
+        while admitted and admitted[0][0] <= now - WINDOW_SECONDS:
             admitted.popleft()
         if limits.rpm is not None and len(admitted) >= limits.rpm:
-            return "rpm", admitted[0] + WINDOW_SECONDS - now
+            return "rpm", admitted[0][0] + WINDOW_SECONDS - now
         if limits.max_parallel_requests is not None:
             held = user.in_flight
             for expired in [m for m, expires in held.items() if expires <= now]:
@@ -188,14 +258,17 @@ class _InProcess:
                 return "in flight", 1.0
             held[member] = now + slot_seconds
         if limits.rpm is not None:
-            admitted.append(now)
+            admitted.append((now, member))
         return None
 
-    async def finish(self, user_id: str, member: str, tokens: int) -> None:
+    async def finish(self, user_id: str, member: str, tokens: int, refund: str) -> None:
         user = self._users.get(user_id)
         if user is None:
             return
         user.in_flight.pop(member, None)
+        if refund:
+            kept = [entry for entry in user.rpm_admitted if entry[1] != refund]
+            user.rpm_admitted = collections.deque(kept)
         if tokens > 0:
             now = time.monotonic()
             if now >= user.tpm_window_ends:
@@ -209,55 +282,110 @@ class _InProcess:
         self._next_sweep = now + WINDOW_SECONDS
         for user_id, user in list(self._users.items()):
             idle = not user.in_flight and now >= user.tpm_window_ends
-            if idle and (not user.rpm_admitted or user.rpm_admitted[-1] <= now - WINDOW_SECONDS):
+            last = user.rpm_admitted[-1][0] if user.rpm_admitted else None
+            if idle and (last is None or last <= now - WINDOW_SECONDS):
                 del self._users[user_id]
 
 
 @dataclass
 class InFlightSlot:
     """An admitted call's hold on its limits. `release(tokens)` frees the slot and counts
-    the call's tokens toward TPM; only the first call does anything."""
+    the call's tokens toward TPM; `release(refund=True)` (a call refused after its
+    admission) also takes back its RPM entry. Only the first release does anything."""
 
     limiter: RateLimiter | None
     user_id: str
-    member: str
+    member: str  # the in-flight entry ('' when the plan has no such limit)
     counts_tokens: bool
+    rpm_entry: str = ""  # the RPM entry ('' when the plan has no RPM limit)
 
-    async def release(self, tokens: int = 0) -> None:
+    async def release(self, tokens: int = 0, *, refund: bool = False) -> None:
         limiter, self.limiter = self.limiter, None
         if limiter is not None:
-            await limiter._finish(self, tokens if self.counts_tokens else 0)
+            counted = tokens if self.counts_tokens else 0
+            await limiter._finish(self, counted, self.rpm_entry if refund else "")
 
 
 class RateLimiter:
     def __init__(self, redis: aioredis.Redis | None) -> None:
-        self._counters: _Counters = _InRedis(redis) if redis is not None else _InProcess()
+        self._in_redis = _InRedis(redis) if redis is not None else None
+        self._counters: _Counters = self._in_redis or _InProcess()
         self.unavailable = 0  # calls admitted without a check while Redis was down
+        self._plans: tuple[LimitSettings, list[str | int]] | None = None  # built once
 
     async def admit(
         self, user_id: str, limits: PlanLimits, deadline_seconds: float
     ) -> InFlightSlot:
         """Check TPM, RPM and calls in flight and take the call's entries; RateLimited
         (429, with Retry-After) otherwise."""
-        counts_tokens = limits.tpm is not None
-        if limits.rpm is None and limits.max_parallel_requests is None and not counts_tokens:
+        if not _has_limits(limits):
             return InFlightSlot(None, user_id, "", False)
         member = uuid.uuid4().hex
         try:
             refused = await self._counters.admit(user_id, limits, member, deadline_seconds)
         except Exception as exc:  # Redis unreachable: fail open (module docstring)
-            self.unavailable += 1
-            log.warning("rate limiter unavailable (%s); call admitted", type(exc).__name__)
+            self._failed_open(exc)
             return InFlightSlot(None, user_id, "", False)
+        return self.admitted(user_id, limits, member, refused)
+
+    async def admit_cached_token(
+        self, token_key: str, plans: LimitSettings, deadline_seconds: float
+    ) -> CachedAdmission | None:
+        """With Redis: the token's auth-cache entry (key `token_key`) and the call's
+        admission under the limits of the entry's plan, in one round trip. None when the
+        token is not cached (or there is no Redis, or it fails): then the caller checks the
+        token in the database and calls `admit`. The caller turns the answer into a slot
+        with `admitted`, once it has read the entry."""
+        if self._in_redis is None:
+            return None
+        if self._plans is None or self._plans[0] is not plans:
+            self._plans = plans, _plan_table(plans)
+        member = uuid.uuid4().hex
+        try:
+            return await self._in_redis.admit_cached_token(
+                token_key, self._plans[1], member, deadline_seconds
+            )
+        except Exception as exc:
+            log.warning("auth cache and limiter unavailable (%s)", type(exc).__name__)
+            return None
+
+    def admitted(
+        self, user_id: str, limits: PlanLimits, member: str, refused: tuple[str, float] | None
+    ) -> InFlightSlot:
+        """The slot of an admission (`member` its entries), or RateLimited."""
         if refused is not None:
             raise _refusal(refused[0], limits, refused[1])
+        if not _has_limits(limits):
+            return InFlightSlot(None, user_id, "", False)
         taken = member if limits.max_parallel_requests is not None else ""
-        return InFlightSlot(self, user_id, taken, counts_tokens)
+        rpm_entry = member if limits.rpm is not None else ""
+        return InFlightSlot(self, user_id, taken, limits.tpm is not None, rpm_entry)
 
-    async def _finish(self, slot: InFlightSlot, tokens: int) -> None:
-        if not slot.member and tokens <= 0:
+    def _failed_open(self, exc: Exception) -> None:
+        self.unavailable += 1
+        log.warning("rate limiter unavailable (%s); call admitted", type(exc).__name__)
+
+    async def _finish(self, slot: InFlightSlot, tokens: int, refund: str) -> None:
+        if not slot.member and tokens <= 0 and not refund:
             return
         try:
-            await self._counters.finish(slot.user_id, slot.member, tokens)
+            await self._counters.finish(slot.user_id, slot.member, tokens, refund)
         except Exception as exc:  # the slot expires with the request deadline
             log.warning("rate limiter unavailable (%s); slot and tokens left", type(exc).__name__)
+
+
+def _has_limits(limits: PlanLimits) -> bool:
+    return not (limits.rpm is None and limits.max_parallel_requests is None and limits.tpm is None)
+
+
+def _plan_table(plans: LimitSettings) -> list[str | int]:
+    """The admission script's plan arguments: the entry format, the default plan's limits,
+    then each plan's name and limits."""
+    table: list[str | int] = [AUTH_CACHE_FORMAT, *_three(plans.for_plan(plans.default_plan))]
+    for name, limits in plans.plans.items():
+        table += [name, *_three(limits)]
+    return table
+
+
+def _three(limits: PlanLimits) -> tuple[int, int, int]:
+    return _limit(limits.tpm), _limit(limits.rpm), _limit(limits.max_parallel_requests)

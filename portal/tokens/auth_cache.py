@@ -37,6 +37,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from portal.accounts.gateway_cache import (
@@ -53,7 +54,14 @@ from portal.accounts.gateway_cache import (
 )
 from portal.tokens.service import TokenIdentity
 
-__all__ = ["FENCE_SECONDS", "AuthCache", "invalidate_token", "invalidate_user"]
+__all__ = [
+    "FENCE_SECONDS",
+    "FORMAT",
+    "AuthCache",
+    "decode",
+    "invalidate_token",
+    "invalidate_user",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +69,9 @@ _TOKEN = TOKEN_PREFIX
 _USER = USER_PREFIX
 _TOKEN_FENCE = TOKEN_FENCE_PREFIX
 _USER_FENCE = USER_FENCE_PREFIX
-_FORMAT = 1
+FORMAT = 1
+"""The entry's format version (`v`). The gateway's admission script reads `v`, `user_id`
+and `plan` of an entry too (`gateway_plugins.rate_limits`)."""
 
 # KEYS: token key, user set, token fence, user fence; ARGV: value, ttl, token hash
 _FILL = """
@@ -92,7 +102,12 @@ class AuthCache:
         except Exception as exc:
             log.warning("auth cache read failed (%s); reading the database", type(exc).__name__)
             return None
-        return _decode(raw) if raw is not None else None
+        return decode(raw) if raw is not None else None
+
+    @staticmethod
+    def key(token_hash: str) -> str:
+        """The Redis key of a token's entry."""
+        return _TOKEN + token_hash
 
     async def put(self, identity: TokenIdentity, *, read_at: float) -> bool:
         """Cache `identity`, read from the database at `read_at` (time.monotonic()).
@@ -129,7 +144,7 @@ class AuthCache:
 def _encode(identity: TokenIdentity) -> str:
     return json.dumps(
         {
-            "v": _FORMAT,
+            "v": FORMAT,
             "token_id": identity.token_id,
             "user_id": identity.user_id,
             "token_hash": identity.token_hash,
@@ -140,10 +155,11 @@ def _encode(identity: TokenIdentity) -> str:
     )
 
 
-def _decode(raw: bytes | str) -> TokenIdentity | None:
+def decode(raw: bytes | str) -> TokenIdentity | None:
+    """An entry's identity; None for an entry of another format."""
     try:
-        data: dict[str, Any] = json.loads(raw)
-        if data.get("v") != _FORMAT:
+        data: dict[str, Any] = orjson.loads(raw)
+        if data.get("v") != FORMAT:
             return None
         expires = data["expires_at"]
         return TokenIdentity(

@@ -206,6 +206,12 @@ async def test_rpm_admits_exactly_n_calls_a_minute_redis(
     user = await funded_user(limits_db, units=FUNDING, plan="rpm-5")
     client = closing(limited.async_client(user.token))
 
+    # Refused by validation (the pipeline admits first, then validates): no RPM used.
+    for bad in ({"max_tokens": "many"}, {"model": "no-such-model"}, {"api_base": "http://x"}):
+        with pytest.raises((openai.BadRequestError, openai.NotFoundError)):
+            await client.chat.completions.create(
+                model=MODEL, messages=MESSAGES, max_tokens=10, extra_body=bad
+            )
     assert [await plain(client) for _ in range(RPM)] == [200] * RPM
     with pytest.raises(openai.RateLimitError) as refused:
         await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=100)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,8 +16,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway_plugins.rate_limits import InFlightSlot, RateLimiter
-from portal.config.plugin_settings import PlanLimits
+from portal.config.plugin_settings import LimitSettings, PlanLimits
 from portal.errors import RateLimited
+from portal.tokens.auth_cache import AuthCache, decode
+from portal.tokens.service import TokenIdentity
 from tests.fixtures.gateway import eventually
 
 DEADLINE = 300
@@ -138,3 +141,63 @@ async def test_in_memory_no_thread_is_started_per_call() -> None:
     for _ in range(200):
         await (await limiter.admit("u", plan, DEADLINE)).release(tokens=5)
     assert threading.active_count() == before
+
+
+async def test_a_call_refused_after_admission_gets_its_rpm_entry_back(
+    limiter: RateLimiter,
+) -> None:
+    """The pipeline admits before it validates the body; a call refused by validation
+    releases with `refund=True` and costs the user no RPM."""
+    plan = PlanLimits(rpm=2, max_parallel_requests=1)
+    user = someone()
+    for _ in range(5):
+        await (await limiter.admit(user, plan, DEADLINE)).release(refund=True)
+    await (await limiter.admit(user, plan, DEADLINE)).release()
+    await (await limiter.admit(user, plan, DEADLINE)).release()
+    assert "requests per minute" in (await refused(limiter, user, plan)).message
+
+
+@pytest.mark.redis
+async def test_a_cached_token_is_checked_and_admitted_in_one_round_trip(redis_url: str) -> None:
+    """With Redis, one script reads the token's auth-cache entry and admits the call under
+    the limits of the plan the entry names (the default plan's for an unknown one); a
+    token not cached gets None (the caller checks the database)."""
+    client = aioredis.Redis.from_url(redis_url)
+    cache = AuthCache(client, ttl_seconds=60)
+    limiter = RateLimiter(client)
+    plans = LimitSettings(
+        plans={"free": PlanLimits(rpm=1), "pro": PlanLimits(rpm=3, max_parallel_requests=2)}
+    )
+    try:
+        pro = TokenIdentity("t1", someone(), uuid.uuid4().hex, None, "pro")
+        legacy = TokenIdentity("t2", someone(), uuid.uuid4().hex, None, "no-such-plan")
+        for identity in (pro, legacy):
+            assert await cache.put(identity, read_at=time.monotonic())
+        assert await limiter.admit_cached_token(cache.key("f" * 64), plans, DEADLINE) is None
+
+        async def admit(identity: TokenIdentity) -> InFlightSlot:
+            admission = await limiter.admit_cached_token(
+                cache.key(identity.token_hash), plans, DEADLINE
+            )
+            assert admission is not None
+            assert decode(admission.entry) == identity
+            limits = plans.for_plan(identity.plan)
+            return limiter.admitted(identity.user_id, limits, admission.member, admission.refused)
+
+        first, second = await admit(pro), await admit(pro)
+        with pytest.raises(RateLimited, match="2 calls in flight"):
+            await admit(pro)
+        await first.release()
+        await (await admit(pro)).release()  # the third of 3 RPM
+        with pytest.raises(RateLimited, match="3 requests per minute"):
+            await admit(pro)
+        await second.release()
+
+        await (await admit(legacy)).release()  # the default plan: 1 RPM
+        with pytest.raises(RateLimited, match="1 requests per minute"):
+            await admit(legacy)
+        # Counted where `admit` counts: the two paths share the user's counters.
+        shared = await refused(limiter, pro.user_id, plans.plans["pro"])
+        assert "requests per minute" in shared.message
+    finally:
+        await client.aclose()
