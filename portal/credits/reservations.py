@@ -4,11 +4,13 @@
 PostgreSQL and SQLite alike and therefore across gateway workers and instances: a
 user's balance can go below zero only by how much one call's estimate fell short.
 
-On PostgreSQL the gateway's per-call pair is one statement each (writable CTEs):
-`hold_at_once` (the conditional UPDATE and the hold row, run outside a transaction:
-one round trip instead of BEGIN, two statements and COMMIT) and `release` (the hold's
-DELETE and the UPDATE of `reserved`). SQLite has no writable CTEs: it runs the same
-steps as separate statements in the caller's transaction.
+On PostgreSQL the gateway's hold is one statement (writable CTEs): `hold_at_once` (the
+conditional UPDATE and the hold row, sent by the driver outside a transaction: one round
+trip instead of BEGIN, two statements and COMMIT); its release is part of the
+settlement's statement (`hold_release`, composed by `portal.usage.settlement`), and
+`release` is one statement too (the hold's DELETE and the UPDATE of `reserved`). SQLite
+has no writable CTEs: it runs the same steps as separate statements in the caller's
+transaction.
 """
 
 from __future__ import annotations
