@@ -5,9 +5,10 @@ because for non-OpenAI providers it only approximates) plus the output allowance
 (`max_tokens` or `default_max_tokens`, × `n`), priced at the dearest deployment the model
 group may fall back to, with the markup. The hold is one conditional UPDATE in the
 database (`portal.credits.reservations`), atomic across instances; it expires with the
-request deadline, so a process that dies frees its holds by itself. On PostgreSQL it is
-one statement in autocommit (`hold_at_once`); a refusal, and SQLite, take the full path
-in a transaction (`reserve`: frees the user's expired holds and tries again, or 402).
+request deadline, so a process that dies frees its holds by itself. It is sent by the
+driver itself (`hold_on_driver`: one statement in autocommit on PostgreSQL, two in one
+transaction on SQLite); a refusal takes the full path in a transaction (`reserve`: frees
+the user's expired holds and tries again, or 402).
 
 Overspend bound: a user's balance can fall below zero by at most the sum, over the calls
 they have in flight at once, of each call's under-estimate. With `max_tokens` honoured
@@ -41,10 +42,10 @@ def estimate_units(
 async def reserve(runtime: GatewayRuntime, user_id: str, call_id: str, units: int) -> None:
     """Hold `units` for the call, or raise InsufficientCredits (402)."""
     database = runtime.database
-    if database.is_postgresql:
-        async with database.driver() as connection:
-            if await reservations.hold_at_once(
-                connection,
+    if database.sends_by_driver:
+        async with database.per_call() as driver:
+            if await reservations.hold_on_driver(
+                driver,
                 user_id=user_id,
                 call_id=call_id,
                 amount=units,

@@ -2,8 +2,9 @@
 its answer's last byte is sent.
 
 `settle` commits the usage row, the ledger debit (keyed by the call id) and the release
-of the reservation in one transaction (`portal.usage.settlement.settle_call`); on
-PostgreSQL the common case is one autocommit statement instead (`settle_at_once`). If the
+of the reservation in one transaction (`portal.usage.settlement.settle_call`); the
+common case is sent by the driver itself (`settle_on_driver`: one autocommit statement
+on PostgreSQL, one transaction of four on SQLite). If the
 database does not take it after a quick retry, the call's metadata is appended to the
 local spool and fsynced (`portal.usage.spool`), which a background task replays; the
 answer goes out either way, and a SIGKILL at any later moment loses nothing. Settling a
@@ -18,7 +19,7 @@ import time
 
 from gateway_plugins import metrics
 from portal.db import Database
-from portal.usage.settlement import FinishedCall, settle_at_once, settle_call, settle_new_call
+from portal.usage.settlement import FinishedCall, settle_call, settle_new_call, settle_on_driver
 from portal.usage.spool import Spool
 
 __all__ = ["commit_settlement", "settle"]
@@ -71,9 +72,9 @@ async def commit_settlement(database: Database, call: FinishedCall, *, touch_tok
     """Commit the call's record and debit and release its hold; False if it was settled
     before. Raises when the database does not take the record (`settle` retries, then
     spools)."""
-    if database.is_postgresql and not touch_token:
-        async with database.driver() as connection:
-            if await settle_at_once(connection, call):
+    if database.sends_by_driver and not touch_token:
+        async with database.per_call() as driver:
+            if await settle_on_driver(driver, call):
                 return True
     else:  # one transaction on a bare connection: no session bookkeeping per call
         async with database.core_transaction() as connection:

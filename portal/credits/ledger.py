@@ -36,12 +36,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
-from portal.credits.reservations import HoldRelease
+from portal.credits.reservations import HoldRelease, reserved_minus
 from portal.db.base import UTCDateTime, utcnow
+from portal.db.driver import Driver, DriverStatement
 from portal.db.engine import Executor, dialect_name
 from portal.db.upsert import affected_rows, insert_ignore
 
@@ -64,6 +65,7 @@ __all__ = [
     "unlink_from_people",
     "unlink_usage",
     "usage_debit",
+    "usage_debit_on_driver",
 ]
 
 
@@ -163,6 +165,55 @@ def usage_debit(record: CTE, release: HoldRelease) -> Select[tuple[int, int, int
         .cte("usage_moved")
     )
     return select(record.c.id, _rows(entry), _rows(moved))
+
+
+# SQLite (no writable CTEs), in the gateway's driver transaction: the debit entry, then
+# one UPDATE of the account for the balance and the hold's release together.
+_USAGE_ENTRY_ON_SQLITE = DriverStatement(
+    sqlite.insert(LedgerEntry.__table__)
+    .values(
+        user_id=_HOLDER,
+        amount=_UNITS,
+        kind=literal(EntryKind.DEBIT, String()),
+        cause_type=literal(CauseType.USAGE, String()),
+        cause_id=_CAUSE_ID,
+        note=null(),
+        usage_record_id=bindparam("record_id", type_=BigInteger()),
+        created_at=_NOW,
+    )
+    .on_conflict_do_nothing()
+    .returning(LedgerEntry.__table__.c.amount),
+    "sqlite",
+)
+_MOVE_AND_RELEASE_ON_SQLITE = DriverStatement(
+    update(CreditAccount.__table__)
+    .where(_accounts.user_id == _HOLDER)
+    .values(
+        balance=_accounts.balance + _UNITS,
+        reserved=reserved_minus(bindparam("released", type_=BigInteger())),
+        updated_at=_NOW,
+    ),
+    "sqlite",
+)
+
+
+async def usage_debit_on_driver(
+    driver: Driver, *, user_id: str, amount: int, call_id: str, record_id: int, released: int
+) -> None:
+    """SQLite, in the gateway's driver transaction (`portal.db.driver`): the debit of the
+    usage record `record_id` (`amount`, negative; 0 posts nothing) and the balance move,
+    with the release of `released` units the call held (`reservations.release_on_driver`
+    dropped its hold) in the same UPDATE of the account. The record's writer,
+    `portal.usage.settlement`, made sure the account exists."""
+    now = utcnow()
+    posted = 0
+    if amount:
+        entry = {"holder": user_id, "units": amount, "cause_id": call_id, "record_id": record_id}
+        if await driver.fetch(_USAGE_ENTRY_ON_SQLITE, entry | {"now": now}):
+            posted = amount
+    if posted or released:
+        move = {"holder": user_id, "units": posted, "released": released, "now": now}
+        await driver.fetch(_MOVE_AND_RELEASE_ON_SQLITE, move)
 
 
 async def ensure_account(session: Executor, user_id: str) -> None:

@@ -4,7 +4,7 @@
 PostgreSQL and SQLite alike and therefore across gateway workers and instances: a
 user's balance can go below zero only by how much one call's estimate fell short.
 
-On PostgreSQL the gateway's hold is one statement (writable CTEs): `hold_at_once` (the
+On PostgreSQL the gateway's hold is one statement (writable CTEs): `hold_on_driver` (the
 conditional UPDATE and the hold row, sent by the driver outside a transaction: one round
 trip instead of BEGIN, two statements and COMMIT); its release is part of the
 settlement's statement (`hold_release`, composed by `portal.usage.settlement`), and
@@ -24,6 +24,7 @@ from sqlalchemy import (
     ColumnElement,
     String,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -34,19 +35,21 @@ from sqlalchemy import (
 
 from portal.credits.models import CreditAccount, Reservation
 from portal.db.base import UTCDateTime, utcnow
-from portal.db.driver import DriverConnection, DriverStatement
+from portal.db.driver import Driver, DriverStatement
 from portal.db.engine import Executor, dialect_name
 from portal.db.upsert import WITHOUT_SESSION_SYNC, affected_rows
 from portal.errors import InsufficientCredits
 
 __all__ = [
     "HoldRelease",
-    "hold_at_once",
+    "hold_on_driver",
     "hold_release",
     "release",
     "release_at_once",
     "release_expired",
+    "release_on_driver",
     "reserve",
+    "reserved_minus",
 ]
 
 # Built once and run with bind parameters, on the tables rather than the ORM classes: these
@@ -94,7 +97,25 @@ _HOLD_AT_ONCE = (
     )
     .returning(_holds.id)
 )
-_HOLD_ON_DRIVER = DriverStatement(_HOLD_AT_ONCE)
+# The same on the gateway's SQLite (no writable CTEs): two statements in its transaction.
+_HOLD_ON_SQLITE = _HOLD.values(updated_at=bindparam("now", type_=UTCDateTime())).returning(
+    _accounts.user_id
+)
+_ADD_HOLD_ON_SQLITE = insert(Reservation.__table__).values(
+    call_id=bindparam("call_id", type_=String()),
+    user_id=bindparam("holder", type_=String()),
+    amount=bindparam("units", type_=BigInteger()),
+    created_at=bindparam("now", type_=UTCDateTime()),
+    expires_at=bindparam("expires", type_=UTCDateTime()),
+)
+_HOLD_BY_DRIVER = {
+    "postgresql": (DriverStatement(_HOLD_AT_ONCE, "postgresql"),),
+    "sqlite": (
+        DriverStatement(_HOLD_ON_SQLITE, "sqlite"),
+        DriverStatement(_ADD_HOLD_ON_SQLITE, "sqlite"),
+    ),
+}
+_DROP_HOLD_BY_DRIVER = DriverStatement(_DROP_HOLD, "sqlite")
 # PostgreSQL: the hold's DELETE and the UPDATE of `reserved` as one statement. The DELETE
 # locks the hold row, so two settlements of one call release it once.
 _dropped = _DROP_HOLD.cte("dropped")
@@ -126,10 +147,7 @@ class HoldRelease:
 def hold_release() -> HoldRelease:
     dropped = _DROP_HOLD.cte("dropped_hold")
     released = func.coalesce(select(func.sum(dropped.c.amount)).scalar_subquery(), 0)
-    # Never below 0: a hold the account did not count (a hand-edited row) must not fail
-    # the settlement it is part of (the CHECK constraint would).
-    reserved = func.greatest(_accounts.reserved - released, 0)
-    return HoldRelease(dropped, reserved, exists(select(dropped.c.amount)))
+    return HoldRelease(dropped, reserved_minus(released), exists(select(dropped.c.amount)))
 
 
 async def reserve(
@@ -160,12 +178,13 @@ async def reserve(
     )
 
 
-async def hold_at_once(
-    connection: DriverConnection, *, user_id: str, call_id: str, amount: int, ttl_seconds: int
+async def hold_on_driver(
+    driver: Driver, *, user_id: str, call_id: str, amount: int, ttl_seconds: int
 ) -> bool:
-    """PostgreSQL: hold `amount` for `call_id` in one statement, on the driver's connection
-    in autocommit (the statement is its own transaction; `Database.driver`). False when the
-    balance does not cover it: then `reserve` (which frees expired holds first) decides."""
+    """The gateway's hold, sent by the driver (`portal.db.driver`): on PostgreSQL one
+    statement in autocommit (`Database.driver`), on SQLite two in the caller's transaction
+    (`Database.driver_transaction`). False when the balance does not cover it (nothing
+    held): then `reserve`, which frees expired holds first, decides."""
     if amount <= 0:
         raise ValueError("a reservation must be positive")
     now = utcnow()
@@ -176,7 +195,27 @@ async def hold_at_once(
         "now": now,
         "expires": now + timedelta(seconds=ttl_seconds),
     }
-    return bool(await _HOLD_ON_DRIVER.fetch(connection, parameters))
+    first, *rest = _HOLD_BY_DRIVER[driver.dialect]
+    if not await driver.fetch(first, parameters):
+        return False
+    for statement in rest:
+        await driver.fetch(statement, parameters)
+    return True
+
+
+async def release_on_driver(driver: Driver, call_id: str) -> int:
+    """SQLite, in the caller's driver transaction: drop the hold of `call_id`; the units it
+    held (0 if none), for the caller to take off `reserved` with `reserved_minus` (the
+    settlement does that in its one UPDATE of the account)."""
+    dropped = await driver.fetch(_DROP_HOLD_BY_DRIVER, {"held_for": call_id})
+    return sum(amount for _, amount in dropped)
+
+
+def reserved_minus(released: ColumnElement[int]) -> ColumnElement[int]:
+    """The account's `reserved` less `released`, never below 0: a hold the account did not
+    count (a hand-edited row) must not fail the settlement it is part of (the CHECK
+    constraint would)."""
+    return case((_accounts.reserved > released, _accounts.reserved - released), else_=0)
 
 
 async def _try_hold(session: Executor, user_id: str, amount: int) -> bool:

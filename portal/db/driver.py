@@ -1,59 +1,65 @@
-"""Core statements run on PostgreSQL's driver (asyncpg) itself, for the gateway's per-call
-money statements.
+"""Core statements sent by the database driver itself, for the gateway's per-call money
+statements: asyncpg on PostgreSQL, the inline SQLite driver (`portal.db.sqlite_inline`).
 
-Why: each gateway call runs a hold and a settlement statement. Through SQLAlchemy's
-execution layer (Connection, execution context, Result) one of them cost 0.47 ms of CPU
-on this machine; the same SQL sent by asyncpg on a connection of the same pool, 0.17 ms
+Why: each gateway call holds credits and settles them. Through SQLAlchemy's execution
+layer (Connection, execution context, Result) one such statement cost 0.47 ms of CPU on
+this machine; the same SQL sent by asyncpg on a connection of the same pool, 0.17 ms
 (checkout included, `bench/RESULTS.md`). The statements stay SQLAlchemy Core, built by
-the modules that own their tables; they are compiled once for asyncpg here and only their
-execution skips SQLAlchemy. Everything else, the portal included, keeps SQLAlchemy.
+the modules that own their tables; they are compiled once per dialect here and only
+their execution skips SQLAlchemy. Everything else, the portal included, keeps SQLAlchemy.
 
 What SQLAlchemy would do at execution and this does not, so not every statement
-qualifies (`DriverStatement` refuses one that needs it when it is built):
+qualifies (`DriverStatement` refuses one that needs it when it is compiled):
 
 - Python-side column defaults: a statement must set each column itself (`updated_at`
   included), or the database's default applies.
-- Result processing: rows come back as asyncpg decodes them. Use it for ids, counts and
-  amounts, not for values whose type converts them (UTC datetimes, enums).
+- Result processing: rows come back as the driver decodes them. Use it for ids, counts
+  and amounts, not for values whose type converts them (UTC datetimes, enums).
 
-Bind processing is done (the column types' own, `UTCDateTime` and enums included).
+Bind processing is done (the column types' own: `UTCDateTime`, enums, SQLite's dates).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import ClauseElement
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.dialects.sqlite.aiosqlite import dialect as aiosqlite_dialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import greenlet_spawn
 
-__all__ = ["DriverConnection", "DriverStatement", "driver_connection"]
+__all__ = ["Driver", "DriverConnection", "DriverStatement", "driver"]
 
 
 class DriverConnection(Protocol):
-    """What is used of asyncpg's connection (a pooled one, in autocommit: each statement
-    is its own transaction)."""
+    """What is used of the driver's connection: asyncpg's, or `InlineConnection`."""
 
     async def fetch(self, query: str, *args: Any) -> list[Any]: ...
 
     def is_closed(self) -> bool: ...
 
 
-_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+_DIALECTS: dict[str, Dialect] = {
+    "postgresql": asyncpg_dialect(),  # type: ignore[no-untyped-call]
+    "sqlite": aiosqlite_dialect(),
+}
 _Processor = Callable[[Any], Any]
 
 
-class DriverStatement:
-    """A Core statement compiled once for asyncpg, with its parameters in driver order."""
+class _Compiled:
+    """A statement's SQL for one dialect, and how to turn named values into its arguments."""
 
     __slots__ = ("_slots", "sql")
 
-    def __init__(self, statement: ClauseElement) -> None:
-        compiled = statement.compile(dialect=_DIALECT)
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
         defaulted = [*compiled.insert_prefetch, *compiled.update_prefetch]
         if defaulted:
@@ -62,13 +68,14 @@ class DriverStatement:
         self.sql = str(compiled)
         # Per positional parameter: its bind name, or the value fixed when the statement
         # was built (`literal(…)`), and the bind processor of its type.
+        binds = ((name, compiled.binds[name]) for name in compiled.positiontup or ())
         self._slots: tuple[tuple[str | None, Any, _Processor | None], ...] = tuple(
             (
                 name if bind.required else None,
                 None if bind.required else bind.effective_value,
-                bind.type.bind_processor(_DIALECT),
+                bind.type.bind_processor(dialect),
             )
-            for name, bind in ((name, compiled.binds[name]) for name in compiled.positiontup or ())
+            for name, bind in binds
         )
 
     def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
@@ -79,34 +86,54 @@ class DriverStatement:
             values.append(value if process is None or value is None else process(value))
         return values
 
-    async def fetch(
-        self, connection: DriverConnection, parameters: Mapping[str, Any]
-    ) -> Sequence[Any]:
-        """The rows (asyncpg records: indexable tuples)."""
-        return await connection.fetch(self.sql, *self.arguments(parameters))
+
+class DriverStatement:
+    """A Core statement, compiled once for each dialect it names."""
+
+    __slots__ = ("_compiled",)
+
+    def __init__(self, statement: ClauseElement, *dialects: str) -> None:
+        self._compiled = {name: _Compiled(statement, _DIALECTS[name]) for name in dialects}
+
+    def sql(self, dialect: str) -> str:
+        return self._compiled[dialect].sql
+
+
+class Driver:
+    """A pooled connection, used through its driver (`Database.driver` and
+    `Database.driver_transaction`)."""
+
+    __slots__ = ("connection", "dialect")
+
+    def __init__(self, connection: DriverConnection, dialect: str) -> None:
+        self.connection = connection
+        self.dialect = dialect
+
+    async def fetch(self, statement: DriverStatement, parameters: Mapping[str, Any]) -> list[Any]:
+        """Run `statement` with `parameters`: its rows (indexable tuples)."""
+        compiled = statement._compiled[self.dialect]
+        return await self.connection.fetch(compiled.sql, *compiled.arguments(parameters))
 
 
 @asynccontextmanager
-async def driver_connection(engine: AsyncEngine) -> AsyncIterator[DriverConnection]:
-    """A connection of `engine`'s pool as asyncpg's own, returned to the pool afterwards.
+async def driver(engine: AsyncEngine) -> AsyncIterator[Driver]:
+    """A connection of `engine`'s pool, used through its driver, then returned.
 
-    It is in autocommit (no transaction is opened through SQLAlchemy, so returning it
-    rolls nothing back). After anything but an error the server reported (a constraint,
-    say), it is discarded rather than returned: a cancelled or broken statement may leave
-    the connection mid-protocol."""
+    After anything but an error the server reported (a constraint, say), the connection
+    is discarded rather than returned: a cancelled or broken statement may have left it
+    mid-protocol. Returning it rolls back whatever transaction is still open."""
     pooled = await engine.raw_connection()
     connection: DriverConnection | None = pooled.driver_connection
     assert connection is not None
     try:
-        yield connection
-    except asyncpg.PostgresError:
-        pooled.close()
+        yield Driver(connection, engine.dialect.name)
+    except (asyncpg.PostgresError, sqlite3.DatabaseError):
+        await greenlet_spawn(pooled.close)
         raise
     except BaseException:
-        pooled.invalidate()
+        await greenlet_spawn(pooled.invalidate)
         raise
+    if connection.is_closed():
+        await greenlet_spawn(pooled.invalidate)
     else:
-        if connection.is_closed():
-            pooled.invalidate()
-        else:
-            pooled.close()
+        await greenlet_spawn(pooled.close)

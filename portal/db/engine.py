@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from portal.db import effects, sqlite_inline
-from portal.db.driver import DriverConnection, driver_connection
+from portal.db.driver import Driver, driver
 from portal.db.urls import is_sqlite, to_async_url
 
 __all__ = ["Database", "Executor", "dialect_name", "open_database"]
@@ -58,6 +58,8 @@ class Database:
     checkpoint_wait_seconds: float = 0.0
     """How long `checkpoint()` retries while readers hold the WAL (the inline SQLite
     driver, whose busy_timeout is 0; with aiosqlite busy_timeout does the waiting)."""
+    inline_sqlite: bool = False
+    """SQLite on `portal.db.sqlite_inline` (the gateway), not aiosqlite."""
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -87,10 +89,24 @@ class Database:
         async with self.engine.connect() as connection:
             yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
-    def driver(self) -> AbstractAsyncContextManager[DriverConnection]:
-        """PostgreSQL: a pooled connection as asyncpg's own, in autocommit, for the
-        gateway's per-call statements (`portal.db.driver` says why)."""
-        return driver_connection(self.engine)
+    @property
+    def sends_by_driver(self) -> bool:
+        """Whether `per_call` works: PostgreSQL, or SQLite on the inline driver."""
+        return self.is_postgresql or self.inline_sqlite
+
+    @asynccontextmanager
+    async def per_call(self) -> AsyncIterator[Driver]:
+        """A connection for the gateway's per-call statements, sent by the driver itself
+        (`portal.db.driver` says why). On PostgreSQL in autocommit: each statement is its
+        own transaction (the gateway sends single statements there). On SQLite (the
+        inline driver) the statements form one transaction (BEGIN IMMEDIATE at its first
+        write), committed at the end and rolled back on an error."""
+        if not self.sends_by_driver:
+            raise TypeError("per_call needs PostgreSQL or the inline SQLite driver")
+        async with driver(self.engine) as connection:
+            yield connection
+            if isinstance(connection.connection, sqlite_inline.InlineConnection):
+                await connection.connection.commit()
 
     @property
     def is_postgresql(self) -> bool:
@@ -175,6 +191,7 @@ def open_database(
     database = Database(url, engine, async_sessionmaker(engine, expire_on_commit=False))
     if inline_path is not None:
         database.checkpoint_wait_seconds = sqlite_lock_timeout
+        database.inline_sqlite = True
     return database
 
 

@@ -121,6 +121,18 @@ class InlineConnection:
     def cursor(self) -> InlineCursor:
         return InlineCursor(self, self._sqlite().cursor())
 
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """One statement and its rows, as asyncpg's `fetch` (`portal.db.driver`)."""
+        cursor = self.cursor()
+        try:
+            await cursor.execute(sql, args)
+            return cursor._cursor.fetchall()
+        finally:
+            cursor._cursor.close()
+
+    def is_closed(self) -> bool:
+        return self._connection is None
+
     async def commit(self) -> None:
         connection = self._sqlite()
         try:

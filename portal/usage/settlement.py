@@ -4,11 +4,11 @@ Both are written in the caller's transaction, keyed by LiteLLM's call id, and th
 call's reservation is released in the same transaction. Settling the same call again
 (duplicate callback, spool replay) writes nothing new.
 
-On PostgreSQL the gateway's common case is one statement (`settle_at_once`, in
-autocommit, sent by the driver itself: `portal.db.driver`): the record, its debit, the
-balance move and the release of the hold, all or nothing. Anything else (a replay, a
-failed attempt to upgrade, no credit account) records nothing there and takes
-`settle_call`.
+The gateway's common case is sent by the driver itself (`settle_on_driver`,
+`portal.db.driver`): on PostgreSQL one statement in autocommit (the record, its debit,
+the balance move and the release of the hold, all or nothing), on SQLite four in one
+transaction. Anything else (a replay, a failed attempt to upgrade, no credit account)
+records nothing there and takes `settle_call`.
 
 The only writer of `usage_records`: rows are written here at settlement and anonymised
 here when retention says so (`anonymise_records`).
@@ -21,13 +21,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, exists, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.credits import ledger, reservations
 from portal.credits.models import CauseType, CreditAccount, EntryKind
 from portal.db.base import utcnow
-from portal.db.driver import DriverConnection, DriverStatement
+from portal.db.driver import Driver, DriverStatement
 from portal.db.engine import Executor
 from portal.db.upsert import insert_ignore_returning_id
 from portal.tokens.service import touch_last_used
@@ -37,9 +37,9 @@ __all__ = [
     "AnonymisedRecord",
     "FinishedCall",
     "anonymise_records",
-    "settle_at_once",
     "settle_call",
     "settle_new_call",
+    "settle_on_driver",
 ]
 
 
@@ -89,29 +89,38 @@ _RECORD_FIELDS = (
 _columns = UsageRecord.__table__.c
 _NEW_COLUMNS = ("call_id", "created_at", *_RECORD_FIELDS)
 # The record, only when the user's credit account exists (else the debit could not move
-# a balance): a CTE the ledger's debit statement builds on.
+# a balance). Parameters named `record_<column>`: a parameter named after a column of the
+# UPDATE in the same statement would become one of its SET values.
+_NEW_RECORD_ROW = select(
+    *(bindparam(f"record_{name}", type_=_columns[name].type) for name in _NEW_COLUMNS)
+).where(exists().where(CreditAccount.__table__.c.user_id == bindparam("holder")))
+# PostgreSQL: a CTE the ledger's debit statement builds on, which also releases the hold.
 _NEW_RECORD = (
     postgresql.insert(UsageRecord.__table__)
-    .from_select(
-        list(_NEW_COLUMNS),
-        # Parameters named `record_<column>`: a parameter named after a column of the
-        # UPDATE in the same statement would become one of its SET values.
-        select(
-            *(bindparam(f"record_{name}", type_=_columns[name].type) for name in _NEW_COLUMNS)
-        ).where(exists().where(CreditAccount.__table__.c.user_id == bindparam("holder"))),
-    )
+    .from_select(list(_NEW_COLUMNS), _NEW_RECORD_ROW)
     .on_conflict_do_nothing()
     .returning(_columns.id)
     .cte("new_record")
 )
-_SETTLE_AT_ONCE = DriverStatement(ledger.usage_debit(_NEW_RECORD, reservations.hold_release()))
+_SETTLE_AT_ONCE = DriverStatement(
+    ledger.usage_debit(_NEW_RECORD, reservations.hold_release()), "postgresql"
+)
+# SQLite: the first statement of the settlement's transaction.
+_NEW_RECORD_ON_SQLITE = DriverStatement(
+    sqlite.insert(UsageRecord.__table__)
+    .from_select(list(_NEW_COLUMNS), _NEW_RECORD_ROW)
+    .on_conflict_do_nothing()
+    .returning(_columns.id),
+    "sqlite",
+)
 
 
-async def settle_at_once(connection: DriverConnection, call: FinishedCall) -> bool:
-    """PostgreSQL, on the driver's connection in autocommit (`Database.driver`): the
-    record, its debit, the balance move and the release of the hold as one statement
-    (module docstring). False when it recorded nothing (the hold is released all the
-    same): then `settle_call` decides, in a transaction."""
+async def settle_on_driver(driver: Driver, call: FinishedCall) -> bool:
+    """The gateway's common case, sent by the driver (`portal.db.driver`): the record, its
+    debit, the balance move and the release of the hold. On PostgreSQL one statement in
+    autocommit (`Database.per_call`); on SQLite four in the caller's transaction. False
+    when it recorded nothing (on PostgreSQL the hold is released all the same): then
+    `settle_call` decides, in a transaction."""
     if call.credits < 0:
         raise ValueError("a call cannot credit the user")
     now = utcnow()
@@ -119,7 +128,20 @@ async def settle_at_once(connection: DriverConnection, call: FinishedCall) -> bo
     parameters |= {"record_call_id": call.call_id, "record_created_at": now, "now": now}
     parameters |= {"holder": call.user_id, "units": -call.credits, "cause_id": call.call_id}
     parameters["held_for"] = call.call_id
-    return bool(await _SETTLE_AT_ONCE.fetch(connection, parameters))
+    if driver.dialect == "postgresql":
+        return bool(await driver.fetch(_SETTLE_AT_ONCE, parameters))
+    recorded = await driver.fetch(_NEW_RECORD_ON_SQLITE, parameters)
+    if not recorded:
+        return False
+    await ledger.usage_debit_on_driver(
+        driver,
+        user_id=call.user_id,
+        amount=-call.credits,
+        call_id=call.call_id,
+        record_id=recorded[0][0],
+        released=await reservations.release_on_driver(driver, call.call_id),
+    )
+    return True
 
 
 async def settle_new_call(

@@ -52,8 +52,10 @@ async def reserve_as_the_gateway(db: Database, user_id: str, amount: int) -> str
 
 
 @pytest.fixture(params=["transaction", "gateway"])
-def reserve(request: pytest.FixtureRequest) -> Reserve:
-    return reserve_in_transaction if request.param == "transaction" else reserve_as_the_gateway
+def reserve(request: pytest.FixtureRequest, gateway_db: Database) -> Reserve:
+    if request.param == "transaction":
+        return reserve_in_transaction
+    return lambda _db, user_id, amount: reserve_as_the_gateway(gateway_db, user_id, amount)
 
 
 async def release(db: Database, call_id: str) -> int:
@@ -159,16 +161,16 @@ async def test_concurrent_reservations_never_exceed_the_balance(
 
 
 async def test_the_gateway_holds_in_one_statement_on_postgresql(
-    db: Database, make_user: MakeUser
+    db: Database, gateway_db: Database, make_user: MakeUser
 ) -> None:
     """Per call, the hold is one autocommit statement sent by the driver itself: what keeps
     the gateway's database work per call low (bench/RESULTS.md). SQLite has no writable
-    CTEs: there it is an UPDATE and an INSERT. (The release is part of the settlement's
-    statement on PostgreSQL: tests/integration/test_settlement.py.)"""
+    CTEs: there it is an UPDATE and an INSERT in one transaction, sent by the driver too.
+    (The release is part of the settlement: tests/integration/test_settlement.py.)"""
     postgres = db.url.get_backend_name() == "postgresql"
     user = await make_user("0.0000001")  # 100 units
-    with statements_sent(db) as sent:
-        call_id = await reserve_as_the_gateway(db, user.user_id, 60)
+    with statements_sent(gateway_db) as sent:
+        call_id = await reserve_as_the_gateway(gateway_db, user.user_id, 60)
     assert sent == (["WITH"] if postgres else ["UPDATE", "INSERT"])
     assert await holds(db, user.user_id) == (100, 60, 1)
     assert await release(db, call_id) == 60

@@ -58,8 +58,8 @@ async def settle(db: Database, call: FinishedCall) -> bool:
 
 
 async def settle_as_the_gateway(db: Database, call: FinishedCall) -> bool:
-    """The gateway's step 7: on PostgreSQL one autocommit statement for the record and
-    the debit, one for the release; elsewhere as `settle`."""
+    """The gateway's step 7 on `db` opened as the gateway opens it: sent by the driver (one
+    autocommit statement on PostgreSQL, one transaction on SQLite)."""
     return await commit_settlement(db, call, touch_token=False)
 
 
@@ -67,8 +67,10 @@ Settle = Callable[[Database, FinishedCall], Awaitable[bool]]
 
 
 @pytest.fixture(params=["transaction", "gateway"])
-def settles(request: pytest.FixtureRequest) -> Settle:
-    return settle if request.param == "transaction" else settle_as_the_gateway
+def settles(request: pytest.FixtureRequest, gateway_db: Database) -> Settle:
+    if request.param == "transaction":
+        return settle
+    return lambda _db, call: settle_as_the_gateway(gateway_db, call)
 
 
 async def uncounted_hold(db: Database, call: FinishedCall) -> None:
@@ -255,25 +257,25 @@ async def test_an_error_after_settling_rolls_the_settlement_back(
 
 
 async def test_the_gateway_settles_in_one_statement_on_postgresql(
-    db: Database, make_user: MakeUser
+    db: Database, gateway_db: Database, make_user: MakeUser
 ) -> None:
-    """The gateway's common case: the record, its debit, the balance move and the release
-    of the hold in one statement sent by the driver, no transaction round trips
-    (bench/RESULTS.md). SQLite: one transaction of separate statements."""
+    """The gateway's common case, sent by the driver: the record, its debit, the balance
+    move and the release of the hold in one statement, no transaction round trips
+    (bench/RESULTS.md). SQLite: one transaction of four (record, hold, debit, account)."""
     postgres = db.url.get_backend_name() == "postgresql"
     user = await make_user("1")
     call = finished(user)
     await hold(db, call)
-    with statements_sent(db) as sent:
-        assert await settle_as_the_gateway(db, call)
-    assert sent == (["WITH"] if postgres else ["INSERT", "INSERT", "UPDATE", "DELETE", "UPDATE"])
+    with statements_sent(gateway_db) as sent:
+        assert await settle_as_the_gateway(gateway_db, call)
+    assert sent == (["WITH"] if postgres else ["INSERT", "DELETE", "INSERT", "UPDATE"])
     after = await state(db, user.user_id)
     assert (after["records"], after["debits"], after["holds"], after["reserved"]) == (1, 1, 0, 0)
     assert after["balance"] == after["ledger_sum"] == FUNDS - 40_000
 
 
 async def test_without_a_credit_account_the_gateway_writes_nothing_at_once(
-    db: Database, make_user: MakeUser
+    db: Database, gateway_db: Database, make_user: MakeUser
 ) -> None:
     """No account row (a debit could not move a balance): the one-statement path writes
     nothing and the full path settles, creating the account."""
@@ -281,8 +283,8 @@ async def test_without_a_credit_account_the_gateway_writes_nothing_at_once(
     async with db.transaction() as session:
         await session.execute(delete(CreditAccount).where(CreditAccount.user_id == user.user_id))
     call = finished(user, credits=7)
-    assert await settle_as_the_gateway(db, call)
-    assert not await settle_as_the_gateway(db, call)
+    assert await settle_as_the_gateway(gateway_db, call)
+    assert not await settle_as_the_gateway(gateway_db, call)
     after = await state(db, user.user_id)
     assert (after["records"], after["debits"], after["balance"], after["ledger_sum"]) == (
         1,
@@ -293,18 +295,17 @@ async def test_without_a_credit_account_the_gateway_writes_nothing_at_once(
 
 
 async def test_a_hold_the_account_never_counted_does_not_block_the_gateways_settlement(
-    db: Database, make_user: MakeUser
+    db: Database, gateway_db: Database, make_user: MakeUser
 ) -> None:
-    """On PostgreSQL the release is part of the settlement's statement: a hold larger than
-    what the account has reserved (never the case unless rows were edited by hand) leaves
-    `reserved` at 0 rather than failing the debit with it. The transaction path refuses
-    such a release instead: `test_a_failed_settlement_leaves_nothing_half_written`."""
-    if db.url.get_backend_name() != "postgresql":
-        return  # SQLite settles in one transaction: covered by the test named above
+    """The gateway releases the hold in the settlement's UPDATE of the account: a hold
+    larger than what the account has reserved (never the case unless rows were edited by
+    hand) leaves `reserved` at 0 rather than failing the debit with it. The portal's
+    transaction path refuses such a release instead:
+    `test_a_failed_settlement_leaves_nothing_half_written`."""
     user = await make_user("1")
     call = finished(user)
     await uncounted_hold(db, call)
-    assert await settle_as_the_gateway(db, call)
+    assert await settle_as_the_gateway(gateway_db, call)
     after = await state(db, user.user_id)
     assert (after["records"], after["debits"], after["holds"], after["reserved"]) == (1, 1, 0, 0)
     assert after["balance"] == after["ledger_sum"] == FUNDS - 40_000
