@@ -15,7 +15,12 @@ from portal.db import Database
 from portal.errors import InvalidToken
 from portal.tokens.auth_cache import AuthCache
 from portal.tokens.secrets import hash_token, looks_like_token
-from portal.tokens.service import TokenIdentity, authenticate, check_expiry
+from portal.tokens.service import (
+    TokenIdentity,
+    authenticate,
+    authenticate_on_driver,
+    check_expiry,
+)
 
 __all__ = ["from_database", "identify", "presented_token"]
 
@@ -46,8 +51,12 @@ async def identify(database: Database, cache: AuthCache | None, token: str) -> T
 async def from_database(database: Database, cache: AuthCache | None, token: str) -> TokenIdentity:
     """The token checked in the database (and the answer cached, if valid)."""
     read_at = time.monotonic()
-    async with database.autocommit() as connection:  # one SELECT: no BEGIN/ROLLBACK around it
-        identity = await authenticate(connection, token)
+    if database.sends_by_driver:  # one SELECT sent by the driver, no BEGIN/ROLLBACK around it
+        async with database.per_call() as driver:
+            identity = await authenticate_on_driver(driver, token)
+    else:
+        async with database.autocommit() as connection:
+            identity = await authenticate(connection, token)
     if cache is not None:
         await cache.put(identity, read_at=read_at)
     return identity

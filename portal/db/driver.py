@@ -13,16 +13,18 @@ qualifies (`DriverStatement` refuses one that needs it when it is compiled):
 
 - Python-side column defaults: a statement must set each column itself (`updated_at`
   included), or the database's default applies.
-- Result processing: rows come back as the driver decodes them. Use it for ids, counts
-  and amounts, not for values whose type converts them (UTC datetimes, enums).
+- Result processing of RETURNING: those rows come back as the driver decodes them. Use
+  it for ids, counts and amounts, not for values whose type converts them (UTC
+  datetimes, enums).
 
-Bind processing is done (the column types' own: `UTCDateTime`, enums, SQLite's dates).
+Bind processing is done (the column types' own: `UTCDateTime`, enums, SQLite's dates),
+and so is result processing of a SELECT's columns.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -56,7 +58,7 @@ _Processor = Callable[[Any], Any]
 class _Compiled:
     """A statement's SQL for one dialect, and how to turn named values into its arguments."""
 
-    __slots__ = ("_slots", "sql")
+    __slots__ = ("_slots", "results", "sql")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -73,9 +75,17 @@ class _Compiled:
             (
                 name if bind.required else None,
                 None if bind.required else bind.effective_value,
-                bind.type.bind_processor(dialect),
+                bind.type.dialect_impl(dialect).bind_processor(dialect),
             )
             for name, bind in binds
+        )
+        # A SELECT's column types convert what the driver returns (SQLite's date strings).
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in getattr(statement, "selected_columns", ())
+        ]
+        self.results: tuple[_Processor | None, ...] | None = (
+            tuple(processors) if any(processors) else None
         )
 
     def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
@@ -112,7 +122,17 @@ class Driver:
     async def fetch(self, statement: DriverStatement, parameters: Mapping[str, Any]) -> list[Any]:
         """Run `statement` with `parameters`: its rows (indexable tuples)."""
         compiled = statement._compiled[self.dialect]
-        return await self.connection.fetch(compiled.sql, *compiled.arguments(parameters))
+        rows = await self.connection.fetch(compiled.sql, *compiled.arguments(parameters))
+        if compiled.results is None:
+            return rows
+        return [_processed(row, compiled.results) for row in rows]
+
+
+def _processed(row: Sequence[Any], processors: Sequence[_Processor | None]) -> tuple[Any, ...]:
+    return tuple(
+        value if process is None or value is None else process(value)
+        for value, process in zip(row, processors, strict=True)
+    )
 
 
 @asynccontextmanager

@@ -3,8 +3,10 @@ a revocation has the gateways' cached check of the token dropped after it commit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.accounts.gateway_cache import drop_token_after_commit
 from portal.accounts.models import AccountStatus, User
 from portal.db.base import utcnow
+from portal.db.driver import Driver, DriverStatement
 from portal.db.engine import Executor
 from portal.db.upsert import WITHOUT_SESSION_SYNC
 from portal.errors import (
@@ -28,6 +31,7 @@ from portal.tokens.secrets import display_prefix, hash_token, looks_like_token, 
 __all__ = [
     "TokenIdentity",
     "authenticate",
+    "authenticate_on_driver",
     "create_token",
     "find_token",
     "list_tokens",
@@ -116,23 +120,42 @@ _IDENTITY = (
     .join_from(GatewayToken.__table__, User.__table__, _users.id == _tokens.user_id)
     .where(_tokens.token_hash == bindparam("presented"))
 )
+_IDENTITY_BY_DRIVER = DriverStatement(_IDENTITY, "postgresql", "sqlite")
 
 
 async def authenticate(session: Executor, plaintext: str) -> TokenIdentity:
     """Resolve a presented token to its owner or raise the reason it is refused."""
+    token_hash = _presented_hash(plaintext)
+    row = (await session.execute(_IDENTITY, {"presented": token_hash})).first()
+    return _identity(token_hash, None if row is None else tuple(row))
+
+
+async def authenticate_on_driver(driver: Driver, plaintext: str) -> TokenIdentity:
+    """`authenticate`, its one SELECT sent by the driver (the gateway's check per call
+    without Redis: `portal.db.driver`)."""
+    token_hash = _presented_hash(plaintext)
+    rows = await driver.fetch(_IDENTITY_BY_DRIVER, {"presented": token_hash})
+    return _identity(token_hash, rows[0] if rows else None)
+
+
+def _presented_hash(plaintext: str) -> str:
     if not looks_like_token(plaintext):
         raise InvalidToken("Invalid gateway token. Create one in the portal under Tokens.")
-    token_hash = hash_token(plaintext)
-    row = (await session.execute(_IDENTITY, {"presented": token_hash})).first()
+    return hash_token(plaintext)
+
+
+def _identity(token_hash: str, row: Sequence[Any] | None) -> TokenIdentity:
+    """The identity of `_IDENTITY`'s row (None: no such token), or why it is refused."""
     if row is None:
         raise InvalidToken("Invalid gateway token. Create one in the portal under Tokens.")
-    if row.revoked_at is not None:
+    token_id, revoked_at, expires_at, user_id, plan, status, email_verified_at = row
+    if revoked_at is not None:
         raise TokenRevoked("This gateway token has been revoked. Create a new one in the portal.")
-    identity = TokenIdentity(row.id, row.user_id, token_hash, row.expires_at, row.plan)
+    identity = TokenIdentity(token_id, user_id, token_hash, expires_at, plan)
     check_expiry(identity)
-    if row.status != AccountStatus.ACTIVE:
+    if status != AccountStatus.ACTIVE:
         raise AccountSuspended("This account is suspended. Contact support.")
-    if row.email_verified_at is None:
+    if email_verified_at is None:
         raise EmailNotVerified(
             "Verify your email address before using the gateway: "
             "follow the link we emailed you, or ask for a new one in the portal."

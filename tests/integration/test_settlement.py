@@ -4,13 +4,17 @@ released, in one transaction; doing it again writes nothing new."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 
+from gateway_plugins import reservation
 from gateway_plugins.settlement import commit_settlement
 from portal.credits import ledger, reservations
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry, Reservation
@@ -309,3 +313,43 @@ async def test_a_hold_the_account_never_counted_does_not_block_the_gateways_sett
     after = await state(db, user.user_id)
     assert (after["records"], after["debits"], after["holds"], after["reserved"]) == (1, 1, 0, 0)
     assert after["balance"] == after["ledger_sum"] == FUNDS - 40_000
+
+
+async def test_the_gateway_writes_times_as_the_portal_does(
+    db: Database, gateway_db: Database, make_user: MakeUser
+) -> None:
+    """Statements the driver sends (`portal.db.driver`) convert their values as SQLAlchemy
+    does: on SQLite a time is stored as the same text, so comparisons between rows written
+    by either stay right (hold expiry, retention windows)."""
+    user = await make_user("1")
+    call, portal_written = finished(user), finished(user)
+    runtime: Any = SimpleNamespace(database=gateway_db, deadline_seconds=900)
+    await reservation.reserve(runtime, user.user_id, call.call_id, 500_000)
+    await hold(db, portal_written)
+    times = "SELECT created_at, expires_at FROM reservations ORDER BY id"
+    async with db.session() as session:
+        holds = (await session.execute(text(times))).all()
+    assert await settle_as_the_gateway(gateway_db, call)
+    assert await settle(db, portal_written)
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                select(UsageRecord.started_at, UsageRecord.ended_at)
+                .where(UsageRecord.call_id.in_([call.call_id, portal_written.call_id]))
+                .order_by(UsageRecord.id)
+            )
+        ).all()
+        records = (
+            await session.execute(
+                text("SELECT started_at, ended_at, created_at FROM usage_records ORDER BY id")
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (call.started_at, call.ended_at),
+        (portal_written.started_at, portal_written.ended_at),
+    ]
+    if db.url.get_backend_name() == "sqlite":
+        shape = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?$")
+        stored = [value for row in [*holds, *records] for value in row]
+        assert len(stored) == 10
+        assert all(isinstance(v, str) and shape.match(v) for v in stored), stored
