@@ -31,7 +31,10 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   three times (on the stream object when it opens, twice while rebuilding the whole answer
   at the end), ~1.3 ms of CPU per stream, and the gateway never reads those figures: it
   prices the stream's reported usage itself (`stream_usage_cost`). So for streamed calls
-  it returns None (`skip_stream_pricing`).
+  it returns None (`skip_stream_pricing`);
+- upstream HTTP clients (aiohttp sessions) live in LiteLLM's module-level client cache
+  and in each Router's `cache` (one SDK client per OpenAI-style deployment); nothing
+  closes them on its own, so the gateway does at shutdown (`close_upstream_clients`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import litellm
 import orjson
 from litellm.exceptions import Timeout as LiteLLMTimeout
 from litellm.litellm_core_utils.litellm_logging import Logging as CallLogging
+from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 from litellm.router import Router
 from litellm.types.router import AllowedFailsPolicy
 
@@ -209,6 +213,23 @@ def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str,
     return Router(
         model_list=deployments, **dict(router_settings), allowed_fails_policy=COOLDOWN_POLICY
     )
+
+
+async def close_upstream_clients(router: Router | None) -> None:
+    """Closes the upstream HTTP clients LiteLLM keeps (module docstring) and forgets them,
+    so a later call opens new ones. Left open, their aiohttp sessions warn when the garbage
+    collector finds them. `litellm.module_level_aclient` stays referenced by LiteLLM
+    (created on first use); closed, it opens a new session when used again."""
+    await close_litellm_async_clients()  # type: ignore[no-untyped-call]
+    litellm.in_memory_llm_clients_cache.flush_cache()  # type: ignore[no-untyped-call]
+    clients = list(router.cache.in_memory_cache.cache_dict.values()) if router else []
+    clients.append(vars(litellm).get("module_level_aclient"))
+    for client in clients:
+        close = getattr(client, "close", None)
+        if callable(close) and inspect.iscoroutinefunction(close):
+            await close()
+    if router is not None:
+        router.cache.in_memory_cache.flush_cache()  # type: ignore[no-untyped-call]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -55,6 +55,7 @@ class GatewayRuntime:
         return self.config.plugin.limits.for_plan(identity.plan)
 
     async def close(self) -> None:
+        await litellm_bridge.close_upstream_clients(self.router)
         if self.redis is not None:
             await self.redis.aclose()
         await self.database.dispose()

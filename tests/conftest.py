@@ -26,4 +26,5 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.gateway",
     "tests.fixtures.passwords",
+    "tests.fixtures.litellm_clients",
 ]

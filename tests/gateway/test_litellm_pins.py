@@ -6,7 +6,8 @@ In-process: a Router built by the bridge from config.yaml, against the fake upst
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+import gc
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,13 +25,15 @@ MESSAGES = [{"role": "user", "content": "pin this behaviour down"}]
 
 
 @pytest.fixture(scope="module")
-def router(upstream: FakeUpstream) -> Iterator[Router]:
+async def router(upstream: FakeUpstream) -> AsyncIterator[Router]:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in upstream.env().items():
             patch.setenv(name, value)
         raw = gateway_config().raw
         litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
-        yield litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
+        router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
+        yield router
+        await litellm_bridge.close_upstream_clients(router)
 
 
 def test_only_the_bridge_imports_litellm() -> None:
@@ -226,3 +229,33 @@ def test_upstream_errors_map_to_statuses_without_upstream_text(
     assert failure.status == client_sees
     if status >= 500 or status == 404:
         assert "secret upstream detail" not in failure.message
+
+
+def _open_sessions() -> set[int]:
+    import aiohttp
+
+    return {
+        id(o) for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed
+    }
+
+
+async def test_closing_the_upstream_clients_leaves_no_session_open(upstream: FakeUpstream) -> None:
+    """The gateway closes LiteLLM's upstream clients at shutdown; what it closes must be
+    every aiohttp session its calls opened (the Router's own clients and LiteLLM's)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in upstream.env().items():
+            patch.setenv(name, value)
+        raw = gateway_config().raw
+        router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
+        before = _open_sessions()
+        for model in ("gpt-4.1-nano", "claude-haiku-4-5"):
+            await router.acompletion(model=model, messages=MESSAGES, max_tokens=9)
+            stream = await router.acompletion(
+                model=model, messages=MESSAGES, max_tokens=9, stream=True
+            )
+            async for _ in stream:
+                pass
+        opened = _open_sessions() - before
+        assert opened, "the calls opened no aiohttp session: this test no longer tests anything"
+        await litellm_bridge.close_upstream_clients(router)
+        assert not (_open_sessions() & opened)

@@ -63,8 +63,20 @@ class UpstreamCore(FaultsMixin):
 
     @staticmethod
     async def json_body(request: Request) -> dict[str, Any] | None:
+        # Read from `receive` itself, not `request.body()`: that wraps an async generator
+        # in `aclosing`, and a handler whose task is dropped mid-read (the gateway cut the
+        # connection) then fails in that generator's finalizer, an unraisable error that
+        # fails whichever test happens to be running.
+        chunks: list[bytes] = []
+        while True:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = json.loads(b"".join(chunks) or b"{}")
         except ValueError:
             return None
         return body if isinstance(body, dict) else None
