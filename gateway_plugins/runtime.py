@@ -55,10 +55,12 @@ class GatewayRuntime:
         return self.config.plugin.limits.for_plan(identity.plan)
 
     async def close(self) -> None:
-        await litellm_bridge.close_upstream_clients(self.router)
-        if self.redis is not None:
-            await self.redis.aclose()
-        await self.database.dispose()
+        try:
+            await litellm_bridge.close_upstream_clients(self.router)
+        finally:
+            if self.redis is not None:
+                await self.redis.aclose()
+            await self.database.dispose()
 
 
 def open_runtime(settings: Settings) -> GatewayRuntime:

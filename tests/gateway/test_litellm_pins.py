@@ -6,11 +6,13 @@ In-process: a Router built by the bridge from config.yaml, against the fake upst
 from __future__ import annotations
 
 import ast
+import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gateway_plugins import litellm_bridge
@@ -24,14 +26,20 @@ from tests.gateway.support import gateway_config
 MESSAGES = [{"role": "user", "content": "pin this behaviour down"}]
 
 
-@pytest.fixture(scope="module")
-async def router(upstream: FakeUpstream) -> AsyncIterator[Router]:
+@contextlib.contextmanager
+def _router_on(upstream: FakeUpstream) -> Iterator[Router]:
+    """The gateway's Router from config.yaml, its providers pointed at the fake."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in upstream.env().items():
             patch.setenv(name, value)
         raw = gateway_config().raw
         litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
-        router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
+        yield litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
+
+
+@pytest.fixture(scope="module")
+async def router(upstream: FakeUpstream) -> AsyncIterator[Router]:
+    with _router_on(upstream) as router:
         yield router
         await litellm_bridge.close_upstream_clients(router)
 
@@ -232,8 +240,6 @@ def test_upstream_errors_map_to_statuses_without_upstream_text(
 
 
 def _open_sessions() -> set[int]:
-    import aiohttp
-
     return {
         id(o) for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed
     }
@@ -242,11 +248,7 @@ def _open_sessions() -> set[int]:
 async def test_closing_the_upstream_clients_leaves_no_session_open(upstream: FakeUpstream) -> None:
     """The gateway closes LiteLLM's upstream clients at shutdown; what it closes must be
     every aiohttp session its calls opened (the Router's own clients and LiteLLM's)."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in upstream.env().items():
-            patch.setenv(name, value)
-        raw = gateway_config().raw
-        router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
+    with _router_on(upstream) as router:
         before = _open_sessions()
         for model in ("gpt-4.1-nano", "claude-haiku-4-5"):
             await router.acompletion(model=model, messages=MESSAGES, max_tokens=9)
