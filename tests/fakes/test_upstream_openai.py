@@ -358,9 +358,13 @@ def _litellm_args(upstream: FakeUpstream) -> dict[str, Any]:
 
 
 async def test_litellm_text_completion(upstream: FakeUpstream) -> None:
-    response = await litellm.atext_completion(
-        model="openai/gpt-3.5-turbo-instruct", prompt="Say hello please", **_litellm_args(upstream)
-    )
+    # With a client, as the Router passes one: without, LiteLLM's text completion opens a
+    # new SDK client (and aiohttp session) per call and never closes it.
+    args = _litellm_args(upstream)
+    async with openai.AsyncOpenAI(base_url=args["api_base"], api_key=args["api_key"]) as client:
+        response = await litellm.atext_completion(
+            model="openai/gpt-3.5-turbo-instruct", prompt="Say hello please", client=client, **args
+        )
 
     assert response.choices[0].text == DEFAULT_REPLY_TEXT
     assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (6, REPLY_WORDS)
