@@ -5,6 +5,7 @@ shutdown: settings, config.yaml, the database, Redis, the Router, the limiter, t
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,12 +56,14 @@ class GatewayRuntime:
         return self.config.plugin.limits.for_plan(identity.plan)
 
     async def close(self) -> None:
-        try:
-            await litellm_bridge.close_upstream_clients(self.router)
-        finally:
+        """Upstream clients, the limiter's Redis connections, Redis, the database: each is
+        closed even if closing one before it failed."""
+        async with AsyncExitStack() as closing:  # callbacks run last-in, first-out
+            closing.push_async_callback(self.database.dispose)
             if self.redis is not None:
-                await self.redis.aclose()
-            await self.database.dispose()
+                closing.push_async_callback(self.redis.aclose)
+            closing.push_async_callback(self.limiter.close)
+            await litellm_bridge.close_upstream_clients(self.router)
 
 
 def open_runtime(settings: Settings) -> GatewayRuntime:

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
-__all__ = ["Driver", "DriverConnection", "DriverStatement", "driver"]
+__all__ = ["Driver", "DriverConnection", "DriverStatement", "KeptConnections"]
 
 
 class DriverConnection(Protocol):
@@ -110,8 +110,7 @@ class DriverStatement:
 
 
 class Driver:
-    """A pooled connection, used through its driver (`Database.driver` and
-    `Database.driver_transaction`)."""
+    """A pooled connection, used through its driver (`Database.per_call`)."""
 
     __slots__ = ("connection", "dialect")
 
@@ -135,25 +134,58 @@ def _processed(row: Sequence[Any], processors: Sequence[_Processor | None]) -> t
     )
 
 
-@asynccontextmanager
-async def driver(engine: AsyncEngine) -> AsyncIterator[Driver]:
-    """A connection of `engine`'s pool, used through its driver, then returned.
+class KeptConnections:
+    """Connections of an engine's pool, kept checked out for the per-call statements
+    (`Database.per_call`), at most `keep` of them idle; more are borrowed from the pool
+    while calls need them and given back.
 
-    After anything but an error the server reported (a constraint, say), the connection
-    is discarded rather than returned: a cancelled or broken statement may have left it
-    mid-protocol. Returning it rolls back whatever transaction is still open."""
-    pooled = await engine.raw_connection()
-    connection: DriverConnection | None = pooled.driver_connection
-    assert connection is not None
-    try:
-        yield Driver(connection, engine.dialect.name)
-    except (asyncpg.PostgresError, sqlite3.DatabaseError):
-        await greenlet_spawn(pooled.close)
-        raise
-    except BaseException:
-        await greenlet_spawn(pooled.invalidate)
-        raise
-    if connection.is_closed():
-        await greenlet_spawn(pooled.invalidate)
-    else:
-        await greenlet_spawn(pooled.close)
+    Why: checking a connection out of SQLAlchemy's pool and returning it (the pool's lock,
+    its events and reset, a greenlet hop each way) cost 0.16–0.26 ms of CPU per statement
+    on this machine, the statement itself on a kept connection 0.05–0.11 ms
+    (bench/RESULTS.md). A kept connection is one of the pool's own (same URL, connect
+    arguments and dialect set-up); `keep` stays below the pool's size so the portal-side
+    paths (a replay's session, the token's last use) still find connections.
+
+    After anything but an error the server reported (a constraint, say), a connection is
+    discarded rather than kept: a cancelled or broken statement may have left it
+    mid-protocol. One that reported an error goes back to the pool, which rolls back
+    whatever transaction is still open."""
+
+    __slots__ = ("_dialect", "_engine", "_idle", "_keep")
+
+    def __init__(self, engine: AsyncEngine, keep: int) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._keep = keep
+        self._idle: list[Any] = []  # pooled connections (SQLAlchemy's connection fairies)
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[Driver]:
+        """A connection, used through its driver, then kept or returned."""
+        pooled = self._idle.pop() if self._idle else await self._engine.raw_connection()
+        connection: DriverConnection | None = pooled.driver_connection
+        assert connection is not None
+        try:
+            yield Driver(connection, self._dialect)
+        except (asyncpg.PostgresError, sqlite3.DatabaseError):
+            await greenlet_spawn(pooled.close)
+            raise
+        except BaseException:
+            await greenlet_spawn(pooled.invalidate)
+            raise
+        if connection.is_closed():
+            await greenlet_spawn(pooled.invalidate)
+        elif len(self._idle) < self._keep:
+            self._idle.append(pooled)
+        else:
+            await greenlet_spawn(pooled.close)
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    async def close(self) -> None:
+        """Give every kept connection back to the pool (before the engine is disposed)."""
+        idle, self._idle = self._idle, []
+        for pooled in idle:
+            await greenlet_spawn(pooled.close)

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from portal.db import effects, sqlite_inline
-from portal.db.driver import Driver, driver
+from portal.db.driver import Driver, KeptConnections
 from portal.db.urls import is_sqlite, to_async_url
 
 __all__ = ["Database", "Executor", "dialect_name", "open_database"]
@@ -60,6 +60,8 @@ class Database:
     driver, whose busy_timeout is 0; with aiosqlite busy_timeout does the waiting)."""
     inline_sqlite: bool = False
     """SQLite on `portal.db.sqlite_inline` (the gateway), not aiosqlite."""
+    kept: KeptConnections | None = None
+    """The connections `per_call` keeps checked out (made by `open_database`)."""
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -101,9 +103,9 @@ class Database:
         own transaction (the gateway sends single statements there). On SQLite (the
         inline driver) the statements form one transaction (BEGIN IMMEDIATE at its first
         write), committed at the end and rolled back on an error."""
-        if not self.sends_by_driver:
+        if not self.sends_by_driver or self.kept is None:
             raise TypeError("per_call needs PostgreSQL or the inline SQLite driver")
-        async with driver(self.engine) as connection:
+        async with self.kept.use() as connection:
             yield connection
             if isinstance(connection.connection, sqlite_inline.InlineConnection):
                 await connection.connection.commit()
@@ -141,6 +143,8 @@ class Database:
         return not busy
 
     async def dispose(self) -> None:
+        if self.kept is not None:
+            await self.kept.close()
         await self.engine.dispose()
 
 
@@ -189,6 +193,8 @@ def open_database(
             pool_pre_ping=pre_ping,
         )
     database = Database(url, engine, async_sessionmaker(engine, expire_on_commit=False))
+    # `per_call` keeps up to half the pool checked out; the rest serves everything else.
+    database.kept = KeptConnections(engine, keep=max(1, pool_size // 2))
     if inline_path is not None:
         database.checkpoint_wait_seconds = sqlite_lock_timeout
         database.inline_sqlite = True

@@ -1,0 +1,134 @@
+"""The connections the gateway's per-call statements keep (`portal.db.driver.KeptConnections`):
+a call after the first checks nothing out of SQLAlchemy's pool; no more than `keep` stay
+out when calls are done; a connection whose statement broke is never used again, and one
+whose statement the server refused goes back to the pool rolled back; disposing the
+database returns every kept one. On both backends (`gateway_db`: as the gateway opens
+it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import Integer, bindparam, event, select, text
+
+from portal.db import Database
+from portal.db.driver import DriverStatement
+from tests.fixtures.gateway import eventually
+
+pytestmark = pytest.mark.asyncio
+
+PLUS_ONE = DriverStatement(select(bindparam("x", type_=Integer()) + 1), "postgresql", "sqlite")
+NO_SUCH_TABLE = DriverStatement(text("SELECT v FROM no_such_table"), "postgresql", "sqlite")
+
+
+@contextmanager
+def checkouts(database: Database) -> Iterator[list[int]]:
+    """How many connections are checked out of the engine's pool meanwhile."""
+    counted = [0]
+
+    def checkout(*_: object) -> None:
+        counted[0] += 1
+
+    pool = database.engine.sync_engine.pool
+    event.listen(pool, "checkout", checkout)
+    try:
+        yield counted
+    finally:
+        event.remove(pool, "checkout", checkout)
+
+
+def checked_out(database: Database) -> int:
+    return database.engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined, no-any-return]
+
+
+async def plus_one(database: Database, x: int) -> int:
+    async with database.per_call() as driver:
+        rows = await driver.fetch(PLUS_ONE, {"x": x})
+    return int(rows[0][0])
+
+
+async def test_calls_after_the_first_check_nothing_out_of_the_pool(gateway_db: Database) -> None:
+    with checkouts(gateway_db) as counted:
+        assert [await plus_one(gateway_db, x) for x in range(50)] == list(range(1, 51))
+    assert counted[0] == 1
+    assert checked_out(gateway_db) == 1  # kept, not returned
+
+
+async def test_at_most_keep_connections_stay_out_after_a_burst(gateway_db: Database) -> None:
+    assert gateway_db.kept is not None
+    started = asyncio.Event()
+    waiting = 0
+
+    async def slow_call(x: int) -> int:
+        nonlocal waiting
+        async with gateway_db.per_call() as driver:
+            waiting += 1
+            if waiting == 8:
+                started.set()
+            await started.wait()  # all eight hold a connection at once
+            rows = await driver.fetch(PLUS_ONE, {"x": x})
+        return int(rows[0][0])
+
+    assert await asyncio.gather(*(slow_call(x) for x in range(8))) == list(range(1, 9))
+    keep = 10 // 2  # open_database's default pool of 10
+    assert gateway_db.kept.idle == min(8, keep)
+    assert checked_out(gateway_db) == gateway_db.kept.idle
+
+    await gateway_db.kept.close()
+    assert checked_out(gateway_db) == 0
+    assert await plus_one(gateway_db, 1) == 2  # and it keeps working afterwards
+
+
+async def test_a_refused_statement_returns_its_connection_and_a_broken_one_is_dropped(
+    gateway_db: Database,
+) -> None:
+    assert gateway_db.kept is not None
+    await plus_one(gateway_db, 0)
+    assert gateway_db.kept.idle == 1
+
+    with pytest.raises(Exception, match="no_such_table"):
+        async with gateway_db.per_call() as driver:
+            await driver.fetch(NO_SUCH_TABLE, {})
+    assert gateway_db.kept.idle == 0  # back in the pool (rolled back there), not kept
+    assert checked_out(gateway_db) == 0
+
+    class Broken(Exception):
+        pass
+
+    with pytest.raises(Broken):
+        async with gateway_db.per_call() as driver:
+            await driver.fetch(PLUS_ONE, {"x": 1})
+            raise Broken  # mid-call: the connection may be mid-protocol
+    assert gateway_db.kept.idle == 0 and checked_out(gateway_db) == 0
+    assert await plus_one(gateway_db, 41) == 42
+
+
+@pytest.mark.postgres
+async def test_a_cancelled_statement_never_reaches_the_next_call(gateway_db: Database) -> None:
+    """PostgreSQL: a call cancelled while its statement runs (the client left) leaves the
+    connection waiting for a reply; that connection is dropped, and the next call gets an
+    answer of its own."""
+    if not gateway_db.is_postgresql:
+        pytest.skip("SQLite's inline statements run to the end before anything is cancelled")
+    assert gateway_db.kept is not None
+    sleeping = DriverStatement(text("SELECT pg_sleep(60) -- the cancelled one"), "postgresql")
+
+    async def call() -> None:
+        async with gateway_db.per_call() as driver:
+            await driver.fetch(sleeping, {})
+
+    task = asyncio.create_task(call())
+    async with gateway_db.engine.connect() as watcher:
+        running = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%the cancelled one'"
+            " AND state = 'active' AND pid <> pg_backend_pid()"
+        )
+        await eventually(lambda: watcher.scalar(running), seconds=30, what="the statement runs")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gateway_db.kept.idle == 0
+    assert [await plus_one(gateway_db, x) for x in range(3)] == [1, 2, 3]
