@@ -1,26 +1,32 @@
 """The per-call Lua scripts (admission, the end of a call: `rate_limits`), sent on Redis
-connections kept out of redis-py's pool.
+connections this module keeps.
 
 Why: a command through redis-py's client and pool (the pool's lock, its connection check
 that tries a read before every command, its observability hooks, the client's retry
-wrapper) cost 0.11–0.27 ms of CPU on this machine; the same EVALSHA written and read on
-one of the pool's connections, 0.06–0.15 ms (bench/RESULTS.md). The connections are the
-pool's own (URL, TLS, password, database as configured) and redis-py still packs the
-command and parses the reply (hiredis); only the per-command bookkeeping is skipped.
+wrapper, and a task per write for the socket timeout) cost 0.11–0.27 ms of CPU on this
+machine; the same EVALSHA written and read on a kept connection, 0.06–0.15 ms
+(bench/RESULTS.md). The connections are made as the client's pool makes them (URL, TLS,
+password, database as configured) and redis-py still packs each command and parses its
+reply (hiredis); only the per-command bookkeeping is skipped.
 
-- At most `keep` connections stay out of the pool; more are borrowed while calls need
-  them and given back.
-- A connection whose command failed on the way (a broken socket, a cancelled read) is
-  disconnected by redis-py and goes back to the pool, which reconnects it when next
-  used. One that was kept idle and failed is retried once on a fresh connection, as
-  redis-py's client retries a connection error (Redis restarted meanwhile).
+- Up to `keep` idle connections are kept; a call that finds none opens one, and one
+  returned beyond `keep` is closed.
+- Each round trip has one deadline, the client's socket timeout (redis-py's default,
+  5 s): a Redis that does not answer costs a call at most that (then `rate_limits`
+  fails open).
+- A connection whose command failed on the way (a broken socket, a timeout, a cancelled
+  read) is closed, never reused. One that was kept idle and turns out broken (Redis
+  restarted meanwhile) is replaced and the command sent once more, as redis-py's client
+  retries a connection error.
 - A reply that is an error (`ResponseError`) leaves the connection as it was.
 - A script Redis does not know (restarted, `SCRIPT FLUSH`) is sent whole once (EVAL).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
+from functools import partial
 from hashlib import sha1
 from typing import Any
 
@@ -28,10 +34,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["KeptScripts", "Script"]
 
 Argument = str | int | float | bytes
+DEFAULT_TIMEOUT_SECONDS = 5.0  # redis-py's own default socket timeout
 
 
 class Script:
@@ -45,12 +53,16 @@ class Script:
 
 
 class KeptScripts:
-    """Runs scripts on up to `keep` connections kept out of `redis`'s pool."""
+    """Runs scripts on connections made like `redis`'s own, up to `keep` kept idle."""
 
-    __slots__ = ("_idle", "_keep", "_pool")
+    __slots__ = ("_idle", "_keep", "_make", "_timeout")
 
-    def __init__(self, redis: aioredis.Redis, keep: int = 8) -> None:
-        self._pool = redis.connection_pool
+    def __init__(self, redis: aioredis.Redis, keep: int = 32) -> None:
+        pool = redis.connection_pool
+        options = dict(pool.connection_kwargs)
+        self._timeout = options.get("socket_timeout") or DEFAULT_TIMEOUT_SECONDS
+        options["socket_timeout"] = None  # one deadline per round trip instead (`run`)
+        self._make: Callable[[], AbstractConnection] = partial(pool.connection_class, **options)
         self._keep = keep
         self._idle: list[AbstractConnection] = []
 
@@ -61,9 +73,8 @@ class KeptScripts:
             try:
                 return await self._run_on(self._idle.pop(), script, keys, args)
             except RedisConnectionError:
-                pass  # kept across a restart of Redis: once more, on a fresh connection
-        fresh = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-        return await self._run_on(fresh, script, keys, args)
+                pass  # kept across a restart of Redis: once more, on a new connection
+        return await self._run_on(self._make(), script, keys, args)
 
     @property
     def idle(self) -> int:
@@ -77,27 +88,31 @@ class KeptScripts:
         args: Sequence[Argument],
     ) -> Any:
         try:
-            reply = await _evaluate(connection, script, keys, args)
+            async with asyncio.timeout(self._timeout):
+                reply = await _evaluate(connection, script, keys, args)
         except ResponseError:
-            await self._keep_or_return(connection)
+            await self._keep_or_close(connection)
             raise
-        except BaseException:  # redis-py disconnected it; the pool reconnects it
-            await self._pool.release(connection)
+        except TimeoutError as exc:  # asyncio's: the round trip ran out of time
+            await connection.disconnect(nowait=True)
+            raise RedisTimeoutError(f"no reply from Redis within {self._timeout} s") from exc
+        except BaseException:
+            await connection.disconnect(nowait=True)
             raise
-        await self._keep_or_return(connection)
+        await self._keep_or_close(connection)
         return reply
 
-    async def _keep_or_return(self, connection: AbstractConnection) -> None:
+    async def _keep_or_close(self, connection: AbstractConnection) -> None:
         if len(self._idle) < self._keep:
             self._idle.append(connection)
         else:
-            await self._pool.release(connection)
+            await connection.disconnect()
 
     async def close(self) -> None:
-        """Give the kept connections back to the pool (before the client is closed)."""
+        """Close the kept connections (at shutdown)."""
         idle, self._idle = self._idle, []
         for connection in idle:
-            await self._pool.release(connection)
+            await connection.disconnect()
 
 
 async def _evaluate(
@@ -110,5 +125,6 @@ async def _evaluate(
 
 
 async def _command(connection: AbstractConnection, *parts: Argument) -> Any:
+    # `send_packed_command` connects a new connection first (AUTH, SELECT as configured).
     await connection.send_packed_command(connection.pack_command(*parts), check_health=False)
     return await connection.read_response()

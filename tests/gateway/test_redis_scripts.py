@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway_plugins.redis_scripts import KeptScripts, Script
+from tests.fixtures.gateway import eventually
 
 pytestmark = pytest.mark.redis
 
@@ -22,61 +24,75 @@ ECHO = Script("return {KEYS[1], ARGV[1]}")
 
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    """A client whose connections Redis lists under a name of their own."""
+    client = aioredis.Redis.from_url(redis_url, client_name=f"kept-{uuid.uuid4().hex[:8]}")
     yield client
     await client.aclose()
 
 
-def count_borrowed(client: aioredis.Redis) -> list[int]:
-    """How many connections are taken from the client's pool from now on."""
-    pool, counted = client.connection_pool, [0]
-    borrow = pool.get_connection
-
-    async def counting() -> object:
-        counted[0] += 1
-        return await borrow()
-
-    pool.get_connection = counting  # type: ignore[method-assign]
-    return counted
+async def connections_of(client: aioredis.Redis, redis_url: str) -> list[str]:
+    """The ids of the connections Redis has open under `client`'s name."""
+    name = client.connection_pool.connection_kwargs["client_name"]
+    async with aioredis.Redis.from_url(redis_url) as other:
+        return [c["id"] for c in await other.client_list() if c.get("name") == name]
 
 
-async def test_calls_after_the_first_borrow_nothing(client: aioredis.Redis) -> None:
+async def open_connections_become(count: int, client: aioredis.Redis, redis_url: str) -> None:
+    async def reached() -> bool:
+        return len(await connections_of(client, redis_url)) == count
+
+    await eventually(reached, seconds=30, what=f"{count} connections open")
+
+
+async def test_one_connection_serves_calls_one_after_another(
+    client: aioredis.Redis, redis_url: str
+) -> None:
     scripts = KeptScripts(client)
-    borrowed = count_borrowed(client)
     replies = [await scripts.run(ECHO, ["k"], [n]) for n in range(50)]
     assert replies == [[b"k", str(n).encode()] for n in range(50)]
-    assert borrowed[0] == 1 and scripts.idle == 1
+    assert len(await connections_of(client, redis_url)) == 1 and scripts.idle == 1
     await scripts.close()
-    assert scripts.idle == 0
+    await open_connections_become(0, client, redis_url)
 
 
-async def test_at_most_keep_stay_out_after_a_burst(client: aioredis.Redis) -> None:
+async def test_at_most_keep_stay_open_after_a_burst(client: aioredis.Redis, redis_url: str) -> None:
     scripts = KeptScripts(client, keep=4)
     replies = await asyncio.gather(*(scripts.run(ECHO, ["k"], [n]) for n in range(20)))
     assert [reply[1] for reply in replies] == [str(n).encode() for n in range(20)]
     assert scripts.idle == 4
-    assert len(client.connection_pool._in_use_connections) == 4  # the kept ones only
+    await open_connections_become(4, client, redis_url)  # the others closed
     await scripts.close()
-    assert not client.connection_pool._in_use_connections
 
 
 async def test_a_connection_redis_dropped_is_replaced_without_failing_the_call(
-    redis_url: str,
+    client: aioredis.Redis, redis_url: str
 ) -> None:
-    name = f"kept-{uuid.uuid4().hex[:8]}"
-    async with (
-        aioredis.Redis.from_url(redis_url, client_name=name) as client,
-        aioredis.Redis.from_url(redis_url) as other,
-    ):
-        scripts = KeptScripts(client)
-        await scripts.run(ECHO, ["k"], ["first"])
-        kept = [c["id"] for c in await other.client_list() if c.get("name") == name]
-        assert len(kept) == 1
-        assert await other.client_kill_filter(_id=kept[0]) == 1  # as a restart of Redis would
+    scripts = KeptScripts(client)
+    await scripts.run(ECHO, ["k"], ["first"])
+    (kept,) = await connections_of(client, redis_url)
+    async with aioredis.Redis.from_url(redis_url) as other:
+        assert await other.client_kill_filter(_id=kept) == 1  # as a restart of Redis would
 
-        assert await scripts.run(ECHO, ["k"], ["second"]) == [b"k", b"second"]
-        assert scripts.idle == 1
-        await scripts.close()
+    assert await scripts.run(ECHO, ["k"], ["second"]) == [b"k", b"second"]
+    assert scripts.idle == 1
+    assert (await connections_of(client, redis_url)) not in ([], [kept])
+    await scripts.close()
+
+
+async def test_a_redis_that_does_not_answer_costs_a_call_the_timeout(
+    client: aioredis.Redis,
+) -> None:
+    """A listener that accepts and never answers: the call fails with redis-py's
+    TimeoutError after the client's socket timeout, and the connection is not kept."""
+    accepted: list[asyncio.StreamWriter] = []
+    silent = await asyncio.start_server(lambda _, writer: accepted.append(writer), "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    async with silent, aioredis.Redis(port=port, socket_timeout=0.2) as mute:
+        scripts = KeptScripts(mute)
+        with pytest.raises(RedisTimeoutError):
+            await scripts.run(ECHO, ["k"], ["unanswered"])
+        assert scripts.idle == 0 and len(accepted) == 1
+        accepted[0].close()
 
 
 async def test_an_error_reply_keeps_the_connection(client: aioredis.Redis) -> None:
