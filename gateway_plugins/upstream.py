@@ -52,25 +52,33 @@ async def open_stream(runtime: GatewayRuntime, http: Request, call: Call) -> Any
 
 
 async def _unless_client_leaves(http: Request, work: Awaitable[Any]) -> Any:
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(http))
+    """`work`'s answer, awaited in this task; a watcher cancels it when the client leaves
+    (one task per call: racing `work` as a task of its own cost a second one and
+    `asyncio.wait`'s bookkeeping)."""
+    caller = asyncio.current_task()
+    assert caller is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        while (await http.receive())["type"] != "http.disconnect":
+            pass
+        left = True
+        caller.cancel()
+
+    watcher = asyncio.create_task(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        answer = await work
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        caller.uncancel()  # our own cancellation, not the server's or the deadline's
+        raise ClientGone from None
     finally:
-        if not task.done():
-            task.cancel()
         watcher.cancel()
-    if task.cancelled() or not task.done():
-        raise ClientGone
-    answer = task.result()
     if answer is None:  # LiteLLM gave up without raising (litellm_bridge docstring)
         raise UpstreamFailure(502, "NoAnswer", "The upstream provider failed to answer.")
     return answer
-
-
-async def _disconnected(http: Request) -> None:
-    while (await http.receive())["type"] != "http.disconnect":
-        pass
 
 
 def failure_body(failure: UpstreamFailure) -> ErrorBody:
