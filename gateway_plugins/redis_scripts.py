@@ -16,8 +16,9 @@ reply (hiredis); only the per-command bookkeeping is skipped.
   fails open).
 - A connection whose command failed on the way (a broken socket, a timeout, a cancelled
   read) is closed, never reused. One that was kept idle and turns out broken (Redis
-  restarted meanwhile) is replaced and the command sent once more, as redis-py's client
-  retries a connection error.
+  restarted meanwhile) is taken to mean they all are: every kept connection is closed
+  and the command sent once more on a new one, as redis-py's client retries a
+  connection error.
 - A reply that is an error (`ResponseError`) leaves the connection as it was.
 - A script Redis does not know (restarted, `SCRIPT FLUSH`) is sent whole once (EVAL).
 """
@@ -72,8 +73,8 @@ class KeptScripts:
         if self._idle:
             try:
                 return await self._run_on(self._idle.pop(), script, keys, args)
-            except RedisConnectionError:
-                pass  # kept across a restart of Redis: once more, on a new connection
+            except RedisConnectionError:  # kept across a restart of Redis, as the others
+                await self.close()
         return await self._run_on(self._make(), script, keys, args)
 
     @property
@@ -109,7 +110,7 @@ class KeptScripts:
             await connection.disconnect()
 
     async def close(self) -> None:
-        """Close the kept connections (at shutdown)."""
+        """Close the kept connections (at shutdown, or once Redis dropped one)."""
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.disconnect()

@@ -149,7 +149,9 @@ class KeptConnections:
     After anything but an error the server reported (a constraint, say), a connection is
     discarded rather than kept: a cancelled or broken statement may have left it
     mid-protocol. One that reported an error goes back to the pool, which rolls back
-    whatever transaction is still open."""
+    whatever transaction is still open. One the server closed (a restart, a failover)
+    takes every kept connection with it: they are dropped at once, so the next
+    statement gets a fresh connection instead of failing on each stale one in turn."""
 
     __slots__ = ("_dialect", "_engine", "_idle", "_keep")
 
@@ -167,18 +169,29 @@ class KeptConnections:
         assert connection is not None
         try:
             yield Driver(connection, self._dialect)
-        except (asyncpg.PostgresError, sqlite3.DatabaseError):
-            await greenlet_spawn(pooled.close)
-            raise
-        except BaseException:
-            await greenlet_spawn(pooled.invalidate)
+        except BaseException as exc:
+            if connection.is_closed():  # the server went away: so did the kept ones
+                await greenlet_spawn(pooled.invalidate)
+                await self._invalidate_idle()
+            elif isinstance(exc, asyncpg.PostgresError | sqlite3.DatabaseError):
+                await greenlet_spawn(pooled.close)
+            else:
+                await greenlet_spawn(pooled.invalidate)
             raise
         if connection.is_closed():
             await greenlet_spawn(pooled.invalidate)
+            await self._invalidate_idle()
         elif len(self._idle) < self._keep:
             self._idle.append(pooled)
         else:
             await greenlet_spawn(pooled.close)
+
+    async def _invalidate_idle(self) -> None:
+        """A restart or failover of the server closed them all: one failed statement
+        drops every kept connection, not one per statement."""
+        idle, self._idle = self._idle, []
+        for pooled in idle:
+            await greenlet_spawn(pooled.invalidate)
 
     @property
     def idle(self) -> int:

@@ -132,3 +132,43 @@ async def test_a_cancelled_statement_never_reaches_the_next_call(gateway_db: Dat
         await task
     assert gateway_db.kept.idle == 0
     assert [await plus_one(gateway_db, x) for x in range(3)] == [1, 2, 3]
+
+
+@pytest.mark.postgres
+async def test_a_server_restart_costs_one_failed_statement_not_one_per_kept_connection(
+    gateway_db: Database,
+) -> None:
+    """PostgreSQL: when the server drops the kept connections (a restart, a failover), the
+    first statement that finds one closed drops them all; the next gets a fresh one."""
+    if not gateway_db.is_postgresql:
+        pytest.skip("an inline SQLite connection has no server to lose")
+    assert gateway_db.kept is not None
+    all_in = asyncio.Event()
+    pids: list[int] = []
+
+    async def hold_one() -> None:
+        async with gateway_db.per_call() as driver:
+            pids.append(driver.connection.get_server_pid())  # type: ignore[attr-defined]
+            if len(pids) == 3:
+                all_in.set()
+            await all_in.wait()
+
+    await asyncio.gather(hold_one(), hold_one(), hold_one())
+    assert gateway_db.kept.idle == 3
+    async with gateway_db.engine.connect() as admin:
+        for pid in pids:
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+        async def all_gone() -> bool:
+            left = await admin.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                {"pids": pids},
+            )
+            return left == 0
+
+        await eventually(all_gone, seconds=30, what="the kept connections' backends ended")
+
+    with pytest.raises(Exception):  # noqa: B017 - asyncpg's "connection is closed", whichever
+        await plus_one(gateway_db, 1)
+    assert gateway_db.kept.idle == 0
+    assert await plus_one(gateway_db, 2) == 3
