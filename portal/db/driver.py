@@ -189,9 +189,7 @@ class KeptConnections:
     async def _invalidate_idle(self) -> None:
         """A restart or failover of the server closed them all: one failed statement
         drops every kept connection, not one per statement."""
-        idle, self._idle = self._idle, []
-        for pooled in idle:
-            await greenlet_spawn(pooled.invalidate)
+        await self._release_idle(invalidate=True)
 
     @property
     def idle(self) -> int:
@@ -199,6 +197,9 @@ class KeptConnections:
 
     async def close(self) -> None:
         """Give every kept connection back to the pool (before the engine is disposed)."""
+        await self._release_idle(invalidate=False)
+
+    async def _release_idle(self, *, invalidate: bool) -> None:
         idle, self._idle = self._idle, []
         for pooled in idle:
-            await greenlet_spawn(pooled.close)
+            await greenlet_spawn(pooled.invalidate if invalidate else pooled.close)

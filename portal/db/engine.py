@@ -143,9 +143,11 @@ class Database:
         return not busy
 
     async def dispose(self) -> None:
-        if self.kept is not None:
-            await self.kept.close()
-        await self.engine.dispose()
+        try:
+            if self.kept is not None:
+                await self.kept.close()
+        finally:
+            await self.engine.dispose()
 
 
 def open_database(
