@@ -17,8 +17,9 @@ run: install  ## Migrate and start gateway (:4000) + portal (:8080) on embedded 
 	$(BIN)/gateway-admin db upgrade
 	$(BIN)/gateway-admin serve
 
-test: install  ## Run the whole suite (PostgreSQL/Redis suites skip if those servers are absent)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+TEST_WORKERS ?= 2
+test: install  ## Run the whole suite on TEST_WORKERS processes (PostgreSQL/Redis suites skip if those servers are absent)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install  ## ruff everywhere; mypy --strict on the portal and the gateway
 	$(BIN)/ruff check .

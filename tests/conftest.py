@@ -28,3 +28,11 @@ pytest_plugins = [
     "tests.fixtures.passwords",
     "tests.fixtures.litellm_clients",
 ]
+
+
+def pytest_xdist_make_scheduler(config, log):  # type: ignore[no-untyped-def]
+    """Under pytest-xdist (`make test` runs two workers): `tests.scheduling` keeps each
+    database backend's tests on one worker and every other module whole."""
+    from tests.scheduling import BackendOrModuleScheduling
+
+    return BackendOrModuleScheduling(config, log)
