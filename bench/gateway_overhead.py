@@ -560,12 +560,24 @@ def as_json(run: Run, checks: list[str], profiles: list[Any]) -> str:
     )
 
 
+def bytecode_cache(env: dict[str, str]) -> dict[str, str]:
+    """With PYTHONDONTWRITEBYTECODE set (as on some machines), every server started here
+    would compile LiteLLM's ~2,900 modules at each start, which is not what a deployed
+    image does (its bytecode is compiled once): the servers share a cache of the bench's
+    own instead, outside the source tree (as the test suite does, tests/conftest.py)."""
+    if not env.get("PYTHONDONTWRITEBYTECODE") or env.get("PYTHONPYCACHEPREFIX"):
+        return {}
+    cache = Path(tempfile.gettempdir()) / f"wfg-bench-bytecode-{os.getuid()}"
+    return {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(cache)}
+
+
 def main() -> None:
     args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="wfg-bench-"))
     drop = ("DATABASE_URL", "WFG_", "REDIS_URL", "OPENAI_", "ANTHROPIC_", "GEMINI_", "OPENROUTER_")
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     base_env |= {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
+    base_env |= bytecode_cache(base_env)
     run = Run(args)
     began, load_at_start = time.monotonic(), os.getloadavg()
     processes: list[subprocess.Popen[bytes]] = []
