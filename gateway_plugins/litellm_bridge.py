@@ -9,9 +9,10 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
 - `Router.acompletion / atext_completion / aembedding / aanthropic_messages / aresponses`
   are the calls (`ROUTER_METHODS`); a stream is an async iterator of chunk objects (chat,
   text, responses events) or of raw SSE bytes (Anthropic messages);
-- a plain response carries `_hidden_params["response_cost"]` (US$, cached-input discounts
-  and reasoning tokens included) and `_hidden_params["model_id"]` (the deployment);
-- `cost_per_token(model=, custom_llm_provider=, usage_object=)` prices a stream's usage;
+- a response (plain, or the stream object) carries `_hidden_params["model_id"]`, the
+  deployment that answered;
+- `cost_per_token(model=, custom_llm_provider=, usage_object=)` prices a call's reported
+  usage (cached input, cache writes and reasoning tokens as LiteLLM prices them);
 - `stream_options={"include_usage": True}` makes a chat/text stream end with usage;
 - a call can return None instead of raising: after an upstream 422 with `drop_params`,
   LiteLLM's OpenAI client retries without the params named in the error, then falls
@@ -20,21 +21,33 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   may put a deployment into cooldown (`COOLDOWN_POLICY`);
 - `litellm.turn_off_message_logging`, `suppress_debug_info`, `set_verbose` keep content out
   of LiteLLM's own logging;
+- at import LiteLLM adds two filters to `uvicorn.access` (`litellm._logging`'s
+  `_access_log_path_filter` and `_access_log_filter`: secret patterns scrubbed from every
+  argument, ~0.15 ms per request). The gateway's access log has its own filter, which
+  drops every query value (`portal.observability.logging.QueryRedactor`; a token sent as
+  `?key=` never reaches a log), and the gateway serves no path that carries a secret, so
+  they are removed (`drop_litellm_access_log_filters`);
 - `Logging.async_success_handler` / `Logging.success_handler` are what LiteLLM runs after
   every answer to build, redact and hand its logging payload to callbacks. The gateway has
   none (the config check refuses them) and meters calls itself, so they are replaced by
   no-ops (`skip_success_logging`): ~0.7 ms of CPU per plain call and ~3.5 ms per stream,
   and prompt text never enters that payload. With `allowed_fails_policy` set, the Router's
   cooldown counts failures only, so no success count is lost; failure handlers are kept;
-- `Logging.response_cost_calculator` is how LiteLLM prices a response. A plain answer's
-  price is read from it (`_hidden_params["response_cost"]`); for a stream LiteLLM runs it
-  three times (on the stream object when it opens, twice while rebuilding the whole answer
-  at the end), ~1.3 ms of CPU per stream, and the gateway never reads those figures: it
-  prices the stream's reported usage itself (`stream_usage_cost`). So for streamed calls
-  it returns None (`skip_stream_pricing`);
+- `Logging.response_cost_calculator` is how LiteLLM prices a response for its logging and
+  `_hidden_params["response_cost"]`: once per plain answer (~0.8 ms of CPU, 7% of a plain
+  call), three times per stream (~1.3 ms). The gateway prices every call from the usage
+  the upstream reported (`usage_cost`, LiteLLM's `cost_per_token`), so plain and streamed
+  calls are priced alike and LiteLLM's figure is never read: it returns None
+  (`skip_litellm_pricing`);
 - upstream HTTP clients (aiohttp sessions) live in LiteLLM's module-level client cache
   and in each Router's `cache` (one SDK client per OpenAI-style deployment); nothing
-  closes them on its own, so the gateway does at shutdown (`close_upstream_clients`).
+  closes them on its own, so the gateway does at shutdown (`close_upstream_clients`);
+- after every answer `Router.increment_deployment_usage_for_response` counts the call
+  toward its deployment's per-minute TPM/RPM, and finds nothing to count unless a
+  deployment sets `tpm`/`rpm` (or `itpm`/`otpm`), itself or in the cost map: it builds a
+  `Deployment`, looks up the model info and dumps the deployment to learn that, ~0.25 ms
+  per call. It runs only for deployments that have a limit to count toward
+  (`skip_usage_counting_without_limits`; `find_deployment_metadata` names the deployment).
 """
 
 from __future__ import annotations
@@ -52,6 +65,12 @@ from litellm.exceptions import Timeout as LiteLLMTimeout
 from litellm.litellm_core_utils.litellm_logging import Logging as CallLogging
 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 from litellm.router import Router
+from litellm.router_utils.pre_call_checks.io_token_rate_limit_check import (
+    deployment_has_io_token_limits,
+)
+from litellm.router_utils.router_callbacks.track_deployment_metrics import (
+    find_deployment_metadata,
+)
 from litellm.types.router import AllowedFailsPolicy
 
 __all__ = [
@@ -65,14 +84,16 @@ __all__ = [
     "config_problems",
     "count_prompt_tokens",
     "deployment_of",
+    "drop_litellm_access_log_filters",
     "group_of",
+    "model_id_of",
     "output_limits",
-    "plain_response_cost",
-    "skip_stream_pricing",
+    "skip_litellm_pricing",
     "skip_success_logging",
-    "stream_usage_cost",
+    "skip_usage_counting_without_limits",
     "to_jsonable",
     "upstream_failure",
+    "usage_cost",
 ]
 
 log = logging.getLogger(__name__)
@@ -169,7 +190,17 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
     litellm._async_success_callback = []
     litellm._async_failure_callback = []
     skip_success_logging()
-    skip_stream_pricing()
+    skip_litellm_pricing()
+    drop_litellm_access_log_filters()
+
+
+def drop_litellm_access_log_filters() -> None:
+    """LiteLLM's filters on the server's access log, redundant here (module docstring)."""
+    from litellm import _logging
+
+    access = logging.getLogger("uvicorn.access")
+    access.removeFilter(_logging._access_log_path_filter)
+    access.removeFilter(_logging._access_log_filter)
 
 
 async def _no_async_success_log(self: CallLogging, *args: Any, **kwargs: Any) -> None:
@@ -180,19 +211,14 @@ def _no_success_log(self: CallLogging, *args: Any, **kwargs: Any) -> None:
     return None
 
 
-_litellm_response_cost = CallLogging.response_cost_calculator
+def _no_response_cost(self: CallLogging, *args: Any, **kwargs: Any) -> float | None:
+    return None
 
 
-def _response_cost_unless_streamed(self: CallLogging, *args: Any, **kwargs: Any) -> float | None:
-    if self.stream is True:
-        return None
-    return _litellm_response_cost(self, *args, **kwargs)
-
-
-def skip_stream_pricing() -> None:
-    """LiteLLM's pricing of streamed calls, which the gateway never reads (module
-    docstring), is skipped for this process; plain calls keep it."""
-    CallLogging.response_cost_calculator = _response_cost_unless_streamed  # type: ignore[method-assign]
+def skip_litellm_pricing() -> None:
+    """LiteLLM's own pricing of each response, which the gateway never reads (module
+    docstring), is skipped for this process."""
+    CallLogging.response_cost_calculator = _no_response_cost  # type: ignore[method-assign]
 
 
 def skip_success_logging() -> None:
@@ -210,9 +236,58 @@ def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str,
         info = dict(entry.get("model_info") or {})
         info.setdefault("id", f"{entry['model_name']}#{index}")
         deployments.append({**entry, "model_info": info})
-    return Router(
+    router = Router(
         model_list=deployments, **dict(router_settings), allowed_fails_policy=COOLDOWN_POLICY
     )
+    skip_usage_counting_without_limits(router)
+    return router
+
+
+_LIMIT_KEYS = ("tpm", "rpm")
+
+
+def _may_count_usage(router: Router, deployment: Mapping[str, Any]) -> bool:
+    """Whether LiteLLM's per-deployment usage count can find a limit to count toward (the
+    sources it reads; unsure, e.g. a model the cost map lacks, counts as yes)."""
+    params, info = deployment.get("litellm_params") or {}, deployment.get("model_info") or {}
+    sources = (deployment, params, info)
+    if any(source.get(key) is not None for source in sources for key in _LIMIT_KEYS):
+        return True
+    if deployment_has_io_token_limits(dict(deployment)):
+        return True
+    try:
+        known = router.get_router_model_info(
+            deployment=dict(deployment), received_model_name=str(deployment["model_name"])
+        )
+    except Exception:
+        return True
+    return any(known.get(key) is not None for key in _LIMIT_KEYS)
+
+
+class _UsageCountWhereLimited:
+    """`Router.increment_deployment_usage_for_response`, run only for deployments it can
+    count toward (module docstring); a call it cannot place is counted as LiteLLM would."""
+
+    def __init__(self, router: Router) -> None:
+        self.count_usage = router.increment_deployment_usage_for_response
+        self.limited = frozenset(
+            str(deployment["model_info"]["id"])
+            for deployment in router.model_list
+            if _may_count_usage(router, deployment)
+        )
+
+    async def __call__(self, response: object, request_kwargs: dict[str, object]) -> None:
+        metadata = find_deployment_metadata(request_kwargs)
+        info = metadata.get("model_info") if metadata else None
+        model_id = info.get("id") if isinstance(info, dict) else None
+        if model_id is None or str(model_id) in self.limited:
+            await self.count_usage(response=response, request_kwargs=request_kwargs)
+
+
+def skip_usage_counting_without_limits(router: Router) -> None:
+    """LiteLLM's per-answer usage count (module docstring) runs only for the Router's
+    deployments that have a TPM/RPM limit to count toward."""
+    router.increment_deployment_usage_for_response = _UsageCountWhereLimited(router)  # type: ignore[method-assign]
 
 
 async def close_upstream_clients(router: Router | None) -> None:
@@ -261,17 +336,13 @@ def _hidden(response: Any) -> dict[str, Any]:
     return getattr(response, "_hidden_params", None) or {}
 
 
-def plain_response_cost(response: Any) -> tuple[Decimal, str | None]:
-    """(US$ cost LiteLLM computed, deployment id) of a non-streamed response."""
-    hidden = _hidden(response)
-    cost = hidden.get("response_cost") or 0
-    try:
-        return Decimal(str(cost)), hidden.get("model_id")
-    except ArithmeticError:
-        return Decimal(0), hidden.get("model_id")
+def model_id_of(response: Any) -> str | None:
+    """The id of the deployment that answered (a plain response or a stream object)."""
+    model_id = _hidden(response).get("model_id")
+    return str(model_id) if model_id is not None else None
 
 
-def stream_usage_cost(
+def usage_cost(
     router: Router,
     model_id: str | None,
     *,
@@ -281,19 +352,24 @@ def stream_usage_cost(
     cache_creation_tokens: int = 0,
     reasoning_tokens: int = 0,
 ) -> Decimal:
-    """US$ of a stream's usage at the answering deployment's price (LiteLLM's cost map or
-    the deployment's configured price), cached input and reasoning priced as LiteLLM does."""
+    """US$ of a call's reported usage at the answering deployment's price (LiteLLM's cost
+    map or the deployment's configured price), cached input and reasoning priced as LiteLLM
+    does; 0 when LiteLLM cannot price it (the caller then uses the price book)."""
     model, provider = deployment_of(router, model_id)
     if not model:
         return Decimal(0)
+    # OpenAI's shape: prompt_tokens include the cached and cache-write ones. (Anthropic's
+    # fields, `cache_read_input_tokens` & co., make LiteLLM add them to the prompt again
+    # when the deployment's price is configured: cached input charged twice.)
     usage = litellm.Usage(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
-        prompt_tokens_details={"cached_tokens": cached_tokens},
+        prompt_tokens_details={
+            "cached_tokens": cached_tokens,
+            "cache_write_tokens": cache_creation_tokens,
+        },
         completion_tokens_details={"reasoning_tokens": reasoning_tokens},
-        cache_read_input_tokens=cached_tokens,
-        cache_creation_input_tokens=cache_creation_tokens,
     )
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
@@ -302,8 +378,6 @@ def stream_usage_cost(
             usage_object=usage,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            cache_read_input_tokens=cached_tokens,
-            cache_creation_input_tokens=cache_creation_tokens,
             custom_cost_per_token=_custom_price(router, model_id),
         )
     except Exception as exc:  # unknown to the cost map: the caller uses our price book

@@ -2,7 +2,8 @@
 
 Usage comes from the upstream's own report (a plain response's `usage`, a stream's final
 usage chunk / `message_delta` / `response.completed`); the price from LiteLLM's cost map
-(cached input and reasoning priced as LiteLLM does), or from the configured price book
+or the deployment's configured price (`usage_cost_usd`: cached input, cache writes and
+reasoning priced as LiteLLM does; plain and streamed calls alike), or from the price book
 when LiteLLM prices a call at 0 (a model is never served free). A stream that ends
 early (client gone, upstream cut or stalled) is billed for what was delivered: prompt
 tokens as estimated before the call, output as the characters sent / 4, at the price
@@ -16,13 +17,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from gateway_plugins import litellm_bridge
 from portal.credits.pricing import PricedConfig
 from portal.credits.units import usd_to_units
 from portal.tokens.service import TokenIdentity
 from portal.usage.models import CallStatus
 from portal.usage.settlement import FinishedCall
 
-__all__ = ["CHARS_PER_TOKEN", "Usage", "finished_call", "usage_from"]
+__all__ = ["CHARS_PER_TOKEN", "Usage", "finished_call", "usage_cost_usd", "usage_from"]
 
 CHARS_PER_TOKEN = 4  # English text runs ~4 characters per token; used for cut streams only
 
@@ -72,6 +74,20 @@ def usage_from(report: Any) -> Usage | None:
             reasoning=_int(output_details.get("reasoning_tokens")),
         )
     return None
+
+
+def usage_cost_usd(router: litellm_bridge.Router, model_id: str | None, usage: Usage) -> Decimal:
+    """US$ of reported usage at the answering deployment's price (0: LiteLLM cannot price
+    it, and `finished_call` uses the price book)."""
+    return litellm_bridge.usage_cost(
+        router,
+        model_id,
+        prompt_tokens=usage.prompt,
+        completion_tokens=usage.completion,
+        cached_tokens=usage.cached,
+        cache_creation_tokens=usage.cache_creation,
+        reasoning_tokens=usage.reasoning,
+    )
 
 
 def finished_call(

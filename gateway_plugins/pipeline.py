@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from gateway_plugins import admission, litellm_bridge, metrics, reservation, upstream
 from gateway_plugins.errors import ApiFormat, error_response, from_domain, service_unavailable
-from gateway_plugins.metering import Usage, finished_call, usage_from
+from gateway_plugins.metering import Usage, finished_call, usage_cost_usd, usage_from
 from gateway_plugins.rate_limits import InFlightSlot
 from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
@@ -147,8 +147,10 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
     except Exception as exc:
         return await _no_answer(runtime, call, exc)
     data = litellm_bridge.to_jsonable(response)
-    cost, model_id = litellm_bridge.plain_response_cost(response)
-    usage = usage_from(data.get("usage")) or Usage(prompt=call.estimated_prompt_tokens)
+    model_id = litellm_bridge.model_id_of(response)
+    reported = usage_from(data.get("usage"))
+    usage = reported or Usage(prompt=call.estimated_prompt_tokens)
+    cost = usage_cost_usd(runtime.router, model_id, reported) if reported else Decimal(0)
     answered_by = litellm_bridge.group_of(runtime.router, model_id, call.request.model)
     await settle(
         runtime.database,

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from gateway_plugins import metrics
 from gateway_plugins.errors import ErrorBody
-from gateway_plugins.litellm_bridge import group_of, stream_usage_cost, upstream_failure
-from gateway_plugins.metering import CHARS_PER_TOKEN, Usage, finished_call
+from gateway_plugins.litellm_bridge import group_of, model_id_of, upstream_failure
+from gateway_plugins.metering import CHARS_PER_TOKEN, Usage, finished_call, usage_cost_usd
 from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
 from gateway_plugins.stream_formats import RELAYS, Relay
@@ -129,7 +129,7 @@ class MeteredStream:
             failure = _STALLED
         except Exception as exc:  # the upstream broke off mid-stream
             failure = _STALLED if upstream_failure(exc).status in (408, 504) else _CUT
-        self.model_id = (getattr(self.stream, "_hidden_params", None) or {}).get("model_id")
+        self.model_id = model_id_of(self.stream)
         if self.relay.finished:
             await self._end("complete")
             frames = self.relay.final_frames()
@@ -152,15 +152,7 @@ class MeteredStream:
         complete = outcome == "complete"
         if complete and reported is not None and reported.total:
             usage = reported
-            cost = stream_usage_cost(
-                self.runtime.router,
-                self.model_id,
-                prompt_tokens=usage.prompt,
-                completion_tokens=usage.completion,
-                cached_tokens=usage.cached,
-                cache_creation_tokens=usage.cache_creation,
-                reasoning_tokens=usage.reasoning,
-            )
+            cost = usage_cost_usd(self.runtime.router, self.model_id, usage)
         else:  # billed for what was delivered, at the price book's price
             sent = -(-relay.chars // CHARS_PER_TOKEN)
             usage = Usage(

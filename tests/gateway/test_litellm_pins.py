@@ -17,7 +17,7 @@ import pytest
 
 from gateway_plugins import litellm_bridge
 from gateway_plugins.litellm_bridge import Router
-from gateway_plugins.metering import usage_from
+from gateway_plugins.metering import usage_cost_usd, usage_from
 from portal.settings import PROJECT_ROOT
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.gateway import eventually
@@ -74,18 +74,27 @@ def test_message_logging_stays_off_and_callbacks_stay_empty() -> None:
     assert litellm.callbacks == litellm.success_callback == litellm.failure_callback == []
 
 
-async def test_a_plain_response_carries_its_cost_and_deployment(
+async def test_a_plain_response_names_its_deployment_and_its_usage_prices_as_litellm_would(
     router: Router, fresh_upstream: FakeUpstream
 ) -> None:
+    """The gateway prices a plain answer from its reported usage; that is the price
+    LiteLLM's own pricing of the whole response gives (cached input and reasoning too)."""
+    import litellm
+
+    fresh_upstream.usage_extra = {"cached_tokens": 3, "reasoning_tokens": 4}
     response = await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=20)
-    cost, model_id = litellm_bridge.plain_response_cost(response)
-    assert cost > 0
+    model_id = litellm_bridge.model_id_of(response)
     assert model_id is not None
     assert litellm_bridge.group_of(router, model_id, "?") == "gpt-4.1-nano"
     data = litellm_bridge.to_jsonable(response)
     usage = usage_from(data["usage"])
     assert usage is not None and usage.prompt > 0 and usage.completion > 0
+    assert (usage.cached, usage.reasoning) == (3, 4)
     assert "_hidden_params" not in data
+    ours = usage_cost_usd(router, model_id, usage)
+    litellms = Decimal(str(litellm.completion_cost(completion_response=response)))
+    assert ours > 0
+    assert abs(ours - litellms) <= litellms * Decimal("1e-9")
 
 
 async def test_a_chat_stream_asked_for_usage_ends_with_it(
@@ -116,17 +125,44 @@ async def test_an_anthropic_messages_stream_is_raw_sse_bytes(
     assert b"event: message_stop" in b"".join(items)
 
 
-async def test_stream_usage_is_priced_with_cached_input_cheaper(router: Router) -> None:
-    model_id = next(
-        d["model_info"]["id"] for d in router.model_list if d["model_name"] == "gpt-4.1-nano"
-    )
-    full = litellm_bridge.stream_usage_cost(
-        router, model_id, prompt_tokens=1000, completion_tokens=100
-    )
-    cached = litellm_bridge.stream_usage_cost(
+def _model_id(router: Router, group: str) -> str:
+    return str(next(d["model_info"]["id"] for d in router.model_list if d["model_name"] == group))
+
+
+async def test_usage_is_priced_with_cached_input_cheaper(router: Router) -> None:
+    model_id = _model_id(router, "gpt-4.1-nano")
+    full = litellm_bridge.usage_cost(router, model_id, prompt_tokens=1000, completion_tokens=100)
+    cached = litellm_bridge.usage_cost(
         router, model_id, prompt_tokens=1000, completion_tokens=100, cached_tokens=800
     )
     assert Decimal(0) < cached < full
+
+
+def test_cache_reads_and_writes_are_priced_once_at_configured_and_mapped_prices(
+    router: Router,
+) -> None:
+    """Prompt tokens include cache reads and writes. The OpenRouter deployment's price is
+    configured without cache prices: every prompt token costs the input price, once (it
+    was charged 1.6x for cached input). Anthropic's cost map prices reads below and writes
+    above the input price."""
+
+    def priced(group: str, cached: int = 0, written: int = 0) -> Decimal:
+        return litellm_bridge.usage_cost(
+            router,
+            _model_id(router, group),
+            prompt_tokens=100,
+            completion_tokens=10,
+            cached_tokens=cached,
+            cache_creation_tokens=written,
+        )
+
+    configured = Decimal("0.00000015") * 100 + Decimal("0.0000006") * 10
+    for cached, written in ((0, 0), (80, 0), (0, 50), (30, 20)):  # LiteLLM sums floats
+        assert abs(priced("openrouter-gpt-4o-mini", cached, written) - configured) < Decimal(
+            "1e-15"
+        )
+    assert priced("claude-haiku-4-5", cached=80) < priced("claude-haiku-4-5")
+    assert priced("claude-haiku-4-5", written=50) > priced("claude-haiku-4-5")
 
 
 async def test_success_logging_is_skipped_where_litellm_calls_it(
@@ -152,22 +188,22 @@ async def test_success_logging_is_skipped_where_litellm_calls_it(
         _ = [chunk async for chunk in stream]
         # LiteLLM schedules the logs as tasks; fails if it no longer calls this method
         await eventually(lambda: len(seen) >= 2, seconds=60, what="LiteLLM's success logs")
-    assert litellm_bridge.plain_response_cost(response)[0] > 0
+    assert litellm_bridge.model_id_of(response) is not None
 
 
-async def test_streams_are_priced_by_the_gateway_not_by_litellm(
+async def test_calls_are_priced_by_the_gateway_not_by_litellm(
     router: Router, fresh_upstream: FakeUpstream
 ) -> None:
-    """LiteLLM still prices a stream through the method the bridge short-cuts for streams
-    (so the short cut keeps saving the work); a plain answer keeps LiteLLM's price, and a
-    stream's reported usage is what the gateway prices."""
+    """LiteLLM still prices every response through the method the bridge short-cuts (so
+    the short cut keeps saving the work), and a stream's reported usage is what the
+    gateway prices."""
     from litellm.litellm_core_utils.litellm_logging import Logging
 
-    assert Logging.response_cost_calculator is litellm_bridge._response_cost_unless_streamed
+    assert Logging.response_cost_calculator is litellm_bridge._no_response_cost
     seen: list[tuple[bool, object]] = []
 
     def counting(self: Logging, *args: object, **kwargs: object) -> object:
-        price = litellm_bridge._response_cost_unless_streamed(self, *args, **kwargs)
+        price = litellm_bridge._no_response_cost(self, *args, **kwargs)
         seen.append((self.stream is True, price))
         return price
 
@@ -181,18 +217,103 @@ async def test_streams_are_priced_by_the_gateway_not_by_litellm(
             stream_options={"include_usage": True},
         )
         chunks = [chunk async for chunk in stream]
-        streamed = list(seen)
-        response = await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=9)
-    assert streamed and all(is_stream and price is None for is_stream, price in streamed)
-    assert seen[len(streamed) :] and all(not is_stream for is_stream, _ in seen[len(streamed) :])
-    assert litellm_bridge.plain_response_cost(response)[0] > 0
+        streamed = len(seen)
+        await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=9)
+    assert streamed and all(is_stream for is_stream, _ in seen[:streamed])
+    assert seen[streamed:] and not any(is_stream for is_stream, _ in seen[streamed:])
+    assert all(price is None for _, price in seen)
     usage = usage_from(chunks[-1].usage.model_dump())
     assert usage is not None and usage.completion > 0
-    model_id = stream._hidden_params["model_id"]
-    price = litellm_bridge.stream_usage_cost(
-        router, model_id, prompt_tokens=usage.prompt, completion_tokens=usage.completion
+    model_id = litellm_bridge.model_id_of(stream)
+    assert usage_cost_usd(router, model_id, usage) > 0
+
+
+def _deployment(name: str, **limits: int) -> dict[str, object]:
+    params = {
+        "model": "openai/gpt-4.1-nano",
+        "api_base": "os.environ/OPENAI_API_BASE",
+        "api_key": "os.environ/OPENAI_API_KEY",
+    }
+    return {"model_name": name, "litellm_params": {**params, **limits}}
+
+
+async def test_deployment_usage_is_counted_only_where_a_limit_can_use_it(
+    upstream: FakeUpstream, fresh_upstream: FakeUpstream
+) -> None:
+    """LiteLLM counts each answer toward its deployment's TPM/RPM through the Router
+    method the bridge wraps, and counts nothing for a deployment without a limit: the
+    wrapper skips exactly those, so the Router's figures are what LiteLLM's would be."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in upstream.env().items():
+            patch.setenv(name, value)
+        router = litellm_bridge.build_router(
+            [_deployment("limited", rpm=100), _deployment("free")], {}
+        )
+    counted: list[object] = []
+    wrapper = router.increment_deployment_usage_for_response
+
+    async def counting(response: object, request_kwargs: dict[str, object]) -> None:
+        counted.append(response)
+        await wrapper(response=response, request_kwargs=request_kwargs)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(router, "increment_deployment_usage_for_response", counting)
+            for group in ("limited", "free"):
+                await router.acompletion(model=group, messages=MESSAGES, max_tokens=5)
+        assert len(counted) == 2  # fails if LiteLLM stops calling the wrapped method
+        tpm, rpm = await router.get_model_group_usage("limited")
+        assert rpm == 1 and tpm is not None and tpm > 0
+        assert await router.get_model_group_usage("free") == (None, None)
+        # LiteLLM itself finds nothing to count for the deployment the wrapper skips
+        common = {"deployment_name": None, "total_tokens": 10, "rpm_increment": 1}
+        assert (
+            await router._increment_deployment_usage(
+                deployment_id="free#1", model_group="free", parent_otel_span=None, **common
+            )
+            is None
+        )
+        assert await router._increment_deployment_usage(
+            deployment_id="limited#0", model_group="limited", parent_otel_span=None, **common
+        )
+    finally:
+        await litellm_bridge.close_upstream_clients(router)
+
+
+def test_limits_from_the_cost_map_keep_usage_counted(router: Router) -> None:
+    """Gemini's cost-map entry carries TPM/RPM: its deployment stays counted."""
+    limited = router.increment_deployment_usage_for_response.limited  # type: ignore[attr-defined]
+    assert limited == {"gemini-2.5-flash#3"}
+
+
+def test_litellm_access_log_filters_are_gone_and_ours_drops_query_values() -> None:
+    """LiteLLM adds its access-log filters at import; the bridge removes them. What keeps a
+    token sent as `?key=` out of the access log is ours (`logging_config`'s QueryRedactor;
+    end to end: tests/gateway/test_routes.py)."""
+    import logging
+
+    from litellm import _logging
+
+    from portal.observability.logging import QueryRedactor, logging_config
+
+    access = logging.getLogger("uvicorn.access")
+    access.addFilter(_logging._access_log_filter)  # as LiteLLM's import leaves it
+    access.addFilter(_logging._access_log_path_filter)
+    litellm_bridge.drop_litellm_access_log_filters()
+    litellm_filters = (_logging.AccessLogRedactionFilter, _logging.AccessLogPathFilter)
+    assert not [f for f in access.filters if isinstance(f, litellm_filters)]
+
+    config = logging_config("info", "text")
+    (name,) = config["loggers"]["uvicorn.access"]["filters"]
+    assert config["filters"][name]["()"].endswith(".QueryRedactor")
+    target = "/v1beta/models/x:generateContent?key=wfg_secret&alt=sse"
+    args = ("127.0.0.1:1", "POST", target, "1.1", 404)
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 1, '%s - "%s %s" %s %d', args, None
     )
-    assert price > 0
+    assert QueryRedactor().filter(record)
+    assert "wfg_secret" not in record.getMessage()
+    assert "/v1beta/models/x:generateContent?key=" in record.getMessage()
 
 
 def test_a_request_error_never_cools_a_deployment_down() -> None:

@@ -26,7 +26,7 @@ from portal.db import Database
 from portal.settings import PROJECT_ROOT, Settings
 from portal.usage.service import list_usage
 from tests.fakes.upstream import FakeUpstream
-from tests.fixtures.gateway import MakeUser, RunningGateway
+from tests.fixtures.gateway import MakeUser, RunningGateway, eventually
 from tests.gateway.support import money, settled_usage
 
 POST_ROUTES = {
@@ -246,6 +246,11 @@ async def test_litellm_proxy_routes_are_404_for_a_funded_user(
     assert await money(db, user.user_id) == before
     async with db.session() as session:
         assert await list_usage(session, user.user_id) == []
+    # the access log names each path, never the token sent as ?key=
+    await eventually(
+        lambda: "generateContent?key=" in gateway.logs(), seconds=30, what="the access log"
+    )
+    assert user.token not in gateway.logs()
 
 
 @pytest.mark.gateway
