@@ -24,6 +24,7 @@ from starlette.routing import Route
 from gateway_plugins import background, metrics, pipeline
 from gateway_plugins.auth import identify, presented_token
 from gateway_plugins.errors import error_response, from_domain, not_found, service_unavailable
+from gateway_plugins.heap import freeze_startup_heap
 from gateway_plugins.log_scrubbing import requests_may_arrive
 from gateway_plugins.runtime import GatewayRuntime, open_runtime
 from gateway_plugins.streaming import MeteredStream
@@ -155,6 +156,7 @@ def build_app(settings: Settings) -> Starlette:
         if missing:
             log.error("models with no price are refused until priced: %s", ", ".join(missing))
         jobs = background.start(runtime)
+        freeze_startup_heap()
         requests_may_arrive()  # from here on, LiteLLM's log text is withheld
         try:
             yield

@@ -30,7 +30,10 @@ def prepare_environment(env: Any = os.environ) -> None:
 
 def create_app() -> Any:
     """The app factory uvicorn calls in each worker."""
+    from gateway_plugins.heap import pause_collection_for_startup
     from gateway_plugins.log_scrubbing import install_log_scrubbing
+
+    pause_collection_for_startup()  # resumed, start-up heap frozen, by the app's lifespan
 
     prepare_environment()
     install_log_scrubbing()
