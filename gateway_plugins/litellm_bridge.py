@@ -31,8 +31,11 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   every answer to build, redact and hand its logging payload to callbacks. The gateway has
   none (the config check refuses them) and meters calls itself, so they are replaced by
   no-ops (`skip_success_logging`): ~0.7 ms of CPU per plain call and ~3.5 ms per stream,
-  and prompt text never enters that payload. With `allowed_fails_policy` set, the Router's
-  cooldown counts failures only, so no success count is lost; failure handlers are kept;
+  and prompt text never enters that payload. After a plain call LiteLLM schedules the
+  handler as two tasks through its logging worker (~0.1 ms) if
+  `Logging.claim_async_success_log` says so: it says no. With `allowed_fails_policy` set, the
+  Router's cooldown counts failures only, so no success count is lost; failure handlers
+  are kept;
 - `Logging.response_cost_calculator` is how LiteLLM prices a response for its logging and
   `_hidden_params["response_cost"]`: once per plain answer (~0.8 ms of CPU, 7% of a plain
   call), three times per stream (~1.3 ms). The gateway prices every call from the usage
@@ -221,11 +224,16 @@ def skip_litellm_pricing() -> None:
     CallLogging.response_cost_calculator = _no_response_cost  # type: ignore[method-assign]
 
 
+def _never_schedule(self: CallLogging) -> bool:
+    return False
+
+
 def skip_success_logging() -> None:
     """LiteLLM's per-answer success logging, which serves callbacks the gateway never has
-    (module docstring), becomes a no-op for this process."""
+    (module docstring), becomes a no-op for this process, and is not even scheduled."""
     CallLogging.async_success_handler = _no_async_success_log  # type: ignore[method-assign]
     CallLogging.success_handler = _no_success_log  # type: ignore[method-assign]
+    CallLogging.claim_async_success_log = _never_schedule  # type: ignore[method-assign]
 
 
 def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str, Any]) -> Router:

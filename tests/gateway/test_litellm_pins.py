@@ -168,27 +168,34 @@ def test_cache_reads_and_writes_are_priced_once_at_configured_and_mapped_prices(
 async def test_success_logging_is_skipped_where_litellm_calls_it(
     router: Router, fresh_upstream: FakeUpstream
 ) -> None:
-    """LiteLLM still runs its success logging through the two methods the bridge replaces
-    (so replacing them keeps saving the work), and the answers stay priced without it."""
+    """LiteLLM still runs its success logging through the methods the bridge replaces (so
+    replacing them keeps saving the work): after a plain call it asks whether to schedule
+    the handler (the bridge says no), a stream calls the handler itself."""
     from litellm.litellm_core_utils.litellm_logging import Logging
 
     assert Logging.async_success_handler is litellm_bridge._no_async_success_log
     assert Logging.success_handler is litellm_bridge._no_success_log
+    assert Logging.claim_async_success_log is litellm_bridge._never_schedule
     seen: list[str] = []
 
     async def counting(self: Logging, *args: object, **kwargs: object) -> None:
-        seen.append("async")
+        seen.append("handler")
+
+    def asked(self: Logging) -> bool:
+        seen.append("asked")
+        return litellm_bridge._never_schedule(self)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Logging, "async_success_handler", counting)
-        response = await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=9)
+        patch.setattr(Logging, "claim_async_success_log", asked)
+        await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=9)
+        assert seen == ["asked"]
         stream = await router.acompletion(
             model="gpt-4.1-nano", messages=MESSAGES, max_tokens=9, stream=True
         )
         _ = [chunk async for chunk in stream]
-        # LiteLLM schedules the logs as tasks; fails if it no longer calls this method
-        await eventually(lambda: len(seen) >= 2, seconds=60, what="LiteLLM's success logs")
-    assert litellm_bridge.model_id_of(response) is not None
+        # LiteLLM runs a stream's log as a task; fails if it no longer calls this method
+        await eventually(lambda: "handler" in seen, seconds=60, what="LiteLLM's stream log")
 
 
 async def test_calls_are_priced_by_the_gateway_not_by_litellm(
