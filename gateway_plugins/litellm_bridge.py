@@ -19,6 +19,12 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   through (`llms/openai/openai.py`); the gateway answers that as a failed call (502);
 - exceptions carry `status_code`; `Router(allowed_fails_policy=…)` decides which errors
   may put a deployment into cooldown (`COOLDOWN_POLICY`);
+- after a failed attempt LiteLLM asks `Logging.should_run_callback` about each failure
+  callback (the Router's cooldown count is one), which asks the proxy's per-request
+  callback controls (`x-litellm-disable-callbacks`); the first time, that imports ~400
+  modules of LiteLLM's proxy server, ~1-2 s of CPU with the event loop blocked, every call
+  in flight stalled. `litellm.global_disable_no_log_param = True` answers yes before that
+  (`no-log` and those headers are proxy features; no request can carry them here);
 - `litellm.turn_off_message_logging`, `suppress_debug_info`, `set_verbose` keep content out
   of LiteLLM's own logging;
 - at import LiteLLM adds two filters to `uvicorn.access` (`litellm._logging`'s
@@ -45,6 +51,13 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
 - upstream HTTP clients (aiohttp sessions) live in LiteLLM's module-level client cache
   and in each Router's `cache` (one SDK client per OpenAI-style deployment); nothing
   closes them on its own, so the gateway does at shutdown (`close_upstream_clients`);
+- each call's synchronous set-up (`completion`, `text_completion`, `embedding`,
+  `responses`, `anthropic_messages_handler`: parameters mapped, the request built) is run
+  by LiteLLM in the event loop's default executor, a thread: a hop there and back per call
+  and the GIL passed between two threads, ~0.5 ms of CPU per call under load. Where every
+  deployment's provider builds its request without I/O (`INLINE_SETUP_PROVIDERS`: API keys
+  from the environment, no token fetched), the default executor runs those set-ups inline
+  (`run_request_setup_inline`); anything else submitted to it still gets a thread;
 - after every answer `Router.increment_deployment_usage_for_response` counts the call
   toward its deployment's per-minute TPM/RPM, and finds nothing to count unless a
   deployment sets `tpm`/`rpm` (or `itpm`/`otpm`), itself or in the cost map: it builds a
@@ -55,10 +68,12 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -66,7 +81,9 @@ import litellm
 import orjson
 from litellm.exceptions import Timeout as LiteLLMTimeout
 from litellm.litellm_core_utils.litellm_logging import Logging as CallLogging
+from litellm.llms.anthropic.pass_through.messages.handler import anthropic_messages_handler
 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+from litellm.responses.main import responses as responses_setup
 from litellm.router import Router
 from litellm.router_utils.pre_call_checks.io_token_rate_limit_check import (
     deployment_has_io_token_limits,
@@ -78,6 +95,7 @@ from litellm.types.router import AllowedFailsPolicy
 
 __all__ = [
     "COOLDOWN_POLICY",
+    "INLINE_SETUP_PROVIDERS",
     "LITELLM_SETTINGS_ALLOWED",
     "ROUTER_METHODS",
     "Router",
@@ -91,6 +109,7 @@ __all__ = [
     "group_of",
     "model_id_of",
     "output_limits",
+    "run_request_setup_inline",
     "skip_litellm_pricing",
     "skip_success_logging",
     "skip_usage_counting_without_limits",
@@ -187,6 +206,7 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
     for key, value in {**settings, **_FORCED_LITELLM_SETTINGS}.items():
         if key in LITELLM_SETTINGS_ALLOWED:
             setattr(litellm, key, value)
+    litellm.global_disable_no_log_param = True  # the first failure imports no proxy code
     litellm.callbacks = []
     litellm.success_callback = []
     litellm.failure_callback = []
@@ -296,6 +316,63 @@ def skip_usage_counting_without_limits(router: Router) -> None:
     """LiteLLM's per-answer usage count (module docstring) runs only for the Router's
     deployments that have a TPM/RPM limit to count toward."""
     router.increment_deployment_usage_for_response = _UsageCountWhereLimited(router)  # type: ignore[method-assign]
+
+
+# Providers whose request set-up reads its key from the environment and does no I/O
+# (Azure, Vertex AI, Bedrock and the like may fetch a token or credentials there).
+INLINE_SETUP_PROVIDERS = frozenset(
+    {"openai", "text-completion-openai", "anthropic", "gemini", "openrouter"}
+)
+_SETUP_FUNCTIONS = frozenset(
+    {
+        litellm.main.completion,
+        litellm.main.text_completion,
+        litellm.main.embedding,
+        responses_setup,
+        anthropic_messages_handler,
+    }
+)
+
+
+def _is_request_setup(fn: Any) -> bool:
+    """LiteLLM submits `partial(Context.run, partial(<set-up>, ...))`."""
+    inner = fn.args[0] if isinstance(fn, functools.partial) and fn.args else None
+    return isinstance(inner, functools.partial) and inner.func in _SETUP_FUNCTIONS
+
+
+class _InlineRequestSetup(ThreadPoolExecutor):
+    """The loop's default executor: LiteLLM's request set-up runs at once, in the loop's
+    thread; everything else (DNS lookups, `asyncio.to_thread`) in a worker thread."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if not _is_request_setup(fn):
+            return super().submit(fn, *args, **kwargs)
+        done: Future[Any] = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            done.set_exception(exc)
+        return done
+
+
+def _provider_of(deployment: Mapping[str, Any]) -> str | None:
+    params = deployment.get("litellm_params") or {}
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(
+            model=str(params.get("model")), custom_llm_provider=params.get("custom_llm_provider")
+        )
+    except Exception:
+        return None
+    return str(provider)
+
+
+def run_request_setup_inline(loop: asyncio.AbstractEventLoop, router: Router) -> bool:
+    """Makes LiteLLM's request set-up run in the loop's thread (module docstring) if every
+    deployment's provider is in `INLINE_SETUP_PROVIDERS`; says whether it did."""
+    if not all(_provider_of(d) in INLINE_SETUP_PROVIDERS for d in router.model_list):
+        return False
+    loop.set_default_executor(_InlineRequestSetup())
+    return True
 
 
 async def close_upstream_clients(router: Router | None) -> None:

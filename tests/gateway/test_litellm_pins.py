@@ -8,9 +8,13 @@ from __future__ import annotations
 import ast
 import contextlib
 import gc
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -321,6 +325,122 @@ def test_litellm_access_log_filters_are_gone_and_ours_drops_query_values() -> No
     assert QueryRedactor().filter(record)
     assert "wfg_secret" not in record.getMessage()
     assert "/v1beta/models/x:generateContent?key=" in record.getMessage()
+
+
+async def test_each_calls_request_setup_runs_inline_and_nothing_else_does(
+    router: Router, fresh_upstream: FakeUpstream
+) -> None:
+    """LiteLLM hands the set-up of each of the five calls to the loop's default executor in
+    the shape the bridge recognises; the bridge's executor runs it at once (its future is
+    done when `submit` returns), and anything else still gets a worker thread."""
+    import asyncio
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    loop = asyncio.get_running_loop()
+    previous = loop._default_executor  # type: ignore[attr-defined]
+    assert litellm_bridge.run_request_setup_inline(loop, router)  # config.yaml's providers
+    executor = loop._default_executor  # type: ignore[attr-defined]
+    submit = executor.submit
+    setups: list[tuple[str, bool]] = []
+
+    def recording(fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = submit(fn, *args, **kwargs)
+        if litellm_bridge._is_request_setup(fn):
+            setups.append((fn.args[0].func.__name__, future.done()))
+        return future
+
+    executor.submit = recording
+    messages = [{"role": "user", "content": "hello"}]
+    try:
+        await router.acompletion(model="gpt-4.1-nano", messages=messages, max_tokens=5)
+        await router.atext_completion(model="gpt-4.1-nano", prompt="hello", max_tokens=5)
+        await router.aembedding(model="gpt-4.1-nano", input="hello")
+        await router.aanthropic_messages(model="claude-haiku-4-5", messages=messages, max_tokens=5)
+        await router.aresponses(model="gpt-4.1-nano", input="hello", max_output_tokens=16)
+        worker = await loop.run_in_executor(None, threading.get_ident)
+    finally:
+        loop.set_default_executor(previous or ThreadPoolExecutor())
+        executor.shutdown(wait=False)
+    assert {name for name, _ in setups} == {
+        "completion",
+        "text_completion",
+        "embedding",
+        "anthropic_messages_handler",
+        "responses",
+    }
+    assert all(done for _, done in setups), setups
+    assert worker != threading.get_ident()
+
+
+def test_request_setup_stays_in_threads_when_a_provider_may_do_io(
+    upstream: FakeUpstream,
+) -> None:
+    import asyncio
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in upstream.env().items():
+            patch.setenv(name, value)
+        vertex = {"model_name": "v", "litellm_params": {"model": "vertex_ai/gemini-2.5-flash"}}
+        router = litellm_bridge.build_router([_deployment("free"), vertex], {})
+    loop = asyncio.new_event_loop()
+    try:
+        assert not litellm_bridge.run_request_setup_inline(loop, router)
+        assert loop._default_executor is None  # type: ignore[attr-defined]
+    finally:
+        loop.close()
+
+
+_FIRST_FAILURE = """
+import asyncio, os, sys
+import gateway_plugins.app  # what the gateway process has imported when it serves
+from gateway_plugins import litellm_bridge
+from tests.fakes.upstream import FakeUpstream
+from tests.gateway.support import gateway_config
+
+upstream = FakeUpstream().start()
+os.environ.update(upstream.env())
+raw = gateway_config().raw
+litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
+router = litellm_bridge.build_router(raw["model_list"], {"num_retries": 0})
+
+async def main():
+    await router.acompletion(model="gpt-4.1-nano", messages=[{"role": "user", "content": "a"}])
+    before = set(sys.modules)
+    upstream.fail_next(500)
+    try:
+        await router.acompletion(model="gpt-4.1-nano", messages=[{"role": "user", "content": "b"}])
+    except Exception as exc:
+        print("failed with", getattr(exc, "status_code", None))
+    await asyncio.sleep(0.5)  # LiteLLM's failure logging runs as tasks
+    print("new modules:", *sorted(set(sys.modules) - before))
+    await litellm_bridge.close_upstream_clients(router)
+
+asyncio.run(main())
+upstream.stop()
+"""
+
+
+def test_the_first_failed_call_imports_nothing() -> None:
+    """LiteLLM's failure logging imports ~400 modules of its proxy server the first time
+    it runs unless `global_disable_no_log_param` is set: seconds with the event loop
+    blocked, in the middle of serving. In a fresh process with the gateway's imports, so
+    nothing else imported them yet."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_FAILURE],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "failed with 500" in done.stdout
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("new modules:")]
+    imported = line.split()[2:]
+    # two small ones of its guardrail check are fine; its proxy server (~400) is not
+    assert len(imported) <= 5, imported
 
 
 def test_a_request_error_never_cools_a_deployment_down() -> None:
