@@ -347,12 +347,14 @@ class _InlineRequestSetup(ThreadPoolExecutor):
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
         if not _is_request_setup(fn):
             return super().submit(fn, *args, **kwargs)
-        done: Future[Any] = Future()
+        # An asyncio future, done: `run_in_executor` hands it back as is (`wrap_future`),
+        # with no thread-safe hand-over (a lock, and a wake-up of the loop) to pay for.
+        done = asyncio.get_running_loop().create_future()
         try:
             done.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
+        except Exception as exc:
             done.set_exception(exc)
-        return done
+        return done  # type: ignore[return-value]
 
 
 def _provider_of(deployment: Mapping[str, Any]) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import gc
 import os
 import subprocess
@@ -371,6 +372,36 @@ async def test_each_calls_request_setup_runs_inline_and_nothing_else_does(
     }
     assert all(done for _, done in setups), setups
     assert worker != threading.get_ident()
+
+
+async def test_a_request_setup_that_raises_raises_to_its_caller(router: Router) -> None:
+    import asyncio
+    import contextvars
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    ran_in: list[int] = []
+
+    def refusing_setup(**_: object) -> None:
+        ran_in.append(threading.get_ident())
+        raise ValueError("refused in set-up")
+
+    loop = asyncio.get_running_loop()
+    previous = loop._default_executor  # type: ignore[attr-defined]
+    assert litellm_bridge.run_request_setup_inline(loop, router)
+    setup = functools.partial(refusing_setup, model="m")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(litellm_bridge, "_SETUP_FUNCTIONS", frozenset({refusing_setup}))
+            with pytest.raises(ValueError, match="refused in set-up"):
+                await loop.run_in_executor(
+                    None, functools.partial(contextvars.copy_context().run, setup)
+                )
+    finally:
+        executor = loop._default_executor  # type: ignore[attr-defined]
+        loop.set_default_executor(previous or ThreadPoolExecutor())
+        executor.shutdown(wait=False)
+    assert ran_in == [threading.get_ident()]
 
 
 def test_request_setup_stays_in_threads_when_a_provider_may_do_io(
