@@ -400,6 +400,8 @@ def table(run: Run, round_: int) -> list[str]:
                     f"{load.percentile(0.99) - base.load.percentile(0.99):+.1f}"
                 )
             failed = f"{load.failed}" + (" (time ceiling)" if load.timed_out else "")
+            if load.failures:
+                failed += f" ({load.failure_summary()})"
             lines.append(
                 f"| {p.target} | {mode} | {load.answered} / {failed} | {load.rps:.0f} "
                 f"| {_fmt(p.cpu_ms_per_request, '.2f')} | {_fmt(load.percentile(0.5))} "
@@ -540,6 +542,7 @@ def as_json(run: Run, checks: list[str], profiles: list[Any]) -> str:
             "round": p.round,
             "answered": p.load.answered,
             "failed": p.load.failed,
+            "failures": p.load.failures,
             "rps": p.load.rps,
             "cpu_ms_per_request": p.cpu_ms_per_request,
             "p50_ms": p.load.percentile(0.5),
@@ -604,7 +607,8 @@ def main() -> None:
                     print(
                         f"round {round_ + 1} {mode:6} {server.name:32} {phase.load.rps:6.0f} req/s"
                         f" {phase.cpu_ms_per_request:7.2f} ms CPU/request, "
-                        f"{phase.load.failed} failed",
+                        f"{phase.load.failed} failed"
+                        + (f" ({phase.load.failure_summary()})" if phase.load.failures else ""),
                         flush=True,
                     )
 

@@ -29,7 +29,15 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     frames: int = 0  # SSE data frames received, all streams together
     statuses: dict[int, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # why calls failed, counted
     timed_out: bool = False  # the phase hit its time ceiling before `requests`
+
+    def failed_because(self, reason: str) -> None:
+        self.failed += 1
+        self.failures[reason] = self.failures.get(reason, 0) + 1
+
+    def failure_summary(self) -> str:
+        return ", ".join(f"{reason} x{count}" for reason, count in sorted(self.failures.items()))
 
     @property
     def rps(self) -> float:
@@ -80,8 +88,10 @@ async def run_load(
             if ok:
                 result.answered += 1
                 result.latencies_ms.append(elapsed)
+            elif status == 200:
+                result.failed_because("HTTP 200, incomplete" if stream else "HTTP 200, no choices")
             else:
-                result.failed += 1
+                result.failed_because(f"HTTP {status}")
 
         async def client_loop(index: int) -> None:
             nonlocal remaining
@@ -96,8 +106,8 @@ async def run_load(
                 remaining -= 1
                 try:
                     await one(headers)
-                except (httpx.HTTPError, orjson.JSONDecodeError):
-                    result.failed += 1
+                except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+                    result.failed_because(type(exc).__name__)
 
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(i) for i in range(connections)))
