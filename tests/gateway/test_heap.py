@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -46,7 +48,12 @@ async def test_the_app_freezes_its_start_up_heap_before_serving(
     gc.unfreeze()
     env = {"WFG_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/g.db"}
     app = build_app(Settings.from_env(env))
+    loop = asyncio.get_running_loop()
+    executor = loop._default_executor  # type: ignore[attr-defined]
     pause_collection_for_startup()  # as gateway_plugins.server.create_app does
-    async with app.router.lifespan_context(app):
-        assert gc.isenabled()
-        assert gc.get_freeze_count() > 1000
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.isenabled()
+            assert gc.get_freeze_count() > 1000
+    finally:  # the lifespan also sets the loop's default executor (litellm_bridge)
+        loop.set_default_executor(executor or ThreadPoolExecutor())

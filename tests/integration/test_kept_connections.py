@@ -11,6 +11,7 @@ import asyncio
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -133,7 +134,13 @@ async def test_a_cancelled_statement_never_reaches_the_next_call(gateway_db: Dat
             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%the cancelled one'"
             " AND state = 'active' AND pid <> pg_backend_pid()"
         )
-        await eventually(lambda: watcher.scalar(running), seconds=30, what="the statement runs")
+
+        async def started() -> Any:
+            if task.done():  # it failed before it ran: say why, not "not within 30s"
+                task.result()
+            return await watcher.scalar(running)
+
+        await eventually(started, seconds=30, what="the statement runs")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
