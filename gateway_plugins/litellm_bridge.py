@@ -48,6 +48,18 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   the upstream reported (`usage_cost`, LiteLLM's `cost_per_token`), so plain and streamed
   calls are priced alike and LiteLLM's figure is never read: it returns None
   (`skip_litellm_pricing`);
+- the httpx clients LiteLLM builds for the OpenAI SDK (`BaseOpenAILLM._get_async_http_client`:
+  chat, text completions and embeddings on OpenAI-style deployments) keep a cookie jar,
+  so a cookie one upstream answer sets (api.openai.com's Cloudflare front sets `__cf_bm`)
+  was sent with every later call on that client, whoever made it; LiteLLM's own clients
+  block cookies (`blocked_cookie_jar`). Every client that factory builds gets a cookie
+  store that keeps nothing (`keep_no_upstream_cookies`; httpx's `Client._cookies`), which
+  also skips httpx's cookie parsing of every answer (~2% of a plain call);
+- before each chat call LiteLLM checks whether to bridge it to the Responses API
+  (`litellm.responses.bridge_check.responses_api_bridge_check`), with an uncached model
+  lookup (`get_model_info_helper`, ~2.5% of a plain call). It gets LiteLLM's cached lookup
+  (`cached_get_model_info_helper`, cleared when the cost map changes), a copy each time,
+  as the check may add to it (`cache_bridge_model_lookup`);
 - upstream HTTP clients (aiohttp sessions) live in LiteLLM's module-level client cache
   and in each Router's `cache` (one SDK client per OpenAI-style deployment); nothing
   closes them on its own, so the gateway does at shutdown (`close_upstream_clients`);
@@ -77,12 +89,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import litellm
 import orjson
 from litellm.exceptions import Timeout as LiteLLMTimeout
 from litellm.litellm_core_utils.litellm_logging import Logging as CallLogging
 from litellm.llms.anthropic.pass_through.messages.handler import anthropic_messages_handler
 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+from litellm.llms.openai.common_utils import BaseOpenAILLM
+from litellm.responses import bridge_check
 from litellm.responses.main import responses as responses_setup
 from litellm.router import Router
 from litellm.router_utils.pre_call_checks.io_token_rate_limit_check import (
@@ -102,11 +117,13 @@ __all__ = [
     "UpstreamFailure",
     "apply_litellm_settings",
     "build_router",
+    "cache_bridge_model_lookup",
     "config_problems",
     "count_prompt_tokens",
     "deployment_of",
     "drop_litellm_access_log_filters",
     "group_of",
+    "keep_no_upstream_cookies",
     "model_id_of",
     "output_limits",
     "run_request_setup_inline",
@@ -215,6 +232,8 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
     skip_success_logging()
     skip_litellm_pricing()
     drop_litellm_access_log_filters()
+    keep_no_upstream_cookies()
+    cache_bridge_model_lookup()
 
 
 def drop_litellm_access_log_filters() -> None:
@@ -254,6 +273,46 @@ def skip_success_logging() -> None:
     CallLogging.async_success_handler = _no_async_success_log  # type: ignore[method-assign]
     CallLogging.success_handler = _no_success_log  # type: ignore[method-assign]
     CallLogging.claim_async_success_log = _never_schedule  # type: ignore[method-assign]
+
+
+class _NoCookies(httpx.Cookies):
+    """A client's cookie store that keeps nothing an answer sets, so it sends none."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+_build_openai_http_client = BaseOpenAILLM._get_async_http_client
+
+
+def _cookieless_openai_http_client(shared_session: Any = None) -> Any:
+    client: Any = _build_openai_http_client(shared_session=shared_session)
+    if client is not None and client is not litellm.aclient_session:
+        client._cookies = _NoCookies()
+    return client
+
+
+def keep_no_upstream_cookies() -> None:
+    """The SDK clients LiteLLM builds, shared by every user's calls, keep no cookie an
+    upstream sets (module docstring)."""
+    BaseOpenAILLM._get_async_http_client = staticmethod(_cookieless_openai_http_client)  # type: ignore[method-assign]
+
+
+def _bridge_model_lookup(
+    model: str,
+    custom_llm_provider: str | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+) -> Any:
+    if api_key is not None:  # not part of LiteLLM's cache key
+        return litellm.utils.get_model_info_helper(model, custom_llm_provider, api_base, api_key)
+    return dict(litellm.utils.cached_get_model_info_helper(model, custom_llm_provider, api_base))
+
+
+def cache_bridge_model_lookup() -> None:
+    """The Responses-bridge check's model lookup, through LiteLLM's own cache (module
+    docstring)."""
+    bridge_check.get_model_info_helper = _bridge_model_lookup  # type: ignore[attr-defined]
 
 
 def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str, Any]) -> Router:

@@ -330,6 +330,66 @@ def test_litellm_access_log_filters_are_gone_and_ours_drops_query_values() -> No
     assert "/v1beta/models/x:generateContent?key=" in record.getMessage()
 
 
+async def _cookies_sent(client: Any) -> list[str | None]:
+    """The Cookie header of two requests on `client`, to a server that sets one."""
+    import httpx
+
+    sent: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"set-cookie": "__cf_bm=a; Path=/"}, json={})
+
+    client._transport = httpx.MockTransport(answer)
+    for _ in range(2):
+        await client.get("http://upstream.test/v1/models")
+    await client.aclose()
+    return sent
+
+
+async def test_the_openai_sdk_clients_litellm_builds_keep_no_cookie() -> None:
+    """LiteLLM's factory for the OpenAI SDK's httpx clients keeps cookies (why the bridge
+    patches it); through the bridge, its clients store nothing, via httpx's `_cookies`.
+    End to end, every route: tests/gateway/test_upstream_cookies_e2e.py."""
+    from litellm.llms.openai.common_utils import BaseOpenAILLM
+
+    litellm_bridge.keep_no_upstream_cookies()
+    assert await _cookies_sent(litellm_bridge._build_openai_http_client()) == [None, "__cf_bm=a"]
+    assert await _cookies_sent(BaseOpenAILLM._get_async_http_client()) == [None, None]
+
+
+def test_the_responses_bridge_check_looks_models_up_through_litellms_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`responses_api_bridge_check` calls its module's `get_model_info_helper`; through the
+    bridge that is LiteLLM's cached lookup, which register_model clears, and each caller
+    gets a copy it may change."""
+    import litellm
+    from litellm.responses import bridge_check
+
+    litellm_bridge.cache_bridge_model_lookup()
+    asked: list[str] = []
+    lookup = bridge_check.get_model_info_helper
+
+    def counted(model: str, custom_llm_provider: str | None = None) -> Any:
+        asked.append(model)
+        return lookup(model, custom_llm_provider)
+
+    monkeypatch.setattr(bridge_check, "get_model_info_helper", counted)
+    info, model = bridge_check.responses_api_bridge_check("gpt-4.1-nano", "openai")
+    assert asked == ["gpt-4.1-nano"] and model == "gpt-4.1-nano"
+    assert info == litellm.utils.get_model_info_helper("gpt-4.1-nano", "openai")
+
+    info["mode"] = "changed by a caller"
+    assert lookup("gpt-4.1-nano", "openai")["mode"] == "chat"
+    with monkeypatch.context() as patch:
+        patch.setitem(litellm.model_cost, "pin-model", {"mode": "chat"})
+        litellm.register_model({"pin-model": {"mode": "chat", "litellm_provider": "openai"}})
+        assert lookup("pin-model", "openai")["mode"] == "chat"
+        litellm.register_model({"pin-model": {"mode": "embedding", "litellm_provider": "openai"}})
+        assert lookup("pin-model", "openai")["mode"] == "embedding"
+
+
 async def test_each_calls_request_setup_runs_inline_and_nothing_else_does(
     router: Router, fresh_upstream: FakeUpstream
 ) -> None:

@@ -29,6 +29,7 @@ class UpstreamCore(FaultsMixin):
         self.reply_text = DEFAULT_REPLY_TEXT
         self.usage_extra: dict[str, int] = {}
         self.chunk_delay = 0.0
+        self.set_cookie: str | None = None  # a Set-Cookie value sent with every response
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -43,6 +44,7 @@ class UpstreamCore(FaultsMixin):
             "model": model,
             "stream": stream,
             "body": body,
+            "cookie": request.headers.get("cookie"),
         }
         with self._lock:
             self.requests.append(entry)

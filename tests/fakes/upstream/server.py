@@ -11,9 +11,11 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import anthropic, gemini
 from .core import UpstreamCore
@@ -28,12 +30,14 @@ class FakeUpstream(UpstreamCore):
     """Loopback fake of the OpenAI, Anthropic, Gemini and OpenRouter HTTP APIs.
 
     Attributes that tests may set at any time (read on every request):
-    ``reply_text``, ``usage_extra``, ``chunk_delay``. ``requests`` records every
-    request received (failed ones and ``GET .../models`` included; a LiteLLM proxy
-    lists ``{OPENAI_API_BASE}/models`` at start) as ``{"provider", "path", "model",
-    "stream", "body"}``; ``calls_served`` counts generation calls (chat, messages,
-    Gemini, completions, embeddings, responses) answered in full with HTTP 200 (a
-    stream counts just before its last event is sent, so a stream the client
+    ``reply_text``, ``usage_extra``, ``chunk_delay``, ``set_cookie`` (a ``Set-Cookie``
+    value sent with every response, as api.openai.com's Cloudflare front sends
+    ``__cf_bm``). ``requests`` records every request received (failed ones and
+    ``GET .../models`` included; a LiteLLM proxy lists ``{OPENAI_API_BASE}/models`` at
+    start) as ``{"provider", "path", "model", "stream", "body", "cookie"}`` (``cookie``:
+    the request's ``Cookie`` header, or None); ``calls_served`` counts generation calls
+    (chat, messages, Gemini, completions, embeddings, responses) answered in full with
+    HTTP 200 (a stream counts just before its last event is sent, so a stream the client
     abandons, or one cut or stalled by a fault, is not counted).
 
     Faults, armed at any time (see ``faults``): ``fail_next``, ``hang_next``,
@@ -44,7 +48,7 @@ class FakeUpstream(UpstreamCore):
     def __init__(self, api_key: str = DEFAULT_API_KEY, *, host: str = "127.0.0.1") -> None:
         super().__init__(api_key, host)
         self._thread: threading.Thread | None = None
-        self.app = Starlette(routes=self._routes())
+        self.app = Starlette(routes=self._routes(), middleware=[Middleware(_SetCookie, up=self)])
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -135,6 +139,7 @@ class FakeUpstream(UpstreamCore):
             self.reply_text = DEFAULT_REPLY_TEXT
             self.usage_extra = {}
             self.chunk_delay = 0.0
+            self.set_cookie = None
 
     # ------------------------------------------------------------------ routes
 
@@ -164,3 +169,24 @@ class FakeUpstream(UpstreamCore):
             Route("/models/{target:path}", bind(gemini.generate), methods=post),
             Route("/{version}/models", bind(gemini.models), methods=get),
         ]
+
+
+class _SetCookie:
+    """Adds ``up.set_cookie`` (when set) to every response's headers, streams included."""
+
+    def __init__(self, app: ASGIApp, up: UpstreamCore) -> None:
+        self.app, self.up = app, up
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cookie = self.up.set_cookie
+        if cookie is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"set-cookie", cookie.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
