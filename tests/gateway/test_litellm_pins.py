@@ -119,6 +119,48 @@ async def test_a_chat_stream_asked_for_usage_ends_with_it(
     assert litellm_bridge.group_of(router, model_id, "?") == "claude-haiku-4-5"
 
 
+@pytest.mark.parametrize(
+    ("words", "in_the_loops_thread"),
+    [(5, True), (litellm_bridge.INLINE_CHUNK_BUILD_MAX_CHUNKS + 5, False)],
+)
+async def test_a_stream_is_built_once_and_a_short_one_in_the_loops_thread(
+    router: Router,
+    fresh_upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+    words: int,
+    in_the_loops_thread: bool,
+) -> None:
+    """LiteLLM builds the whole answer at a stream's end (`stream_chunk_builder`, through
+    `streaming_handler.asyncify`) for the usage it sends last, and again for its logging;
+    through the bridge it is built once, a short stream's in the loop's thread, a long
+    one's in a worker thread, and the stream ends with the upstream's usage either way."""
+    import threading
+
+    import litellm
+
+    litellm_bridge.build_each_stream_once()
+    built_in: list[int] = []
+    build = litellm.stream_chunk_builder
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        built_in.append(threading.get_ident())
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(litellm, "stream_chunk_builder", recorded)
+    fresh_upstream.reply_text = " ".join(["word"] * words)
+    stream = await router.acompletion(
+        model="gpt-4.1-nano",
+        messages=MESSAGES,
+        max_tokens=200,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == words
+    assert len(built_in) == 1  # twice without the bridge
+    assert (built_in[0] == threading.get_ident()) is in_the_loops_thread
+
+
 async def test_an_anthropic_messages_stream_is_raw_sse_bytes(
     router: Router, fresh_upstream: FakeUpstream
 ) -> None:
