@@ -32,10 +32,6 @@ pytestmark = [
 LONE = "gpt-4.1-nano"  # one deployment, no fallback
 WITH_FALLBACK = "gpt-4o-mini"  # falls back to claude-haiku-4-5 (config.yaml)
 MESSAGES = [{"role": "user", "content": "hello there"}]
-# What A gets: the upstream's status; for 422 LiteLLM retries without the parameters the
-# error names (drop_params) and then gives up without an error, which the gateway
-# answers as a failed call.
-A_SEES = {400: 400, 404: 404, 413: 413, 422: 502}
 # LiteLLM's defaults, which config.yaml's router_settings leave in place: a deployment
 # that fails more than 3 times within 5 s is cooled down for 5 s.
 ALLOWED_FAILS, COOLDOWN_SECONDS = 3, 5
@@ -73,7 +69,9 @@ async def test_one_users_bad_request_never_cools_the_model_down_for_another(
     # Every attempt A's call makes (retries, the fallback's) is refused by the upstream.
     fresh_upstream.fail_next(status, "the upstream refuses this request", count=20)
 
-    assert await ask(client_a, model) == A_SEES[status]
+    # A gets the upstream's status (a 422 too: chat goes through LiteLLM's own HTTP
+    # handler; on the OpenAI SDK's path it became a 502, litellm_bridge's docstring).
+    assert await ask(client_a, model) == status
     assert providers(fresh_upstream)[0] == "openai"  # the upstream itself refused A
     fresh_upstream.reset()  # the upstream is healthy again
 

@@ -372,6 +372,29 @@ def test_litellm_access_log_filters_are_gone_and_ours_drops_query_values() -> No
     assert "/v1beta/models/x:generateContent?key=" in record.getMessage()
 
 
+async def test_openai_chat_goes_through_litellms_http_handler_not_the_sdk(
+    router: Router, fresh_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LiteLLM's switch (`CHAT_WITHOUT_OPENAI_SDK`, set by the bridge) keeps chat on OpenAI
+    deployments off the OpenAI SDK's path; without it the SDK's path is taken."""
+    from litellm.llms.openai.openai import OpenAIChatCompletion
+
+    sdk_calls: list[str] = []
+    through_sdk = OpenAIChatCompletion.acompletion
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sdk_calls.append("chat")
+        return await through_sdk(self, *args, **kwargs)
+
+    monkeypatch.setattr(OpenAIChatCompletion, "acompletion", counted)
+    [(switch, on)] = litellm_bridge.CHAT_WITHOUT_OPENAI_SDK.items()
+    assert os.environ.get(switch) == on
+    for expected in ([], ["chat"]):
+        answer = await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=20)
+        assert answer.choices[0].message.content and sdk_calls == expected
+        monkeypatch.delenv(switch, raising=False)
+
+
 async def _cookies_sent(client: Any) -> list[str | None]:
     """The Cookie header of two requests on `client`, to a server that sets one."""
     import httpx
