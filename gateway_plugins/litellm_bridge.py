@@ -18,7 +18,8 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   (`base_llm_http_handler`, as OpenRouter, Anthropic and Gemini already do), not through
   the OpenAI SDK: LiteLLM's switch is the environment variable
   `EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER`, read per call (`main._complete_custom_openai`),
-  which `apply_litellm_settings` sets (`CHAT_WITHOUT_OPENAI_SDK`). The SDK path builds
+  which the gateway's process sets at start (`server.CHAT_WITHOUT_OPENAI_SDK`, with the
+  other variables LiteLLM reads, in `server.prepare_environment`). The SDK path builds
   the request and parses the answer twice over (httpx request, SDK model, LiteLLM's own):
   ~20% of the Router's CPU per call. One visible difference: an upstream 422 reaches the
   caller as 422; on the SDK path LiteLLM retried without the parameters the error named
@@ -101,7 +102,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import os
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
@@ -128,7 +128,6 @@ from litellm.router_utils.router_callbacks.track_deployment_metrics import (
 from litellm.types.router import AllowedFailsPolicy
 
 __all__ = [
-    "CHAT_WITHOUT_OPENAI_SDK",
     "COOLDOWN_POLICY",
     "INLINE_SETUP_PROVIDERS",
     "LITELLM_SETTINGS_ALLOWED",
@@ -176,9 +175,6 @@ COOLDOWN_POLICY = AllowedFailsPolicy(
     ContentPolicyViolationErrorAllowedFails=_NEVER,
     AuthenticationErrorAllowedFails=_NEVER,
 )
-
-# LiteLLM's switch for OpenAI chat over its own HTTP handler (module docstring).
-CHAT_WITHOUT_OPENAI_SDK = {"EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER": "true"}
 
 # litellm_settings keys an operator may set; each is applied as `litellm.<key> = value`.
 # Callbacks are refused: a third-party logger would receive prompts and completions.
@@ -248,7 +244,6 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
         if key in LITELLM_SETTINGS_ALLOWED:
             setattr(litellm, key, value)
     litellm.global_disable_no_log_param = True  # the first failure imports no proxy code
-    os.environ.update(CHAT_WITHOUT_OPENAI_SDK)
     litellm.callbacks = []
     litellm.success_callback = []
     litellm.failure_callback = []

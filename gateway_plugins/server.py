@@ -14,14 +14,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["create_app", "main", "prepare_environment"]
+__all__ = ["CHAT_WITHOUT_OPENAI_SDK", "create_app", "main", "prepare_environment"]
 
 log = logging.getLogger(__name__)
+
+# LiteLLM's switch, read per call: chat on OpenAI deployments goes through its own HTTP
+# handler, not the OpenAI SDK (gateway_plugins/litellm_bridge.py says why).
+CHAT_WITHOUT_OPENAI_SDK = ("EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER", "true")
 
 
 def prepare_environment(env: Any = os.environ) -> None:
     """What LiteLLM must see before it is imported."""
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch prices from the internet
+    switch, on = CHAT_WITHOUT_OPENAI_SDK
+    env[switch] = on
     env.setdefault("LITELLM_DONT_SHOW_FEEDBACK_BOX", "True")
     # LiteLLM's JSON_LOGS mode formats uncaught exceptions around the log-record factory,
     # message (and so content) included; our LOG_FORMAT=json replaces it.

@@ -16,8 +16,11 @@ if sys.dont_write_bytecode and not sys.pycache_prefix:
     os.environ["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
-# Before anything imports LiteLLM: never fetch its price map from the internet.
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+# Before anything imports LiteLLM: LiteLLM's variables as the gateway's process sets them
+# (its price map never fetched from the internet, and so on).
+from gateway_plugins.server import prepare_environment
+
+prepare_environment()
 # A developer's .env (read by every process started here) must not change what tests run.
 os.environ["WFG_ENV_FILE"] = ""
 

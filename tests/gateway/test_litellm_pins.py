@@ -102,17 +102,22 @@ async def test_a_plain_response_names_its_deployment_and_its_usage_prices_as_lit
     assert abs(ours - litellms) <= litellms * Decimal("1e-9")
 
 
-async def test_a_chat_stream_asked_for_usage_ends_with_it(
-    router: Router, fresh_upstream: FakeUpstream
-) -> None:
+async def _chat_stream_with_usage(router: Router, model: str) -> tuple[Any, list[Any]]:
+    """The Router's stream object and its chunks, usage asked for."""
     stream = await router.acompletion(
-        model="claude-haiku-4-5",
+        model=model,
         messages=MESSAGES,
-        max_tokens=20,
+        max_tokens=200,
         stream=True,
         stream_options={"include_usage": True},
     )
-    chunks = [chunk async for chunk in stream]
+    return stream, [chunk async for chunk in stream]
+
+
+async def test_a_chat_stream_asked_for_usage_ends_with_it(
+    router: Router, fresh_upstream: FakeUpstream
+) -> None:
+    stream, chunks = await _chat_stream_with_usage(router, "claude-haiku-4-5")
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert any(c.choices and c.choices[0].finish_reason for c in chunks[:-1])
     model_id = stream._hidden_params["model_id"]
@@ -148,14 +153,7 @@ async def test_a_stream_is_built_once_and_a_short_one_in_the_loops_thread(
 
     monkeypatch.setattr(litellm, "stream_chunk_builder", recorded)
     fresh_upstream.reply_text = " ".join(["word"] * words)
-    stream = await router.acompletion(
-        model="gpt-4.1-nano",
-        messages=MESSAGES,
-        max_tokens=200,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    chunks = [chunk async for chunk in stream]
+    _, chunks = await _chat_stream_with_usage(router, "gpt-4.1-nano")
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == words
     assert len(built_in) == 1  # twice without the bridge
     assert (built_in[0] == threading.get_ident()) is in_the_loops_thread
@@ -375,9 +373,12 @@ def test_litellm_access_log_filters_are_gone_and_ours_drops_query_values() -> No
 async def test_openai_chat_goes_through_litellms_http_handler_not_the_sdk(
     router: Router, fresh_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """LiteLLM's switch (`CHAT_WITHOUT_OPENAI_SDK`, set by the bridge) keeps chat on OpenAI
-    deployments off the OpenAI SDK's path; without it the SDK's path is taken."""
+    """LiteLLM's switch (`CHAT_WITHOUT_OPENAI_SDK`, set by the gateway's process at start)
+    keeps chat on OpenAI deployments off the OpenAI SDK's path; without it the SDK's path
+    is taken."""
     from litellm.llms.openai.openai import OpenAIChatCompletion
+
+    from gateway_plugins.server import CHAT_WITHOUT_OPENAI_SDK, prepare_environment
 
     sdk_calls: list[str] = []
     through_sdk = OpenAIChatCompletion.acompletion
@@ -387,8 +388,11 @@ async def test_openai_chat_goes_through_litellms_http_handler_not_the_sdk(
         return await through_sdk(self, *args, **kwargs)
 
     monkeypatch.setattr(OpenAIChatCompletion, "acompletion", counted)
-    [(switch, on)] = litellm_bridge.CHAT_WITHOUT_OPENAI_SDK.items()
-    assert os.environ.get(switch) == on
+    switch, on = CHAT_WITHOUT_OPENAI_SDK
+    environment: dict[str, str] = {}
+    prepare_environment(environment)
+    assert environment[switch] == on
+    monkeypatch.setenv(switch, on)
     for expected in ([], ["chat"]):
         answer = await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=20)
         assert answer.choices[0].message.content and sdk_calls == expected
