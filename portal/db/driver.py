@@ -134,6 +134,14 @@ def _processed(row: Sequence[Any], processors: Sequence[_Processor | None]) -> t
     )
 
 
+def _server_gone(connection: Any, error: BaseException) -> bool:
+    """The server ended the connection (a restart, a failover): asyncpg saw the socket
+    close, or the server's FATAL error arrived first and left the connection waiting for
+    the end of it, so the next statement finds it mid-protocol (`InternalClientError`,
+    "another operation is in progress")."""
+    return bool(connection.is_closed()) or isinstance(error, asyncpg.InternalClientError)
+
+
 class KeptConnections:
     """Connections of an engine's pool, kept checked out for the per-call statements
     (`Database.per_call`), at most `keep` of them idle; more are borrowed from the pool
@@ -170,7 +178,7 @@ class KeptConnections:
         try:
             yield Driver(connection, self._dialect)
         except BaseException as exc:
-            if connection.is_closed():  # the server went away: so did the kept ones
+            if _server_gone(connection, exc):  # so did the kept ones
                 await greenlet_spawn(pooled.invalidate)
                 await self._invalidate_idle()
             elif isinstance(exc, asyncpg.PostgresError | sqlite3.DatabaseError):

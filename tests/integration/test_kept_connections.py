@@ -23,11 +23,13 @@ from tests.fixtures.gateway import eventually
 
 PLUS_ONE = DriverStatement(select(bindparam("x", type_=Integer()) + 1), "postgresql", "sqlite")
 SERVER_REFUSED = (asyncpg.PostgresError, sqlite3.DatabaseError)
-# asyncpg's "connection is closed", or the server's notice that it was terminated
+# asyncpg's "connection is closed", the server's notice that it was terminated, or the
+# connection left mid-protocol by that notice when it arrived before the socket's end
 CONNECTION_LOST = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,
+    asyncpg.InternalClientError,
 )
 NO_SUCH_TABLE = DriverStatement(text("SELECT v FROM no_such_table"), "postgresql", "sqlite")
 
@@ -184,5 +186,28 @@ async def test_a_server_restart_costs_one_failed_statement_not_one_per_kept_conn
 
     with pytest.raises(CONNECTION_LOST):
         await plus_one(gateway_db, 1)
+    assert gateway_db.kept.idle == 0
+    assert await plus_one(gateway_db, 2) == 3
+
+
+@pytest.mark.postgres
+async def test_a_connection_left_mid_protocol_by_the_server_drops_every_kept_one(
+    gateway_db: Database,
+) -> None:
+    """The server's FATAL notice can reach a kept connection before its socket's end (seen
+    once in the suite): asyncpg then refuses the next statement as "another operation is
+    in progress" with the socket still open. That too means the server let go of them
+    all: every kept connection is dropped, and the next statement gets a fresh one."""
+    if not gateway_db.is_postgresql:
+        pytest.skip("an inline SQLite connection has no server to lose")
+    assert gateway_db.kept is not None
+    await asyncio.gather(*(plus_one(gateway_db, x) for x in range(3)))
+    assert gateway_db.kept.idle >= 2
+
+    with pytest.raises(asyncpg.InternalClientError):
+        async with gateway_db.per_call():
+            raise asyncpg.InternalClientError(
+                "cannot switch to state 11; another operation (2) is in progress"
+            )
     assert gateway_db.kept.idle == 0
     assert await plus_one(gateway_db, 2) == 3
