@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import Integer, bindparam, event, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portal.db import Database
 from portal.db.driver import DriverStatement
@@ -52,6 +53,16 @@ def checkouts(database: Database) -> Iterator[list[int]]:
 
 def checked_out(database: Database) -> int:
     return database.engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined, no-any-return]
+
+
+async def fresh_read(connection: AsyncConnection, query: Any, params: Any = None) -> Any:
+    """One value, read in a transaction of its own: PostgreSQL reads pg_stat_activity once
+    per transaction, so a poll in the same one would see the first read's sessions forever
+    (why the cancelled-statement test once waited its 30 s out)."""
+    try:
+        return await connection.scalar(query, params)
+    finally:
+        await connection.rollback()
 
 
 async def plus_one(database: Database, x: int) -> int:
@@ -140,7 +151,7 @@ async def test_a_cancelled_statement_never_reaches_the_next_call(gateway_db: Dat
         async def started() -> Any:
             if task.done():  # it failed before it ran: say why, not "not within 30s"
                 task.result()
-            return await watcher.scalar(running)
+            return await fresh_read(watcher, running)
 
         await eventually(started, seconds=30, what="the statement runs")
     task.cancel()
@@ -176,7 +187,8 @@ async def test_a_server_restart_costs_one_failed_statement_not_one_per_kept_conn
             await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
         async def all_gone() -> bool:
-            left = await admin.scalar(
+            left = await fresh_read(
+                admin,
                 text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
                 {"pids": pids},
             )
