@@ -25,8 +25,9 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   upstream 422 reaches the caller as 422 (on the SDK path LiteLLM retried without the
   parameters the error named, `drop_params`, then returned None, answered as 502); an
   upstream 401/403/413 whose message LiteLLM does not recognise is a `BadRequestError`
-  that keeps its status (the gateway maps statuses, not classes); after one upstream 500 the Router tried the fallback
-  group rather than the same deployment again, and after a 401 the other way round;
+  that keeps its status (the gateway maps statuses, not classes); after one upstream 500
+  the Router tried the fallback group rather than the same deployment again, and after
+  a 401 the other way round;
 - a call can still return None instead of raising (the SDK path above, kept by text
   completions and embeddings); the gateway answers that as a failed call (502);
 - exceptions carry `status_code`; `Router(allowed_fails_policy=…)` decides which errors
