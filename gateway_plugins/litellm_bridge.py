@@ -65,9 +65,10 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   chat, text completions and embeddings on OpenAI-style deployments) keep a cookie jar,
   so a cookie one upstream answer sets (api.openai.com's Cloudflare front sets `__cf_bm`)
   was sent with every later call on that client, whoever made it; LiteLLM's own clients
-  block cookies (`blocked_cookie_jar`). Every client that factory builds gets a cookie
-  store that keeps nothing (`keep_no_upstream_cookies`; httpx's `Client._cookies`), which
-  also skips httpx's cookie parsing of every answer (~2% of a plain call);
+  (`AsyncHTTPHandler.create_client`) block cookies by policy (`blocked_cookie_jar`), after
+  parsing each answer's. Every client either builds gets a cookie store that keeps
+  nothing and parses nothing (`keep_no_upstream_cookies`; httpx's `Client._cookies`):
+  ~2% of a plain call;
 - before each chat call LiteLLM checks whether to bridge it to the Responses API
   (`litellm.responses.bridge_check.responses_api_bridge_check`), with an uncached model
   lookup (`get_model_info_helper`, ~2.5% of a plain call). It gets LiteLLM's cached lookup
@@ -119,6 +120,7 @@ from litellm.litellm_core_utils import streaming_handler
 from litellm.litellm_core_utils.litellm_logging import Logging as CallLogging
 from litellm.llms.anthropic.pass_through.messages.handler import anthropic_messages_handler
 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 from litellm.llms.openai.common_utils import BaseOpenAILLM
 from litellm.responses import bridge_check
 from litellm.responses.main import responses as responses_setup
@@ -306,6 +308,9 @@ class _NoCookies(httpx.Cookies):
     def extract_cookies(self, response: httpx.Response) -> None:
         return None
 
+    def __bool__(self) -> bool:  # nothing to merge into a request
+        return False
+
 
 _build_openai_http_client = BaseOpenAILLM._get_async_http_client
 
@@ -317,10 +322,20 @@ def _cookieless_openai_http_client(shared_session: Any = None) -> Any:
     return client
 
 
+_build_litellm_http_client = AsyncHTTPHandler.create_client
+
+
+def _cookieless_litellm_http_client(self: AsyncHTTPHandler, *args: Any, **kwargs: Any) -> Any:
+    client: Any = _build_litellm_http_client(self, *args, **kwargs)
+    client._cookies = _NoCookies()
+    return client
+
+
 def keep_no_upstream_cookies() -> None:
-    """The SDK clients LiteLLM builds, shared by every user's calls, keep no cookie an
-    upstream sets (module docstring)."""
+    """The upstream clients LiteLLM builds, shared by every user's calls, keep no cookie
+    an upstream sets and parse none (module docstring)."""
     BaseOpenAILLM._get_async_http_client = staticmethod(_cookieless_openai_http_client)  # type: ignore[method-assign]
+    AsyncHTTPHandler.create_client = _cookieless_litellm_http_client  # type: ignore[method-assign]
 
 
 def _bridge_model_lookup(

@@ -416,15 +416,20 @@ async def _cookies_sent(client: Any) -> list[str | None]:
     return sent
 
 
-async def test_the_openai_sdk_clients_litellm_builds_keep_no_cookie() -> None:
+async def test_the_upstream_clients_litellm_builds_keep_no_cookie() -> None:
     """LiteLLM's factory for the OpenAI SDK's httpx clients keeps cookies (why the bridge
-    patches it); through the bridge, its clients store nothing, via httpx's `_cookies`.
-    End to end, every route: tests/gateway/test_upstream_cookies_e2e.py."""
+    patches it); through the bridge, its clients and LiteLLM's own store nothing and parse
+    nothing, via httpx's `_cookies`. End to end, every route:
+    tests/gateway/test_upstream_cookies_e2e.py."""
+    from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
     from litellm.llms.openai.common_utils import BaseOpenAILLM
 
     litellm_bridge.keep_no_upstream_cookies()
     assert await _cookies_sent(litellm_bridge._build_openai_http_client()) == [None, "__cf_bm=a"]
     assert await _cookies_sent(BaseOpenAILLM._get_async_http_client()) == [None, None]
+    own = AsyncHTTPHandler().client
+    assert isinstance(own.cookies, litellm_bridge._NoCookies)  # parses no answer's cookies
+    assert await _cookies_sent(own) == [None, None]
 
 
 def test_the_responses_bridge_check_looks_models_up_through_litellms_cache(
