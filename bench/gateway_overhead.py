@@ -96,6 +96,20 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+@dataclass(frozen=True)
+class MachineCpu:
+    """The whole machine's CPU so far (/proc/stat, every core): busy and stolen seconds."""
+
+    busy: float  # user + nice + system + irq + softirq
+    steal: float  # time the hypervisor gave this machine's vCPUs to someone else
+
+
+def machine_cpu() -> MachineCpu:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return MachineCpu((user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS)
+
+
 @dataclass
 class Server:
     name: str
@@ -309,10 +323,27 @@ class Phase:
     cpu_seconds: float  # server process tree
     upstream_cpu_seconds: float
     client_cpu_seconds: float
+    # The rest of the machine meanwhile: busy CPU of every other process (PostgreSQL and
+    # Redis serving our gateway's calls included, and anything else running), and CPU
+    # time the hypervisor took away. A phase whose figures stand out and whose rest or
+    # steal is high was measured on a busy machine.
+    rest_cpu_seconds: float = 0.0
+    steal_seconds: float = 0.0
 
     @property
     def cpu_ms_per_request(self) -> float:
-        return 1000 * self.cpu_seconds / self.load.answered if self.load.answered else float("nan")
+        return self._per_request(self.cpu_seconds)
+
+    @property
+    def rest_ms_per_request(self) -> float:
+        return self._per_request(self.rest_cpu_seconds)
+
+    @property
+    def steal_ms_per_request(self) -> float:
+        return self._per_request(self.steal_seconds)
+
+    def _per_request(self, seconds: float) -> float:
+        return 1000 * seconds / self.load.answered if self.load.answered else float("nan")
 
 
 @dataclass
@@ -336,6 +367,7 @@ def measure(
     round_: int = 0,
 ) -> Phase:
     body = STREAM if mode == "stream" else PLAIN
+    machine_before = machine_cpu()
     before = (cpu_seconds(server.pid), cpu_seconds(upstream_pid), _client_cpu())
     load = asyncio.run(
         run_load(
@@ -348,9 +380,12 @@ def measure(
         )
     )
     after = (cpu_seconds(server.pid), cpu_seconds(upstream_pid), _client_cpu())
+    machine_after = machine_cpu()
     server.answered += load.answered
     spent = [b - a for a, b in zip(before, after, strict=True)]
-    return Phase(server.name, mode, round_, load, *spent)
+    rest = max(machine_after.busy - machine_before.busy - sum(spent), 0.0)
+    steal = machine_after.steal - machine_before.steal
+    return Phase(server.name, mode, round_, load, *spent, rest, steal)
 
 
 def profile(
@@ -385,8 +420,9 @@ def table(run: Run, round_: int) -> list[str]:
     phases = [p for p in run.phases if p.round == round_]
     lines = [
         "| target | mode | answered / failed | req/s | CPU ms / request | p50 ms | p99 ms "
-        "| added p50 / p99 ms | upstream CPU ms/req | client CPU ms/req |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| added p50 / p99 ms | upstream CPU ms/req | client CPU ms/req "
+        "| rest of machine CPU / steal ms/req |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for mode in ("plain", "stream"):
         base = next((p for p in phases if p.mode == mode and p.target == FAKE), None)
@@ -407,7 +443,8 @@ def table(run: Run, round_: int) -> list[str]:
                 f"| {_fmt(p.cpu_ms_per_request, '.2f')} | {_fmt(load.percentile(0.5))} "
                 f"| {_fmt(load.percentile(0.99))} | {added} "
                 f"| {1000 * p.upstream_cpu_seconds / n:.2f} "
-                f"| {1000 * p.client_cpu_seconds / n:.2f} |"
+                f"| {1000 * p.client_cpu_seconds / n:.2f} "
+                f"| {_fmt(p.rest_ms_per_request, '.2f')} / {_fmt(p.steal_ms_per_request, '.2f')} |"
             )
     return lines
 
@@ -547,6 +584,8 @@ def as_json(run: Run, checks: list[str], profiles: list[Any]) -> str:
             "cpu_ms_per_request": p.cpu_ms_per_request,
             "p50_ms": p.load.percentile(0.5),
             "p99_ms": p.load.percentile(0.99),
+            "rest_of_machine_cpu_seconds": p.rest_cpu_seconds,
+            "steal_seconds": p.steal_seconds,
         }
         for p in run.phases
     ]
@@ -606,8 +645,9 @@ def main() -> None:
                     run.phases.append(phase)
                     print(
                         f"round {round_ + 1} {mode:6} {server.name:32} {phase.load.rps:6.0f} req/s"
-                        f" {phase.cpu_ms_per_request:7.2f} ms CPU/request, "
-                        f"{phase.load.failed} failed"
+                        f" {phase.cpu_ms_per_request:7.2f} ms CPU/request"
+                        f" (rest of machine {phase.rest_ms_per_request:.2f}, steal"
+                        f" {phase.steal_ms_per_request:.2f}), {phase.load.failed} failed"
                         + (f" ({phase.load.failure_summary()})" if phase.load.failures else ""),
                         flush=True,
                     )
