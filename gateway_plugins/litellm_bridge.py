@@ -74,6 +74,13 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   lookup (`get_model_info_helper`, ~2.5% of a plain call). It gets LiteLLM's cached lookup
   (`cached_get_model_info_helper`, cleared when the cost map changes), a copy each time,
   as the check may add to it (`cache_bridge_model_lookup`);
+- text completions on a `text-completion-openai/…` deployment get no client from the
+  Router, and LiteLLM's handler then builds a new OpenAI SDK client for every call
+  (`llms/openai/completion/handler.py`, `build_async_openai_client`): a new connection
+  (a TLS handshake in production) per call, its aiohttp session closed only by the
+  garbage collector. With a static API key the gateway keeps one client per key, base,
+  timeout, retries and organisation (`keep_text_completion_clients`), built by the same
+  function with LiteLLM's cookie-less http client; closed at shutdown;
 - upstream HTTP clients (aiohttp sessions) live in LiteLLM's module-level client cache
   and in each Router's `cache` (one SDK client per OpenAI-style deployment); nothing
   closes them on its own, so the gateway does at shutdown (`close_upstream_clients`);
@@ -105,6 +112,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import inspect
 import logging
 from collections.abc import Mapping
@@ -122,6 +130,7 @@ from litellm.llms.anthropic.pass_through.messages.handler import anthropic_messa
 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 from litellm.llms.openai.common_utils import BaseOpenAILLM
+from litellm.llms.openai.completion import handler as text_completion_handler
 from litellm.responses import bridge_check
 from litellm.responses.main import responses as responses_setup
 from litellm.router import Router
@@ -150,6 +159,7 @@ __all__ = [
     "drop_litellm_access_log_filters",
     "group_of",
     "keep_no_upstream_cookies",
+    "keep_text_completion_clients",
     "model_id_of",
     "output_limits",
     "run_request_setup_inline",
@@ -259,6 +269,7 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
     skip_litellm_pricing()
     drop_litellm_access_log_filters()
     keep_no_upstream_cookies()
+    keep_text_completion_clients()
     cache_bridge_model_lookup()
     build_each_stream_once()
 
@@ -336,6 +347,39 @@ def keep_no_upstream_cookies() -> None:
     an upstream sets and parse none (module docstring)."""
     BaseOpenAILLM._get_async_http_client = staticmethod(_cookieless_openai_http_client)  # type: ignore[method-assign]
     AsyncHTTPHandler.create_client = _cookieless_litellm_http_client  # type: ignore[method-assign]
+
+
+_build_text_completion_client = text_completion_handler.build_async_openai_client  # type: ignore[attr-defined]
+_TEXT_CLIENTS_KEPT_AT_MOST = 64
+_text_completion_clients: dict[tuple[Any, ...], Any] = {}
+
+
+def _kept_text_completion_client(**options: Any) -> Any:
+    """LiteLLM's `build_async_openai_client` for its text-completion handler, kept per
+    static key and settings (module docstring). Without a key LiteLLM's own path, which
+    keeps workload-identity clients itself."""
+    api_key = options.get("api_key")
+    if not (isinstance(api_key, str) and api_key.strip()):
+        return _build_text_completion_client(**options)
+    key = (
+        hashlib.sha256(api_key.encode()).hexdigest(),
+        *(
+            repr(options.get(name))
+            for name in ("api_base", "timeout", "max_retries", "organization")
+        ),
+    )
+    client = _text_completion_clients.get(key)
+    if client is None:
+        client = _build_text_completion_client(
+            **{**options, "static_key_http_client_factory": BaseOpenAILLM.get_async_http_client}
+        )
+        if len(_text_completion_clients) < _TEXT_CLIENTS_KEPT_AT_MOST:
+            _text_completion_clients[key] = client
+    return client
+
+
+def keep_text_completion_clients() -> None:
+    text_completion_handler.build_async_openai_client = _kept_text_completion_client  # type: ignore[attr-defined,assignment]
 
 
 def _bridge_model_lookup(
@@ -509,14 +553,16 @@ def build_each_stream_once() -> None:
 
 
 async def close_upstream_clients(router: Router | None) -> None:
-    """Closes the upstream HTTP clients LiteLLM keeps (module docstring) and forgets them,
-    so a later call opens new ones. Left open, their aiohttp sessions warn when the garbage
-    collector finds them. `litellm.module_level_aclient` stays referenced by LiteLLM
-    (created on first use); closed, it opens a new session when used again."""
+    """Closes the upstream HTTP clients LiteLLM and the bridge keep (module docstring) and
+    forgets them, so a later call opens new ones. Left open, their aiohttp sessions warn
+    when the garbage collector finds them. `litellm.module_level_aclient` stays referenced
+    by LiteLLM (created on first use); closed, it opens a new session when used again."""
     await close_litellm_async_clients()  # type: ignore[no-untyped-call]
     litellm.in_memory_llm_clients_cache.flush_cache()  # type: ignore[no-untyped-call]
     clients = list(router.cache.in_memory_cache.cache_dict.values()) if router else []
     clients.append(vars(litellm).get("module_level_aclient"))
+    clients.extend(_text_completion_clients.values())
+    _text_completion_clients.clear()
     for client in clients:
         close = getattr(client, "close", None)
         if callable(close) and inspect.iscoroutinefunction(close):

@@ -654,6 +654,61 @@ def test_upstream_errors_map_to_statuses_without_upstream_text(
         assert "secret upstream detail" not in failure.message
 
 
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "litellm-alone"])
+async def test_text_completions_reuse_one_client_per_deployment(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, kept: bool
+) -> None:
+    """A `text-completion-openai/…` deployment: LiteLLM alone builds a new SDK client for
+    every call (a new connection each, as the fake's view of the caller's port shows);
+    through the bridge, calls share one client and its connection, and closing the
+    upstream clients closes its session."""
+    from litellm.llms.openai.completion import handler
+
+    litellm_bridge.keep_text_completion_clients()
+    built_by_litellm: list[Any] = []
+    if not kept:
+
+        def recorded(**options: Any) -> Any:
+            built_by_litellm.append(litellm_bridge._build_text_completion_client(**options))
+            return built_by_litellm[-1]
+
+        monkeypatch.setattr(handler, "build_async_openai_client", recorded)
+    router = litellm_bridge.build_router(
+        [
+            {
+                "model_name": "instruct",
+                "litellm_params": {
+                    "model": "text-completion-openai/gpt-3.5-turbo-instruct",
+                    "api_base": f"{upstream.url}/v1",
+                    "api_key": upstream.api_key,
+                },
+            }
+        ],
+        {},
+    )
+    upstream.reset()
+    before = _open_sessions()
+    for stream in (False, True, False, True):
+        answer = await router.atext_completion(
+            model="instruct", prompt="pin this", max_tokens=9, stream=stream
+        )
+        if stream:
+            async for _ in answer:
+                pass
+    ports = {request["port"] for request in upstream.requests if request["body"]}
+    assert len(upstream.requests) == 4
+    if not kept:
+        assert len(ports) == len(built_by_litellm) == 4
+        for client in built_by_litellm:  # LiteLLM never closes them
+            await client.close()
+        return
+    assert len(ports) == 1
+    opened = _open_sessions() - before
+    assert opened
+    await litellm_bridge.close_upstream_clients(router)
+    assert not (_open_sessions() & opened)
+
+
 def _open_sessions() -> set[int]:
     return {
         id(o) for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed

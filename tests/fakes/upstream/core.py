@@ -45,6 +45,7 @@ class UpstreamCore(FaultsMixin):
             "stream": stream,
             "body": body,
             "cookie": request.headers.get("cookie"),
+            "port": request.client.port if request.client else None,  # the caller's side
         }
         with self._lock:
             self.requests.append(entry)

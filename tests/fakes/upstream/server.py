@@ -34,8 +34,9 @@ class FakeUpstream(UpstreamCore):
     value sent with every response, as api.openai.com's Cloudflare front sends
     ``__cf_bm``). ``requests`` records every request received (failed ones and
     ``GET .../models`` included; a LiteLLM proxy lists ``{OPENAI_API_BASE}/models`` at
-    start) as ``{"provider", "path", "model", "stream", "body", "cookie"}`` (``cookie``:
-    the request's ``Cookie`` header, or None); ``calls_served`` counts generation calls
+    start) as ``{"provider", "path", "model", "stream", "body", "cookie", "port"}``
+    (``cookie``: the request's ``Cookie`` header, or None; ``port``: the caller's TCP
+    port, one per connection); ``calls_served`` counts generation calls
     (chat, messages, Gemini, completions, embeddings, responses) answered in full with
     HTTP 200 (a stream counts just before its last event is sent, so a stream the client
     abandons, or one cut or stalled by a fault, is not counted).
