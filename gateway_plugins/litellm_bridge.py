@@ -62,7 +62,8 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   calls are priced alike and LiteLLM's figure is never read: it returns None
   (`skip_litellm_pricing`);
 - the httpx clients LiteLLM builds for the OpenAI SDK (`BaseOpenAILLM._get_async_http_client`:
-  chat, text completions and embeddings on OpenAI-style deployments) keep a cookie jar,
+  embeddings and text completions on OpenAI deployments, chat where the SDK path is
+  taken) keep a cookie jar,
   so a cookie one upstream answer sets (api.openai.com's Cloudflare front sets `__cf_bm`)
   was sent with every later call on that client, whoever made it; LiteLLM's own clients
   (`AsyncHTTPHandler.create_client`) block cookies by policy (`blocked_cookie_jar`), after
