@@ -296,10 +296,9 @@ def start_ours(
     return server
 
 
-def start_stock(env: dict[str, str], work: Path) -> Server:
+def start_stock(env: dict[str, str], work: Path, litellm: str) -> Server:
     port = free_port()
     log = work / "stock.log"
-    litellm = str(Path(sys.executable).parent / "litellm")
     cmd = [litellm, "--config", str(stock_config(work)), "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--num_workers", "1"]
     started = time.monotonic()
@@ -498,6 +497,11 @@ def parse_args() -> argparse.Namespace:
     add("--rounds", type=int, default=1, help="repeat the measurement (targets interleaved)")
     add("--phase-seconds", type=float, default=25, help="time ceiling of one phase")
     add("--targets", default="fake,stock,sqlite,postgres", help="comma-separated subset")
+    add(
+        "--stock-litellm",
+        default=".venv-bench-stock/bin/litellm",
+        help="stock LiteLLM's CLI, from its own environment (`make bench` builds it)",
+    )
     add("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     add("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
     add("--py-spy", default=shutil.which("py-spy"), help="py-spy executable (profile if set)")
@@ -545,7 +549,7 @@ def start_targets(
         run.notes.append(_startup_note(servers[-1], "/readyz", load))
     if "stock" in wanted:
         load = os.getloadavg()[0]
-        servers.insert(0, start_stock(env, work))
+        servers.insert(0, start_stock(env, work, args.stock_litellm))
         run.notes.append(_startup_note(servers[0], "/health/liveliness", load))
     return servers, scratch
 

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway_plugins import background, litellm_bridge, metrics, pipeline
+from gateway_plugins import background, litellm_bridge, metrics, pipeline, warmup
 from gateway_plugins.auth import identify, presented_token
 from gateway_plugins.errors import error_response, from_domain, not_found, service_unavailable
 from gateway_plugins.heap import freeze_startup_heap
@@ -158,11 +158,15 @@ def build_app(settings: Settings) -> Starlette:
         jobs = background.start(runtime)
         if not litellm_bridge.run_request_setup_inline(asyncio.get_running_loop(), runtime.router):
             log.info("LiteLLM's request set-up runs in threads: a provider may do I/O there")
+        warmup.import_lazy_modules()
         freeze_startup_heap()
         requests_may_arrive()  # from here on, LiteLLM's log text is withheld
+        imports = warmup.watch_imports()
+        imports.ready()
         try:
             yield
         finally:
+            imports.report()
             for job in jobs:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)

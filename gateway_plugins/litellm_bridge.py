@@ -70,11 +70,6 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   parsing each answer's. Every client either builds gets a cookie store that keeps
   nothing and parses nothing (`keep_no_upstream_cookies`; httpx's `Client._cookies`):
   ~2% of a plain call;
-- before each chat call LiteLLM checks whether to bridge it to the Responses API
-  (`litellm.responses.bridge_check.responses_api_bridge_check`), with an uncached model
-  lookup (`get_model_info_helper`, ~2.5% of a plain call). It gets LiteLLM's cached lookup
-  (`cached_get_model_info_helper`, cleared when the cost map changes), a copy each time,
-  as the check may add to it (`cache_bridge_model_lookup`);
 - text completions on a `text-completion-openai/…` deployment get no client from the
   Router, and LiteLLM's handler then builds a new OpenAI SDK client for every call
   (`llms/openai/completion/handler.py`, `build_async_openai_client`): a new connection
@@ -100,13 +95,7 @@ pins each behaviour listed here, so an upgrade that changes one fails loudly:
   bridge builds each stream's answer once (`build_each_stream_once`: the second ask gets
   the first build, remembered on the call's `Logging` object), and a short stream's build
   (at most `INLINE_CHUNK_BUILD_MAX_CHUNKS` chunks, ~1 ms) runs in the loop's thread, no
-  hop; a longer one keeps the thread, so the loop is never held for long;
-- after every answer `Router.increment_deployment_usage_for_response` counts the call
-  toward its deployment's per-minute TPM/RPM, and finds nothing to count unless a
-  deployment sets `tpm`/`rpm` (or `itpm`/`otpm`), itself or in the cost map: it builds a
-  `Deployment`, looks up the model info and dumps the deployment to learn that, ~0.25 ms
-  per call. It runs only for deployments that have a limit to count toward
-  (`skip_usage_counting_without_limits`; `find_deployment_metadata` names the deployment).
+  hop; a longer one keeps the thread, so the loop is never held for long.
 """
 
 from __future__ import annotations
@@ -127,20 +116,13 @@ import orjson
 from litellm.exceptions import Timeout as LiteLLMTimeout
 from litellm.litellm_core_utils import streaming_handler
 from litellm.litellm_core_utils.litellm_logging import Logging as CallLogging
-from litellm.llms.anthropic.pass_through.messages.handler import anthropic_messages_handler
+from litellm.llms.anthropic.messages.native.handler import anthropic_messages_handler
 from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 from litellm.llms.openai.common_utils import BaseOpenAILLM
 from litellm.llms.openai.completion import handler as text_completion_handler
-from litellm.responses import bridge_check
 from litellm.responses.main import responses as responses_setup
 from litellm.router import Router
-from litellm.router_utils.pre_call_checks.io_token_rate_limit_check import (
-    deployment_has_io_token_limits,
-)
-from litellm.router_utils.router_callbacks.track_deployment_metrics import (
-    find_deployment_metadata,
-)
 from litellm.types.router import AllowedFailsPolicy
 
 __all__ = [
@@ -153,7 +135,6 @@ __all__ = [
     "apply_litellm_settings",
     "build_each_stream_once",
     "build_router",
-    "cache_bridge_model_lookup",
     "config_problems",
     "count_prompt_tokens",
     "deployment_of",
@@ -166,7 +147,6 @@ __all__ = [
     "run_request_setup_inline",
     "skip_litellm_pricing",
     "skip_success_logging",
-    "skip_usage_counting_without_limits",
     "to_jsonable",
     "upstream_failure",
     "usage_cost",
@@ -271,7 +251,6 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
     drop_litellm_access_log_filters()
     keep_no_upstream_cookies()
     keep_text_completion_clients()
-    cache_bridge_model_lookup()
     build_each_stream_once()
 
 
@@ -383,23 +362,6 @@ def keep_text_completion_clients() -> None:
     text_completion_handler.build_async_openai_client = _kept_text_completion_client  # type: ignore[attr-defined,assignment]
 
 
-def _bridge_model_lookup(
-    model: str,
-    custom_llm_provider: str | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-) -> Any:
-    if api_key is not None:  # not part of LiteLLM's cache key
-        return litellm.utils.get_model_info_helper(model, custom_llm_provider, api_base, api_key)
-    return dict(litellm.utils.cached_get_model_info_helper(model, custom_llm_provider, api_base))
-
-
-def cache_bridge_model_lookup() -> None:
-    """The Responses-bridge check's model lookup, through LiteLLM's own cache (module
-    docstring)."""
-    bridge_check.get_model_info_helper = _bridge_model_lookup  # type: ignore[attr-defined]
-
-
 def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str, Any]) -> Router:
     """One Router for the process. Each deployment gets `<model_name>#<index>` as id when
     it has none, so logs name deployments the operator recognises."""
@@ -408,58 +370,10 @@ def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str,
         info = dict(entry.get("model_info") or {})
         info.setdefault("id", f"{entry['model_name']}#{index}")
         deployments.append({**entry, "model_info": info})
-    router = Router(
+    router: Router = Router(
         model_list=deployments, **dict(router_settings), allowed_fails_policy=COOLDOWN_POLICY
     )
-    skip_usage_counting_without_limits(router)
     return router
-
-
-_LIMIT_KEYS = ("tpm", "rpm")
-
-
-def _may_count_usage(router: Router, deployment: Mapping[str, Any]) -> bool:
-    """Whether LiteLLM's per-deployment usage count can find a limit to count toward (the
-    sources it reads; unsure, e.g. a model the cost map lacks, counts as yes)."""
-    params, info = deployment.get("litellm_params") or {}, deployment.get("model_info") or {}
-    sources = (deployment, params, info)
-    if any(source.get(key) is not None for source in sources for key in _LIMIT_KEYS):
-        return True
-    if deployment_has_io_token_limits(dict(deployment)):
-        return True
-    try:
-        known = router.get_router_model_info(
-            deployment=dict(deployment), received_model_name=str(deployment["model_name"])
-        )
-    except Exception:
-        return True
-    return any(known.get(key) is not None for key in _LIMIT_KEYS)
-
-
-class _UsageCountWhereLimited:
-    """`Router.increment_deployment_usage_for_response`, run only for deployments it can
-    count toward (module docstring); a call it cannot place is counted as LiteLLM would."""
-
-    def __init__(self, router: Router) -> None:
-        self.count_usage = router.increment_deployment_usage_for_response
-        self.limited = frozenset(
-            str(deployment["model_info"]["id"])
-            for deployment in router.model_list
-            if _may_count_usage(router, deployment)
-        )
-
-    async def __call__(self, response: object, request_kwargs: dict[str, object]) -> None:
-        metadata = find_deployment_metadata(request_kwargs)
-        info = metadata.get("model_info") if metadata else None
-        model_id = info.get("id") if isinstance(info, dict) else None
-        if model_id is None or str(model_id) in self.limited:
-            await self.count_usage(response=response, request_kwargs=request_kwargs)
-
-
-def skip_usage_counting_without_limits(router: Router) -> None:
-    """LiteLLM's per-answer usage count (module docstring) runs only for the Router's
-    deployments that have a TPM/RPM limit to count toward."""
-    router.increment_deployment_usage_for_response = _UsageCountWhereLimited(router)  # type: ignore[method-assign]
 
 
 # Providers whose request set-up reads its key from the environment and does no I/O
@@ -515,7 +429,7 @@ def _provider_of(deployment: Mapping[str, Any]) -> str | None:
 def run_request_setup_inline(loop: asyncio.AbstractEventLoop, router: Router) -> bool:
     """Makes LiteLLM's request set-up run in the loop's thread (module docstring) if every
     deployment's provider is in `INLINE_SETUP_PROVIDERS`; says whether it did."""
-    if not all(_provider_of(d) in INLINE_SETUP_PROVIDERS for d in router.model_list):
+    if not all(_provider_of(d) in INLINE_SETUP_PROVIDERS for d in router.registry().all()):
         return False
     loop.set_default_executor(_InlineRequestSetup())
     return True
@@ -560,7 +474,7 @@ async def close_upstream_clients(router: Router | None) -> None:
     by LiteLLM (created on first use); closed, it opens a new session when used again."""
     await close_litellm_async_clients()  # type: ignore[no-untyped-call]
     litellm.in_memory_llm_clients_cache.flush_cache()  # type: ignore[no-untyped-call]
-    clients = list(router.cache.in_memory_cache.cache_dict.values()) if router else []
+    clients = list(router.health().store.in_memory_cache.cache_dict.values()) if router else []
     clients.append(vars(litellm).get("module_level_aclient"))
     clients.extend(_text_completion_clients.values())
     _text_completion_clients.clear()
@@ -569,7 +483,7 @@ async def close_upstream_clients(router: Router | None) -> None:
         if callable(close) and inspect.iscoroutinefunction(close):
             await close()
     if router is not None:
-        router.cache.in_memory_cache.flush_cache()  # type: ignore[no-untyped-call]
+        router.health().store.in_memory_cache.flush_cache()  # type: ignore[no-untyped-call]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -577,7 +491,7 @@ def _deployment(router: Router, model_id: str) -> Any:
     """`Router.get_deployment` builds a new pydantic `Deployment` on every call (~0.1 ms);
     the gateway never changes a Router's model list, so one per (router, id) is enough.
     Callers only read it."""
-    return router.get_deployment(model_id)
+    return router.registry().deployment(model_id)
 
 
 def deployment_of(router: Router, model_id: str | None) -> tuple[str, str | None]:

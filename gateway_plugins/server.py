@@ -38,8 +38,10 @@ def create_app() -> Any:
     """The app factory uvicorn calls in each worker."""
     from gateway_plugins.heap import pause_collection_for_startup
     from gateway_plugins.log_scrubbing import install_log_scrubbing
+    from gateway_plugins.warmup import watch_imports
 
     pause_collection_for_startup()  # resumed, start-up heap frozen, by the app's lifespan
+    watch_imports()  # from here on, what is imported after ready is counted
 
     prepare_environment()
     install_log_scrubbing()

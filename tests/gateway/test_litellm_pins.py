@@ -171,7 +171,9 @@ async def test_an_anthropic_messages_stream_is_raw_sse_bytes(
 
 
 def _model_id(router: Router, group: str) -> str:
-    return str(next(d["model_info"]["id"] for d in router.model_list if d["model_name"] == group))
+    return str(
+        next(d["model_info"]["id"] for d in router.registry().all() if d["model_name"] == group)
+    )
 
 
 async def test_usage_is_priced_with_cached_input_cheaper(router: Router) -> None:
@@ -291,55 +293,6 @@ def _deployment(name: str, **limits: int) -> dict[str, object]:
     return {"model_name": name, "litellm_params": {**params, **limits}}
 
 
-async def test_deployment_usage_is_counted_only_where_a_limit_can_use_it(
-    upstream: FakeUpstream, fresh_upstream: FakeUpstream
-) -> None:
-    """LiteLLM counts each answer toward its deployment's TPM/RPM through the Router
-    method the bridge wraps, and counts nothing for a deployment without a limit: the
-    wrapper skips exactly those, so the Router's figures are what LiteLLM's would be."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in upstream.env().items():
-            patch.setenv(name, value)
-        router = litellm_bridge.build_router(
-            [_deployment("limited", rpm=100), _deployment("free")], {}
-        )
-    counted: list[object] = []
-    wrapper = router.increment_deployment_usage_for_response
-
-    async def counting(response: object, request_kwargs: dict[str, object]) -> None:
-        counted.append(response)
-        await wrapper(response=response, request_kwargs=request_kwargs)
-
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(router, "increment_deployment_usage_for_response", counting)
-            for group in ("limited", "free"):
-                await router.acompletion(model=group, messages=MESSAGES, max_tokens=5)
-        assert len(counted) == 2  # fails if LiteLLM stops calling the wrapped method
-        tpm, rpm = await router.get_model_group_usage("limited")
-        assert rpm == 1 and tpm is not None and tpm > 0
-        assert await router.get_model_group_usage("free") == (None, None)
-        # LiteLLM itself finds nothing to count for the deployment the wrapper skips
-        common = {"deployment_name": None, "total_tokens": 10, "rpm_increment": 1}
-        assert (
-            await router._increment_deployment_usage(
-                deployment_id="free#1", model_group="free", parent_otel_span=None, **common
-            )
-            is None
-        )
-        assert await router._increment_deployment_usage(
-            deployment_id="limited#0", model_group="limited", parent_otel_span=None, **common
-        )
-    finally:
-        await litellm_bridge.close_upstream_clients(router)
-
-
-def test_limits_from_the_cost_map_keep_usage_counted(router: Router) -> None:
-    """Gemini's cost-map entry carries TPM/RPM: its deployment stays counted."""
-    limited = router.increment_deployment_usage_for_response.limited  # type: ignore[attr-defined]
-    assert limited == {"gemini-2.5-flash#3"}
-
-
 def test_litellm_access_log_filters_are_gone_and_ours_drops_query_values() -> None:
     """LiteLLM adds its access-log filters at import; the bridge removes them. What keeps a
     token sent as `?key=` out of the access log is ours (`logging_config`'s QueryRedactor;
@@ -430,38 +383,6 @@ async def test_the_upstream_clients_litellm_builds_keep_no_cookie() -> None:
     own = AsyncHTTPHandler().client
     assert isinstance(own.cookies, litellm_bridge._NoCookies)  # parses no answer's cookies
     assert await _cookies_sent(own) == [None, None]
-
-
-def test_the_responses_bridge_check_looks_models_up_through_litellms_cache(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """`responses_api_bridge_check` calls its module's `get_model_info_helper`; through the
-    bridge that is LiteLLM's cached lookup, which register_model clears, and each caller
-    gets a copy it may change."""
-    import litellm
-    from litellm.responses import bridge_check
-
-    litellm_bridge.cache_bridge_model_lookup()
-    asked: list[str] = []
-    lookup = bridge_check.get_model_info_helper
-
-    def counted(model: str, custom_llm_provider: str | None = None) -> Any:
-        asked.append(model)
-        return lookup(model, custom_llm_provider)
-
-    monkeypatch.setattr(bridge_check, "get_model_info_helper", counted)
-    info, model = bridge_check.responses_api_bridge_check("gpt-4.1-nano", "openai")
-    assert asked == ["gpt-4.1-nano"] and model == "gpt-4.1-nano"
-    assert info == litellm.utils.get_model_info_helper("gpt-4.1-nano", "openai")
-
-    info["mode"] = "changed by a caller"
-    assert lookup("gpt-4.1-nano", "openai")["mode"] == "chat"
-    with monkeypatch.context() as patch:
-        patch.setitem(litellm.model_cost, "pin-model", {"mode": "chat"})
-        litellm.register_model({"pin-model": {"mode": "chat", "litellm_provider": "openai"}})
-        assert lookup("pin-model", "openai")["mode"] == "chat"
-        litellm.register_model({"pin-model": {"mode": "embedding", "litellm_provider": "openai"}})
-        assert lookup("pin-model", "openai")["mode"] == "embedding"
 
 
 async def test_each_calls_request_setup_runs_inline_and_nothing_else_does(
