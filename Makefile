@@ -26,7 +26,7 @@ test: install  ## Run the whole suite on TEST_WORKERS processes (PostgreSQL/Redi
 # portal processes, SDK clients, Chromium) run there, so a module only the dev tools bring
 # in fails here before it fails in the image.
 PROD_VENV := .venv-prod
-E2E_TESTS ?= -m "gateway or browser" tests/portal/test_portal_process.py
+E2E_TESTS ?= -m "gateway or browser or portal_process"
 test-prod: $(UV)  ## The end-to-end tests on the production dependency set (+ test tools)
 	UV_PROJECT_ENVIRONMENT=$(PROD_VENV) $(UV) sync --locked --no-dev --group test --python $(PYTHON_VERSION)
 	$(PROD_VENV)/bin/python -m pytest -n $(TEST_WORKERS) $(E2E_TESTS) $(PYTEST_ARGS)

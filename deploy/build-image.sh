@@ -14,6 +14,8 @@
 #   HOST_CA=1     let uv in the builder trust this machine's CA bundle (TLS-inspecting proxy)
 #   PG_URL        PostgreSQL server for --smoke (default postgresql://postgres@127.0.0.1:5432)
 #   REDIS_URL_SMOKE  Redis for --smoke (default redis://127.0.0.1:6379/15)
+#   HOST_PYTHON   the checkout's dev environment, for --smoke's fake upstream and SDK calls
+#                 (default .venv/bin/python: `make install`)
 # Needs root (buildah's chroot isolation; debootstrap) and `apt-get install buildah`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,6 +104,14 @@ smoke() {
              # production refuses to start without mail and a /metrics token (no mail is sent)
              -e SMTP_URL=smtp://127.0.0.1:1 -e "METRICS_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')")
 
+  # The providers: the fake upstream on this host (tests/fakes/upstream), so the image's
+  # gateway answers real calls; each `"NAME": "value"` line it prints becomes `-e NAME=value`.
+  "${HOST_PYTHON:-.venv/bin/python}" -m tests.fakes.upstream >"$logdir/upstream.json" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 60); do grep -q '}' "$logdir/upstream.json" 2>/dev/null && break; sleep 1; done
+  while IFS= read -r line; do env+=(-e "$line"); done < <(
+    sed -n 's/^ *"\([A-Z_]*\)": "\(.*\)",\{0,1\}$/\1=\2/p' "$logdir/upstream.json")
+
   local uid
   uid=$(buildah run "$c" -- id -u)
   [[ "$uid" != 0 ]] || { echo "smoke: the image runs as root" >&2; exit 1; }
@@ -127,6 +137,15 @@ smoke() {
     buildah run "${env[@]}" "$c" -- python /usr/local/bin/wfg-healthcheck "$service" /readyz
     echo "smoke: $service ready on :$port (healthz and readyz 200, wfg-healthcheck ok)"
   done
+
+  # What ships must serve what is tested: a streamed call on each streaming endpoint (the
+  # production set once lacked a module a streamed /v1/messages call needs) and an embedding.
+  local email="smoke-$$@example.com" token
+  buildah run "${env[@]}" "$c" -- gateway-admin users create --email "$email" --name Smoke --verified >/dev/null
+  buildah run "${env[@]}" "$c" -- gateway-admin credits grant --email "$email" --amount 5 --reason smoke >/dev/null
+  token=$(buildah run "${env[@]}" "$c" -- gateway-admin tokens create --email "$email" --name smoke | tail -n 1)
+  "${HOST_PYTHON:-.venv/bin/python}" -m tests.deploy.image_calls "http://127.0.0.1:$gw_port" "$token" \
+    || { echo "smoke: a call through the image failed" >&2; tail -n 30 "$logdir/gateway.log" >&2; exit 1; }
 
   # Graceful stop: SIGTERM to the service's `gateway-admin serve` process, which must exit.
   local serve_pid

@@ -35,4 +35,7 @@ def test_image_builds_and_serves_as_non_root() -> None:
     assert result.returncode == 0, f"{summary}\n{result.stderr[-3000:]}"
     assert "smoke: runs as uid 10001" in summary
     assert "smoke: gateway ready" in summary and "smoke: portal ready" in summary
+    for call in ("chat/completions", "completions", "responses", "messages"):
+        assert f"smoke: streamed /v1/{call} answered" in summary
+    assert "smoke: /v1/embeddings answered" in summary
     assert "both services stopped on SIGTERM" in summary

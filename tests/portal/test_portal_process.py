@@ -28,6 +28,8 @@ from portal.settings import PROJECT_ROOT
 from tests.fixtures.gateway import free_port
 from tests.portal.support import PASSWORD, Browser, Outbox
 
+pytestmark = pytest.mark.portal_process
+
 
 @dataclass
 class PortalProcess:
