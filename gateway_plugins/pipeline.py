@@ -130,6 +130,7 @@ async def _validate(
         max_output_tokens=runtime.max_output_tokens(model),
         default_output_tokens=settings.credits.default_max_tokens,
         max_choices=settings.limits.max_choices,
+        target=runtime.targets.get(model) if isinstance(model, str) else None,
     )
     if not runtime.config.prices.knows(valid.model):
         raise UnknownModel(

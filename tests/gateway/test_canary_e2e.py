@@ -141,7 +141,7 @@ async def embeddings_call(
 ) -> str:
     assert not stream
     answer = await gateway.async_client(token).embeddings.create(
-        model=OPENAI_MODEL,
+        model="text-embedding-3-small",
         input=[f"embed {canary['user']}", f"{canary['system']} {canary['tool_argument']}"],
     )
     assert len(answer.data) == 2
