@@ -109,10 +109,11 @@ class _Rules:
             if not _DATA_IMAGE.match(url):
                 _refuse(path, "inline images must be data:image/(png|jpeg|gif|webp);base64")
             return
-        if not url.startswith("https://") or any(h in url[8:].split("/")[0] for h in _FILES_API_HOSTS):
+        host = url[8:].split("/")[0]
+        if not url.startswith("https://") or any(h in host for h in _FILES_API_HOSTS):
             _refuse(path, "images are inline base64 data or https URLs (no stored-file URIs)")
         if not self.url_images:
-            _refuse(path, "this model's provider needs the image inline (the gateway fetches no URL)")
+            _refuse(path, "this model's provider needs images inline (the gateway fetches no URL)")
         if detail == "high":
             _refuse(f"{path}.detail", 'send the image inline to use detail "high" with a URL')
 
@@ -146,7 +147,8 @@ class _Rules:
             self.chat_message(m, f"messages[{i}]") for i, m in enumerate(params["messages"])
         ]
         if "tools" in params:
-            params["tools"] = [self.chat_tool(t, f"tools[{i}]") for i, t in enumerate(params["tools"])]
+            tools = enumerate(params["tools"])
+            params["tools"] = [self.chat_tool(t, f"tools[{i}]") for i, t in tools]
         choice = params.get("tool_choice")
         if isinstance(choice, str):
             if choice not in ("none", "auto", "required"):
@@ -159,8 +161,8 @@ class _Rules:
         if params.get("response_format") is not None:
             self.json_format(params["response_format"], "response_format", nested=True)
 
-    def chat_message(self, message: Any, path: str) -> dict[str, Any]:
-        message = dict(_only(message, self._CHAT_MESSAGE, path))
+    def chat_message(self, item: Any, path: str) -> dict[str, Any]:
+        message = dict(_only(item, self._CHAT_MESSAGE, path))
         if message.get("role") not in ("system", "developer", "user", "assistant", "tool"):
             _refuse(f"{path}.role", "only system, developer, user, assistant and tool")
         content = message.get("content")
@@ -197,9 +199,9 @@ class _Rules:
         return self.cache(part, path)
 
     def chat_tool(self, tool: Any, path: str) -> dict[str, Any]:
-        _only(tool, frozenset({"type", "function", "cache_control"}), path)
-        if tool.get("type") != "function":
+        if not isinstance(tool, dict) or tool.get("type") != "function":
             _refuse(f"{path}.type", "only function tools (no server-side tools)")
+        _only(tool, frozenset({"type", "function", "cache_control"}), path)
         function = _only(tool.get("function"), self._FUNCTION, f"{path}.function")
         if not isinstance(function.get("name"), str):
             _refuse(f"{path}.function.name", "a function tool needs a name")
@@ -241,8 +243,8 @@ class _Rules:
             if thinking["type"] == "enabled" and (type(budget) is not int or budget < 1):
                 _refuse("thinking.budget_tokens", "a positive integer")
 
-    def anthropic_message(self, message: Any, path: str) -> dict[str, Any]:
-        message = dict(_only(message, frozenset({"role", "content"}), path))
+    def anthropic_message(self, item: Any, path: str) -> dict[str, Any]:
+        message = dict(_only(item, frozenset({"role", "content"}), path))
         if message.get("role") not in ("user", "assistant"):
             _refuse(f"{path}.role", "only user and assistant")
         content = message.get("content")
@@ -293,9 +295,9 @@ class _Rules:
 
     def anthropic_tool(self, tool: Any, path: str) -> dict[str, Any]:
         keys = frozenset({"type", "name", "description", "input_schema", "cache_control"})
-        _only(tool, keys, path)
-        if tool.get("type", "custom") != "custom":
+        if not isinstance(tool, dict) or tool.get("type", "custom") != "custom":
             _refuse(f"{path}.type", "only client tools (no server-side tools)")
+        _only(tool, keys, path)
         if not isinstance(tool.get("name"), str) or not isinstance(tool.get("input_schema"), dict):
             _refuse(path, "a tool needs a name and an input_schema")
         return self.cache(tool, path)
@@ -309,9 +311,9 @@ class _Rules:
             ]
         for i, tool in enumerate(params.get("tools") or ()):
             at = f"tools[{i}]"
-            _only(tool, self._FUNCTION | {"type"}, at)
-            if tool.get("type") != "function":
+            if not isinstance(tool, dict) or tool.get("type") != "function":
                 _refuse(f"{at}.type", "only function tools (no server-side tools)")
+            _only(tool, self._FUNCTION | {"type"}, at)
         choice = params.get("tool_choice")
         if isinstance(choice, str):
             if choice not in ("none", "auto", "required"):
@@ -354,7 +356,7 @@ class _Rules:
             if not isinstance(item.get("output"), str):
                 _refuse(f"{path}.output", "a function's output is text")
         else:
-            _refuse(f"{path}.type", f"input items of type {str(kind)[:40]!r} (stored or server-side)")
+            _refuse(f"{path}.type", f"input items of type {str(kind)[:40]!r} (stored, server-side)")
         return item
 
     def responses_part(self, part: Any, path: str) -> None:

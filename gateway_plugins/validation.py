@@ -33,9 +33,9 @@ __all__ = [
     "REFUSED_BY_NAME",
     "REQUEST_MODELS",
     "CountTokensRequest",
-    "field_policy",
     "InvalidRequest",
     "ValidRequest",
+    "field_policy",
     "parse_body",
     "read_body",
     "validate",
@@ -284,7 +284,8 @@ def validate(
     target = target or Target()
     if (kind == "embeddings") != target.embedding and target.providers:
         what = "an embedding model" if target.embedding else "not an embedding model"
-        raise InvalidRequest(f"The model {request.model!r} is {what}; use another endpoint.", "model")
+        message = f"The model {request.model!r} is {what}; use another endpoint."
+        raise InvalidRequest(message, "model")
     params = request.model_dump(exclude_unset=True)
     for field in DROPPED:
         params.pop(field, None)

@@ -91,7 +91,8 @@ async def completions_stream(gateway: RunningGateway, token: str) -> str:
 
 
 async def embeddings(gateway: RunningGateway, token: str) -> str:
-    answer = await gateway.async_client(token).embeddings.create(model=EMBEDDING_MODEL, input=PROMPT)
+    client = gateway.async_client(token)
+    answer = await client.embeddings.create(model=EMBEDDING_MODEL, input=PROMPT)
     [item] = answer.data
     assert len(item.embedding) == EMBEDDING_DIMENSIONS
     assert item.embedding == pytest.approx(embedding_vector(PROMPT), abs=1e-6)
