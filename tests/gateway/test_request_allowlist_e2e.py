@@ -9,6 +9,7 @@ Gemini never gets a context cache; upstream 4xx texts and response ids carry not
 the operator's setup.
 """
 
+# ruff: noqa: E501  (REFUSED reads as a table: one refused request per line)
 from __future__ import annotations
 
 import base64
@@ -18,7 +19,6 @@ from typing import Any
 
 import anthropic
 import httpx
-import openai
 import pytest
 
 from portal.db import Database
@@ -338,7 +338,10 @@ async def test_an_upstream_4xx_text_never_reaches_the_client(
 ) -> None:
     user = await make_user("1")
     secret = f"Bearer {fresh_upstream.api_key}"
-    echo = f"Invalid request; you sent Authorization: {secret} to {fresh_upstream.url}/v1 deployment openai/gpt-4.1-nano"
+    echo = (
+        f"Invalid request; you sent Authorization: {secret} "
+        f"to {fresh_upstream.url}/v1 deployment openai/gpt-4.1-nano"
+    )
     fresh_upstream.fail_next(400, message=echo, count=3)
     path, body = {
         "chat": chat(NANO),
@@ -398,16 +401,16 @@ def cors_gateway(
     stop_gateway(running)
 
 
-def preflight(url: str, origin: str) -> httpx.Response:
-    return httpx.options(
-        f"{url}/v1/chat/completions",
-        headers={
-            "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
-        },
-        timeout=30,
-    )
+async def preflight(url: str, origin: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.options(
+            f"{url}/v1/chat/completions",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
 
 
 async def test_cors_preflight_only_for_configured_origins(
@@ -416,20 +419,21 @@ async def test_cors_preflight_only_for_configured_origins(
     make_user: MakeUser,
     fresh_upstream: FakeUpstream,
 ) -> None:
-    allowed = preflight(cors_gateway.url, ORIGIN)
+    allowed = await preflight(cors_gateway.url, ORIGIN)
     assert allowed.status_code == 200, allowed.text
     assert allowed.headers["access-control-allow-origin"] == ORIGIN
     assert "POST" in allowed.headers["access-control-allow-methods"]
     assert "access-control-allow-credentials" not in allowed.headers
-    other = preflight(cors_gateway.url, "https://evil.example")
+    other = await preflight(cors_gateway.url, "https://evil.example")
     assert "access-control-allow-origin" not in other.headers
     user = await make_user("1")
     answer = await post(cors_gateway, user.token, *chat(NANO), Origin=ORIGIN)
     assert answer.status_code == 200
     assert answer.headers["access-control-allow-origin"] == ORIGIN
-    health = httpx.get(f"{cors_gateway.url}/healthz", headers={"Origin": ORIGIN}, timeout=30)
+    async with httpx.AsyncClient(timeout=30) as client:
+        health = await client.get(f"{cors_gateway.url}/healthz", headers={"Origin": ORIGIN})
     assert "access-control-allow-origin" not in health.headers  # API routes only
     # The default config names no origin: no CORS header at all, the method is 405.
-    default = preflight(gateway.url, ORIGIN)
+    default = await preflight(gateway.url, ORIGIN)
     assert default.status_code == 405 and default.headers["allow"] == "POST"
     assert "access-control-allow-origin" not in default.headers
