@@ -18,15 +18,19 @@ import pytest
 
 from gateway_plugins.validation import (
     DROPPED,
+    FORCED,
+    REFUSED_BY_NAME,
     REQUEST_MODELS,
     InvalidRequest,
     ValidRequest,
+    field_policy,
     parse_body,
     read_body,
     validate,
 )
 from portal.credits.units import credits_to_units
 from portal.db import Database
+from portal.settings import PROJECT_ROOT
 from portal.usage.service import list_usage
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.gateway import MakeUser, RunningGateway
@@ -315,6 +319,42 @@ async def test_the_body_is_read_no_further_than_its_cap() -> None:
         await read_body(chunks(b"x" * 60, b"y" * 60), None, 100)
     with pytest.raises(InvalidRequest):  # a lying Content-Length changes nothing
         await read_body(chunks(b"x" * 60, b"y" * 60), "10", 100)
+
+
+def docs_field_table() -> dict[str, dict[str, str]]:
+    """docs/security.md's field table: field → endpoint → passed/dropped/forced/refused."""
+    text = (PROJECT_ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    table = text.split("<!-- field-table:start -->")[1].split("<!-- field-table:end -->")[0]
+    header, _rule, *rows = [line for line in table.strip().splitlines()]
+    endpoints = [cell.strip() for cell in header.strip("|").split("|")][1:]
+    found: dict[str, dict[str, str]] = {}
+    for row in rows:
+        field, *cells = [cell.strip() for cell in row.strip("|").split("|")]
+        found[field.strip("`")] = dict(zip(endpoints, cells, strict=True))
+    return found
+
+
+def test_the_docs_field_table_is_the_code() -> None:
+    """Every field each endpoint accepts, forces or refuses by name has its row, with the
+    word the code applies; no row names a field the code does not know."""
+    table = docs_field_table()
+    known = {f for model in REQUEST_MODELS.values() for f in model.model_fields}
+    known |= {f for forced in FORCED.values() for f in forced} | set(REFUSED_BY_NAME)
+    assert set(table) == known
+    for field, cells in table.items():
+        assert set(cells) == set(REQUEST_MODELS), field
+        for kind, word in cells.items():
+            assert word == field_policy(kind, field), (field, kind, word)
+
+
+def test_dropped_fields_are_accepted_and_never_forwarded() -> None:
+    body = {"metadata": {"user_id": "u"}, "user": "u", "safety_identifier": "s", "store": False}
+    for kind in ("chat", "responses"):
+        params = check(kind, body).params
+        assert not {"metadata", "user", "safety_identifier"} & set(params), kind
+    assert "store" not in check("chat", body).params
+    assert check("responses", body).params["store"] is False
+    assert "metadata" not in check("messages", {"metadata": {"user_id": "u"}}).params
 
 
 # --------------------------------------------------------------------------- end to end
