@@ -337,7 +337,7 @@ async def test_deployment_usage_is_counted_only_where_a_limit_can_use_it(
 def test_limits_from_the_cost_map_keep_usage_counted(router: Router) -> None:
     """Gemini's cost-map entry carries TPM/RPM: its deployment stays counted."""
     limited = router.increment_deployment_usage_for_response.limited  # type: ignore[attr-defined]
-    assert limited == {"gemini-2.5-flash#3"}
+    assert limited == {"gemini-2.5-flash#4"}
 
 
 def test_litellm_access_log_filters_are_gone_and_ours_drops_query_values() -> None:

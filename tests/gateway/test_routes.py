@@ -70,7 +70,6 @@ LITELLM_PROXY_PATHS = (
     "/messages",
     "/responses",
     "/models",
-    "/v1/messages/count_tokens",
     "/v1/responses/resp_123",
     "/v1/batches",
     "/v1/files",
