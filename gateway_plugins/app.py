@@ -1,7 +1,9 @@
 """The gateway's ASGI app: exactly the routes it meters, plus health and metrics.
 
 `ROUTES` is the whole surface; `tests/gateway/test_routes.py` enumerates it and fails on
-anything else. Every other path or method answers 404 with an OpenAI-style body. LiteLLM
+anything else. Every other path answers 404 with an OpenAI-style body; a wrong method on
+a served path 405 with `Allow`. CORS (preflights included) only for the `/v1/` routes
+and only for the origins config.yaml names (`cors`). LiteLLM
 is used as a library (`gateway_plugins.litellm_bridge`), so none of its proxy routes
 exist here.
 """
@@ -23,7 +25,15 @@ from starlette.routing import Route
 
 from gateway_plugins import background, litellm_bridge, metrics, pipeline, warmup
 from gateway_plugins.auth import identify, presented_token
-from gateway_plugins.errors import error_response, from_domain, not_found, service_unavailable
+from gateway_plugins.cors import ApiCors
+from gateway_plugins.count_tokens import count_tokens
+from gateway_plugins.errors import (
+    error_response,
+    from_domain,
+    method_not_allowed,
+    not_found,
+    service_unavailable,
+)
 from gateway_plugins.heap import freeze_startup_heap
 from gateway_plugins.log_scrubbing import requests_may_arrive
 from gateway_plugins.runtime import GatewayRuntime, open_runtime
@@ -45,6 +55,7 @@ ROUTES: list[tuple[str, str]] = [
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
     ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
     ("POST", "/v1/responses"),
     ("POST", "/v1/embeddings"),
     ("GET", "/v1/models"),
@@ -146,6 +157,19 @@ async def _not_found(request: Request, _exc: Exception) -> Response:
     return error_response(not_found(request.url.path))
 
 
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    headers = getattr(exc, "headers", None) or {}
+    allow = headers.get("Allow") or headers.get("allow")
+    if getattr(exc, "status_code", None) != 405 or not allow:
+        return error_response(not_found(request.url.path))
+    allow = ", ".join(sorted(method.strip() for method in allow.split(",")))  # one order
+    return error_response(method_not_allowed(request.method, allow), headers={"Allow": allow})
+
+
+async def _count_tokens(request: Request) -> Response:
+    return await count_tokens(_runtime(request), request)
+
+
 def build_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -177,6 +201,7 @@ def build_app(settings: Settings) -> Starlette:
         "/v1/chat/completions": _metered("chat"),
         "/v1/completions": _metered("text"),
         "/v1/messages": _metered("messages"),
+        "/v1/messages/count_tokens": _count_tokens,
         "/v1/responses": _metered("responses"),
         "/v1/embeddings": _metered("embeddings"),
         "/v1/models": list_models,
@@ -190,10 +215,11 @@ def build_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: _not_found, 405: _not_found, HTTPException: _not_found},
+        exception_handlers={404: _not_found, 405: _not_allowed, HTTPException: _not_allowed},
     )
     # Starlette would answer `/healthz/` or `/v1/chat/completions/` with a redirect to the
     # route; off the list means 404, with no hint of what lies nearby.
     app.router.redirect_slashes = False
+    app.add_middleware(ApiCors)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -19,6 +19,7 @@ __all__ = [
     "anthropic_error_event",
     "error_response",
     "from_domain",
+    "method_not_allowed",
     "not_found",
     "openai_stream_error",
     "service_unavailable",
@@ -32,6 +33,7 @@ _ANTHROPIC_TYPES = {
     402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     408: "timeout_error",
     413: "request_too_large",
     429: "rate_limit_error",
@@ -99,9 +101,19 @@ def not_found(path: str) -> ErrorBody:
     return ErrorBody(
         404,
         f"Unknown route {path[:200]!r}. This gateway serves /v1/chat/completions, "
-        "/v1/completions, /v1/messages, /v1/responses, /v1/embeddings, /v1/models and /v1/credits.",
+        "/v1/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/embeddings, "
+        "/v1/models and /v1/credits.",
         type="invalid_request_error",
         code="unknown_url",
+    )
+
+
+def method_not_allowed(method: str, allow: str) -> ErrorBody:
+    return ErrorBody(
+        405,
+        f"Method {method[:20]!r} is not allowed here; this path answers {allow}.",
+        type="invalid_request_error",
+        code="method_not_allowed",
     )
 
 

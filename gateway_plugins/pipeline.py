@@ -33,6 +33,7 @@ from gateway_plugins import admission, litellm_bridge, metrics, reservation, ups
 from gateway_plugins.errors import ApiFormat, error_response, from_domain, service_unavailable
 from gateway_plugins.metering import Usage, finished_call, usage_cost_usd, usage_from
 from gateway_plugins.rate_limits import InFlightSlot
+from gateway_plugins.response_ids import with_public_response_id
 from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
 from gateway_plugins.streaming import MeteredStream
@@ -130,6 +131,7 @@ async def _validate(
         max_output_tokens=runtime.max_output_tokens(model),
         default_output_tokens=settings.credits.default_max_tokens,
         max_choices=settings.limits.max_choices,
+        target=runtime.targets.get(model) if isinstance(model, str) else None,
     )
     if not runtime.config.prices.knows(valid.model):
         raise UnknownModel(
@@ -147,6 +149,8 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
     except Exception as exc:
         return await _no_answer(runtime, call, exc)
     data = litellm_bridge.to_jsonable(response)
+    if call.kind == "responses":
+        with_public_response_id(data)
     model_id = litellm_bridge.model_id_of(response)
     reported = usage_from(data.get("usage"))
     usage = reported or Usage(prompt=call.estimated_prompt_tokens)

@@ -15,6 +15,7 @@ from gateway_plugins import litellm_bridge
 from gateway_plugins.inflight import InFlight
 from gateway_plugins.litellm_bridge import Router
 from gateway_plugins.rate_limits import RateLimiter
+from gateway_plugins.targets import Target, targets_of
 from portal.config import ConfigError
 from portal.config.plugin_settings import PlanLimits
 from portal.credits.pricing import PricedConfig, load_priced_config
@@ -41,6 +42,8 @@ class GatewayRuntime:
     auth_cache: AuthCache | None = None
     inflight: InFlight = field(default_factory=InFlight)
     output_limits: dict[str, int] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
+    """Model group → the providers its calls may reach, and whether it embeds."""
 
     @property
     def deadline_seconds(self) -> int:
@@ -95,4 +98,5 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
             AuthCache(redis, settings.auth_cache_ttl_seconds) if redis is not None else None
         ),
         output_limits=litellm_bridge.output_limits(raw["model_list"]),
+        targets=targets_of(raw),
     )

@@ -17,6 +17,7 @@ import orjson
 
 from gateway_plugins.errors import ErrorBody, anthropic_error_event, openai_stream_error
 from gateway_plugins.metering import Usage, usage_from
+from gateway_plugins.response_ids import with_public_response_id
 
 __all__ = ["RELAYS", "Relay"]
 
@@ -191,6 +192,7 @@ class ResponsesRelay(Relay):
         kind = getattr(event, "type", "")
         kind = str(getattr(kind, "value", kind))  # LiteLLM uses a str Enum for some
         self.sequence = max(self.sequence, int(getattr(event, "sequence_number", 0) or 0))
+        with_public_response_id(getattr(event, "response", None))
         frame = b"event: " + kind.encode() + b"\n" + _data(event.model_dump_json().encode())
         if kind == "response.output_text.delta":
             delta = getattr(event, "delta", "")

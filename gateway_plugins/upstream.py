@@ -81,9 +81,24 @@ async def _unless_client_leaves(http: Request, work: Awaitable[Any]) -> Any:
     return answer
 
 
+# An upstream 4xx's own text can quote the operator's key, upstream URL or deployment
+# name (a provider echoing its Authorization header, a proxy naming its route): the
+# client gets a fixed text per status instead, never the upstream's words.
+_FIXED_4XX = {
+    400: "The upstream provider refused the request as invalid (HTTP 400); check its "
+    "parameters, content and size against the model.",
+    413: "The upstream provider refused the request as too large (HTTP 413).",
+    422: "The upstream provider could not process the request (HTTP 422); check its "
+    "parameters against the model.",
+}
+
+
 def failure_body(failure: UpstreamFailure) -> ErrorBody:
+    """The client's error for an upstream failure: fixed texts only (`_FIXED_4XX`, and
+    `litellm_bridge`'s for every other status)."""
+    message = _FIXED_4XX.get(failure.status, failure.message)
     kind = "timeout" if failure.status in (408, 504) else "upstream_error"
     error_type = "invalid_request_error" if failure.status < 500 else "api_error"
     if failure.status == 429:
         error_type = "rate_limit_error"
-    return ErrorBody(failure.status, failure.message, type=error_type, code=kind)
+    return ErrorBody(failure.status, message, type=error_type, code=kind)

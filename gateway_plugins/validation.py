@@ -6,6 +6,12 @@ call is made (`api_base`, `api_key`, `*_cost_*`, `mock_response`, `litellm_*`,
 `metadata`, `fallbacks`, …). Output sizes are strict integers within the model's limit
 (`150000.0`, `"150000"` and `true` are refused); `n` is capped and multiplies the
 reservation. `tests/gateway/test_validation.py` enumerates every field.
+
+Harmless fields real clients send are accepted and dropped, never forwarded (`DROPPED`:
+`metadata`, `user`, `safety_identifier`, `store` — only as false); what sits inside the
+messages and tools is allow-listed by `content_rules`, per provider the call may reach.
+Each field's fate per endpoint (passed / dropped / forced / refused, `field_policy`) is
+the table in docs/security.md, checked against this module by a test.
 """
 
 from __future__ import annotations
@@ -17,12 +23,19 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
+from gateway_plugins.content_rules import checked_content
+from gateway_plugins.targets import Target
 from portal.errors import GatewayError
 
 __all__ = [
+    "DROPPED",
+    "MAX_JSON_DEPTH",
+    "REFUSED_BY_NAME",
     "REQUEST_MODELS",
+    "CountTokensRequest",
     "InvalidRequest",
     "ValidRequest",
+    "field_policy",
     "parse_body",
     "read_body",
     "validate",
@@ -31,6 +44,10 @@ __all__ = [
 Number = Annotated[float, Field(strict=False)]
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 Short = Annotated[str, Field(max_length=256)]
+Metadata = dict[str, Any]
+Verbosity = Literal["low", "medium", "high"]
+# Responses `include` values that return nothing stored, encrypted or paid for.
+Include = Literal["message.output_text.logprobs"]
 
 
 class InvalidRequest(GatewayError):
@@ -67,6 +84,11 @@ class ChatRequest(_Request):
     parallel_tool_calls: StrictBool | None = None
     response_format: dict[str, Any] | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    verbosity: Verbosity | None = None
+    prompt_cache_key: Short | None = None
+    store: Literal[False] | None = None
+    metadata: Metadata | None = None
+    safety_identifier: Short | None = None
     user: Short | None = None
 
 
@@ -102,6 +124,17 @@ class MessagesRequest(_Request):
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None
     thinking: dict[str, Any] | None = None
+    metadata: Metadata | None = None
+
+
+class CountTokensRequest(_Request):
+    """Anthropic's `/v1/messages/count_tokens`: what `messages.count_tokens` sends."""
+
+    messages: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    system: str | list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    thinking: dict[str, Any] | None = None
 
 
 class ResponsesRequest(_Request):
@@ -121,6 +154,10 @@ class ResponsesRequest(_Request):
     reasoning: dict[str, Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     store: Literal[False] | None = None
+    prompt_cache_key: Short | None = None
+    include: list[Include] | None = None
+    metadata: Metadata | None = None
+    safety_identifier: Short | None = None
     user: Short | None = None
 
 
@@ -137,7 +174,34 @@ REQUEST_MODELS: dict[str, type[_Request]] = {
     "messages": MessagesRequest,
     "responses": ResponsesRequest,
     "embeddings": EmbeddingsRequest,
+    "count_tokens": CountTokensRequest,
 }
+# Accepted so that real clients work, and never forwarded: they could identify a person
+# upstream (`metadata.user_id`, `user`, `safety_identifier`) or ask it to keep content.
+DROPPED = frozenset({"metadata", "user", "safety_identifier", "store"})
+# Set by the gateway whatever the client sent (or did not send).
+FORCED: dict[str, dict[str, str]] = {
+    "chat": {"stream_options": "include_usage: true when streaming (metered from it)"},
+    "text": {"stream_options": "include_usage: true when streaming (metered from it)"},
+    "responses": {"store": "false"},
+    "messages": {"store": "false when a deployment it may reach is OpenAI (Responses API)"},
+}
+# Fields clients are known to send that are refused, with the reason the 400 gives.
+REFUSED_BY_NAME: dict[str, str] = {
+    "previous_response_id": "nothing is stored upstream, so there is no response to continue",
+    "conversation": "nothing is stored upstream, so there is no conversation to continue",
+    "background": "a background run is kept upstream",
+    "prompt": "stored prompt templates live in the operator's account",
+    "service_tier": "it changes the price of the call",
+    "web_search_options": "server-side web search is not offered (paid per call upstream)",
+    "mcp_servers": "server-side MCP connections are not offered",
+    "container": "server-side code execution is not offered",
+    "modalities": "audio output is not offered",
+    "audio": "audio output is not offered",
+    "prediction": "predicted outputs are billed in ways the reservation cannot bound",
+    "max_tool_calls": "server-side tools are not offered",
+}
+MAX_JSON_DEPTH = 64
 _OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
@@ -174,7 +238,31 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    # Fewer brackets than the limit cannot nest deeper than it: most bodies skip the walk.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _too_deep(body):
+        raise InvalidRequest(f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
     return body
+
+
+def _too_deep(body: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def field_policy(kind: str, field: str) -> str:
+    """What happens to `field` on endpoint `kind`: passed, dropped, forced or refused
+    (the docs table's words)."""
+    if field in FORCED.get(kind, {}):
+        return "forced"
+    if field not in REQUEST_MODELS[kind].model_fields:
+        return "refused"
+    return "dropped" if field in DROPPED else "passed"
 
 
 def validate(
@@ -184,13 +272,24 @@ def validate(
     max_output_tokens: int,
     default_output_tokens: int,
     max_choices: int,
+    target: Target | None = None,
 ) -> ValidRequest:
-    """The body as an allow-listed request, or InvalidRequest naming the first bad field."""
+    """The body as an allow-listed request, or InvalidRequest naming the first bad field.
+    `target` is what the requested model may reach (unknown: no provider-specific
+    content, such as image URLs or cache hints, is let through)."""
     try:
         request = REQUEST_MODELS[kind].model_validate(body)
     except ValidationError as exc:
         raise _refusal(exc) from None
+    target = target or Target()
+    if (kind == "embeddings") != target.embedding and target.providers:
+        what = "an embedding model" if target.embedding else "not an embedding model"
+        message = f"The model {request.model!r} is {what}; use another endpoint."
+        raise InvalidRequest(message, "model")
     params = request.model_dump(exclude_unset=True)
+    for field in DROPPED:
+        params.pop(field, None)
+    checked_content(kind, params, target.providers)
     # Every output size the client set is checked, and the largest reserved: with both
     # max_tokens and max_completion_tokens, the provider may honour either.
     sizes = {f: params[f] for f in _OUTPUT_FIELDS if params.get(f) is not None}
@@ -215,7 +314,9 @@ def validate(
     wants_usage = bool((params.get("stream_options") or {}).get("include_usage"))
     if stream and kind in ("chat", "text"):
         params["stream_options"] = {"include_usage": True}  # we meter from it
-    if kind == "responses":
+    if kind == "responses" or (kind == "messages" and "openai" in target.providers):
+        # LiteLLM bridges /v1/messages on an OpenAI model to the Responses API, which
+        # keeps prompt and answer unless told not to; the kwarg reaches that request.
         params["store"] = False
     return ValidRequest(
         kind=kind,
@@ -232,7 +333,9 @@ def _refusal(exc: ValidationError) -> InvalidRequest:
     location = [str(part) for part in error["loc"]]
     param = location[0] if location else None
     if error["type"] == "extra_forbidden":
-        return InvalidRequest(f"Unsupported parameter: {param!r} is not accepted.", param)
+        why = REFUSED_BY_NAME.get(param or "")
+        reason = f" ({why})" if why else ""
+        return InvalidRequest(f"Unsupported parameter: {param!r} is not accepted{reason}.", param)
     if error["type"] == "missing":
         return InvalidRequest(f"Missing required parameter: {param!r}.", param)
     where = ".".join(location) or "body"

@@ -4,13 +4,14 @@ never silently falls back to a default."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from portal.config.billing_settings import BillingSettings
 
 __all__ = [
+    "CorsSettings",
     "CreditSettings",
     "LimitSettings",
     "PlanLimits",
@@ -93,7 +94,16 @@ class RetentionSettings(_Strict):
     email_log_days: int = Field(default=400, gt=0)
 
 
+class CorsSettings(_Strict):
+    """Browsers (or an Electron renderer) on these origins may call the API routes with a
+    gateway token in a header; no cookies or credentials mode are involved. None by
+    default: no CORS headers at all."""
+
+    allowed_origins: list[Annotated[str, Field(pattern=r"^(\*|https?://[^/\s]+)$")]] = []
+
+
 class PluginSettings(_Strict):
+    cors: CorsSettings = CorsSettings()
     credits: CreditSettings = CreditSettings()
     limits: LimitSettings = LimitSettings()
     timeouts: TimeoutSettings = TimeoutSettings()

@@ -98,6 +98,16 @@ def gateway_config() -> PricedConfig:
     return load_priced_config(PROJECT_ROOT / "config.yaml", require_prices=False)
 
 
+def chat_model_names() -> list[str]:
+    """The session gateway's models that generate text (embedding models answer only
+    /v1/embeddings)."""
+    from gateway_plugins.targets import targets_of
+
+    config = gateway_config()
+    targets = targets_of(config.raw)
+    return [name for name in config.model_names if not targets[name].embedding]
+
+
 def usd_units(cost_usd: Decimal) -> int:
     """Ledger units charged for an upstream cost, with the configured markup."""
     credits = gateway_config().plugin.credits

@@ -39,7 +39,7 @@ from tests.fixtures.gateway import (
     stop_gateway,
 )
 from tests.gateway.dumps import database_dump, files_dump
-from tests.gateway.support import gateway_config, settled_usage
+from tests.gateway.support import chat_model_names, settled_usage
 
 pytestmark = pytest.mark.gateway
 
@@ -141,7 +141,7 @@ async def embeddings_call(
 ) -> str:
     assert not stream
     answer = await gateway.async_client(token).embeddings.create(
-        model=OPENAI_MODEL,
+        model="text-embedding-3-small",
         input=[f"embed {canary['user']}", f"{canary['system']} {canary['tool_argument']}"],
     )
     assert len(answer.data) == 2
@@ -266,7 +266,7 @@ def every_call() -> list[tuple[str, Send, tuple[bool, ...]]]:
     """(name, call, stream modes): chat on every model, then every other POST endpoint."""
     calls: list[tuple[str, Send, tuple[bool, ...]]] = [
         (f"chat {model}", bind(chat_call, model=model), (False, True))
-        for model in gateway_config().model_names  # the debug gateway's unpriced one: refused
+        for model in chat_model_names()  # the debug gateway's unpriced one: refused
     ]
     return [
         *calls,

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.gateway
 PROMPT = "Say hello to the gateway please"
 REPLY = "Four short words here and then some more words to count."
 OPENAI_MODEL = "gpt-4.1-nano"
+EMBEDDING_MODEL = "text-embedding-3-small"
 ANTHROPIC_MODEL = "claude-haiku-4-5"
 FUNDS = "1"
 
@@ -90,7 +91,8 @@ async def completions_stream(gateway: RunningGateway, token: str) -> str:
 
 
 async def embeddings(gateway: RunningGateway, token: str) -> str:
-    answer = await gateway.async_client(token).embeddings.create(model=OPENAI_MODEL, input=PROMPT)
+    client = gateway.async_client(token)
+    answer = await client.embeddings.create(model=EMBEDDING_MODEL, input=PROMPT)
     [item] = answer.data
     assert len(item.embedding) == EMBEDDING_DIMENSIONS
     assert item.embedding == pytest.approx(embedding_vector(PROMPT), abs=1e-6)
@@ -156,7 +158,7 @@ CASES = [
     Case("completions-stream", OPENAI_MODEL, completions_stream, REPLY_TOKENS),
     Case(
         "embeddings",
-        OPENAI_MODEL,
+        EMBEDDING_MODEL,
         embeddings,
         0,
         prompt_tokens=len(PROMPT.split()),  # words only, no per-item overhead

@@ -14,6 +14,7 @@ from portal.usage.models import UsageRecord
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.gateway import MakeUser, RunningGateway
 from tests.gateway.support import (
+    chat_model_names,
     fake_completion_tokens,
     fake_prompt_tokens,
     gateway_config,
@@ -117,7 +118,7 @@ async def test_cache_discount_and_reasoning_on_every_model(
 ) -> None:
     user = await make_user("1")
     call = Caller(gateway, db, user.user_id, user.token)
-    for model in gateway_config().model_names:
+    for model in chat_model_names():
         fresh_upstream.usage_extra = {}
         plain = await call(model, LONG)
         fresh_upstream.usage_extra = {"cached_tokens": CACHED}

@@ -169,7 +169,8 @@ async def test_a_request_cannot_set_its_own_price(
         "mock_response": "free lunch",
         "model_info": {"input_cost_per_token": 0, "output_cost_per_token": 0},
         "litellm_call_id": "someone-elses-call",
-        "metadata": {"user_api_key_user_id": "someone-else"},
+        # `metadata` itself is accepted and dropped (issue 19); LiteLLM's own key is not.
+        "litellm_metadata": {"user_api_key_user_id": "someone-else"},
         "api_base": "http://127.0.0.1:1/v1",
         "api_key": "sk-mine",
         "fallbacks": ["o1-pro"],

@@ -33,6 +33,7 @@ POST_ROUTES = {
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/messages",
+    "/v1/messages/count_tokens",
     "/v1/responses",
     "/v1/embeddings",
 }
@@ -69,7 +70,6 @@ LITELLM_PROXY_PATHS = (
     "/messages",
     "/responses",
     "/models",
-    "/v1/messages/count_tokens",
     "/v1/responses/resp_123",
     "/v1/batches",
     "/v1/files",
@@ -132,6 +132,21 @@ async def local(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def assert_wrong_method(response: httpx.Response, allowed: str, *, head: bool = False) -> None:
+    """405 on a served path, with the methods it does answer, and no contradiction."""
+    assert response.status_code == 405, (response.request.method, response.request.url)
+    assert response.headers["allow"] == allowed
+    if head:
+        return
+    error = response.json()["error"]
+    assert error["code"] == "method_not_allowed" and allowed in error["message"], error
+    assert "Unknown route" not in error["message"]
+
+
+def allow_of(path: str) -> str:
+    return "POST" if path in POST_ROUTES else "GET, HEAD"
+
+
 def assert_unknown_route(response: httpx.Response, *, head: bool = False) -> None:
     assert response.status_code == 404, (response.request.method, response.request.url)
     assert response.headers["content-type"].startswith("application/json")
@@ -159,20 +174,24 @@ def test_the_apps_routes_are_exactly_the_allow_list(app: Starlette) -> None:
     }
 
 
-async def test_every_other_method_on_a_real_route_is_404(local: httpx.AsyncClient) -> None:
+async def test_every_other_method_on_a_real_route_is_405_with_allow(
+    local: httpx.AsyncClient,
+) -> None:
+    """Issue 19: OPTIONS/GET on /v1/chat/completions answered a 404 that listed the very
+    path it refused."""
     for method, path in sorted({(m, p) for m in METHODS for p in POST_ROUTES | GET_ROUTES}):
         if (method, path) in ALLOWED:
             continue
         url = path.replace("{id}", "gpt-4.1-nano")
         response = await local.request(method, url, json={"model": "gpt-4.1-nano"})
-        assert_unknown_route(response, head=method == "HEAD")
+        assert_wrong_method(response, allow_of(path), head=method == "HEAD")
 
 
 async def test_head_answers_on_get_routes_only(local: httpx.AsyncClient) -> None:
     head = await local.head("/healthz")
     assert head.status_code == 200 and head.content == b""
     assert (await local.head("/metrics")).status_code == 200
-    assert_unknown_route(await local.head("/v1/chat/completions"), head=True)
+    assert_wrong_method(await local.head("/v1/chat/completions"), "POST", head=True)
 
 
 async def test_a_trailing_slash_is_not_redirected(local: httpx.AsyncClient) -> None:
@@ -241,7 +260,7 @@ async def test_litellm_proxy_routes_are_404_for_a_funded_user(
             ("OPTIONS", "/v1/chat/completions"),
         ):
             response = await client.request(method, path, json=body, headers=auth[0])
-            assert_unknown_route(response)
+            assert_wrong_method(response, allow_of(path.replace("gpt-4.1-nano", "{id}")))
     assert fresh_upstream.requests == [] and fresh_upstream.calls_served == 0
     assert await money(db, user.user_id) == before
     async with db.session() as session:

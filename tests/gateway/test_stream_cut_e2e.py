@@ -9,7 +9,7 @@ from portal.db import Database
 from portal.usage.models import CallStatus
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.gateway import MakeUser, RunningGateway
-from tests.gateway.support import gateway_config, money, settled_usage
+from tests.gateway.support import chat_model_names, money, settled_usage
 
 pytestmark = pytest.mark.gateway
 
@@ -24,7 +24,7 @@ async def test_streams_cut_by_the_client_are_metered_and_released(
     fresh_upstream.chunk_delay = 0.25  # the whole reply would take 10 s: the cut is real
     user = await make_user("1")
     client = gateway.async_client(user.token)
-    models = gateway_config().model_names
+    models = chat_model_names()
 
     for model in models:
         stream = await client.chat.completions.create(

@@ -17,15 +17,20 @@ import httpx
 import pytest
 
 from gateway_plugins.validation import (
+    DROPPED,
+    FORCED,
+    REFUSED_BY_NAME,
     REQUEST_MODELS,
     InvalidRequest,
     ValidRequest,
+    field_policy,
     parse_body,
     read_body,
     validate,
 )
 from portal.credits.units import credits_to_units
 from portal.db import Database
+from portal.settings import PROJECT_ROOT
 from portal.usage.service import list_usage
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.gateway import MakeUser, RunningGateway
@@ -44,6 +49,7 @@ ALLOWED_FIELDS: dict[str, set[str]] = {
         "stream_options", "temperature", "top_p", "stop", "presence_penalty",
         "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "seed", "tools",
         "tool_choice", "parallel_tool_calls", "response_format", "reasoning_effort", "user",
+        "verbosity", "prompt_cache_key", "store", "metadata", "safety_identifier",
     },
     "text": {
         "model", "prompt", "max_tokens", "n", "stream", "stream_options", "temperature",
@@ -52,14 +58,16 @@ ALLOWED_FIELDS: dict[str, set[str]] = {
     },
     "messages": {
         "model", "messages", "max_tokens", "system", "stop_sequences", "stream",
-        "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking",
+        "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "metadata",
     },
     "responses": {
         "model", "input", "instructions", "max_output_tokens", "stream", "temperature",
         "top_p", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning",
-        "truncation", "store", "user",
+        "truncation", "store", "user", "prompt_cache_key", "include", "metadata",
+        "safety_identifier",
     },
     "embeddings": {"model", "input", "encoding_format", "dimensions", "user"},
+    "count_tokens": {"model", "messages", "system", "tools", "tool_choice", "thinking"},
 }  # fmt: skip
 
 MINIMAL: dict[str, dict[str, Any]] = {
@@ -68,6 +76,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "messages": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 9},
     "responses": {"model": "m", "input": "hi"},
     "embeddings": {"model": "m", "input": "hi"},
+    "count_tokens": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
 }
 OUTPUT_FIELDS = {
     "chat": ("max_tokens", "max_completion_tokens"),
@@ -84,7 +93,7 @@ DANGEROUS = {
     "output_cost_per_token": 0,
     "mock_response": "free lunch",
     "litellm_call_id": "someone-elses-call",
-    "metadata": {"user_api_key_user_id": "someone-else"},
+    "litellm_metadata": {"user_api_key_user_id": "someone-else"},
     "user_config": {"model_list": []},
     "fallbacks": ["o1-pro"],
     "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/o1-pro"}}],
@@ -167,15 +176,30 @@ SAMPLES: dict[str, Any] = {
     "store": False,
     "encoding_format": "float",
     "dimensions": 8,
+    "verbosity": "low",
+    "prompt_cache_key": "conversation-1",
+    "metadata": {"user_id": "someone", "user_api_key_user_id": "someone-else"},
+    "safety_identifier": "hash-of-a-person",
+    "include": ["message.output_text.logprobs"],
 }
-SAMPLE_OVERRIDES = {"text": {"logprobs": 2}, "messages": {"tool_choice": {"type": "auto"}}}
+ANTHROPIC_SAMPLES = {
+    "tool_choice": {"type": "auto"},
+    "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+}
+SAMPLE_OVERRIDES = {
+    "text": {"logprobs": 2},
+    "messages": ANTHROPIC_SAMPLES,
+    "count_tokens": ANTHROPIC_SAMPLES,
+    "responses": {"tools": [{"type": "function", "name": "f", "parameters": {}}]},
+}
 
 
 def test_every_allowed_field_is_accepted_and_passed_on() -> None:
     for kind, fields in ALLOWED_FIELDS.items():
         body = {field: SAMPLES[field] for field in fields} | SAMPLE_OVERRIDES.get(kind, {})
         valid = check(kind, body)
-        assert set(valid.params) >= fields, kind
+        assert set(valid.params) >= fields - DROPPED, kind
+        assert not set(valid.params) & (DROPPED - {"store"}), kind  # accepted, never forwarded
         for stranger in ("model_name", "engine", "deployment_id", "prompt_id", "prediction"):
             assert refused(kind, {stranger: 1}).param == stranger
 
@@ -297,6 +321,42 @@ async def test_the_body_is_read_no_further_than_its_cap() -> None:
         await read_body(chunks(b"x" * 60, b"y" * 60), "10", 100)
 
 
+def docs_field_table() -> dict[str, dict[str, str]]:
+    """docs/security.md's field table: field → endpoint → passed/dropped/forced/refused."""
+    text = (PROJECT_ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    table = text.split("<!-- field-table:start -->")[1].split("<!-- field-table:end -->")[0]
+    header, _rule, *rows = [line for line in table.strip().splitlines()]
+    endpoints = [cell.strip() for cell in header.strip("|").split("|")][1:]
+    found: dict[str, dict[str, str]] = {}
+    for row in rows:
+        field, *cells = [cell.strip() for cell in row.strip("|").split("|")]
+        found[field.strip("`")] = dict(zip(endpoints, cells, strict=True))
+    return found
+
+
+def test_the_docs_field_table_is_the_code() -> None:
+    """Every field each endpoint accepts, forces or refuses by name has its row, with the
+    word the code applies; no row names a field the code does not know."""
+    table = docs_field_table()
+    known = {f for model in REQUEST_MODELS.values() for f in model.model_fields}
+    known |= {f for forced in FORCED.values() for f in forced} | set(REFUSED_BY_NAME)
+    assert set(table) == known
+    for field, cells in table.items():
+        assert set(cells) == set(REQUEST_MODELS), field
+        for kind, word in cells.items():
+            assert word == field_policy(kind, field), (field, kind, word)
+
+
+def test_dropped_fields_are_accepted_and_never_forwarded() -> None:
+    body = {"metadata": {"user_id": "u"}, "user": "u", "safety_identifier": "s", "store": False}
+    for kind in ("chat", "responses"):
+        params = check(kind, body).params
+        assert not {"metadata", "user", "safety_identifier"} & set(params), kind
+    assert "store" not in check("chat", body).params
+    assert check("responses", body).params["store"] is False
+    assert "metadata" not in check("messages", {"metadata": {"user_id": "u"}}).params
+
+
 # --------------------------------------------------------------------------- end to end
 
 MODEL = "gpt-4.1-nano"  # no fallbacks: the reservation is priced at its own price
@@ -305,7 +365,7 @@ ENDPOINTS: dict[str, dict[str, Any]] = {
     "/v1/completions": {**MINIMAL["text"], "model": MODEL, "max_tokens": 20},
     "/v1/messages": {**MINIMAL["messages"], "model": MODEL},
     "/v1/responses": {**MINIMAL["responses"], "model": MODEL, "max_output_tokens": 20},
-    "/v1/embeddings": {**MINIMAL["embeddings"], "model": "gpt-4.1-nano"},
+    "/v1/embeddings": {**MINIMAL["embeddings"], "model": "text-embedding-3-small"},
 }
 
 
