@@ -42,7 +42,7 @@ async def messages(_: openai.AsyncOpenAI, client: anthropic.AsyncAnthropic) -> s
 
 
 async def embeddings(client: openai.AsyncOpenAI, _: anthropic.AsyncAnthropic) -> str:
-    answer = await client.embeddings.create(model=MODEL, input=USER_TEXT)
+    answer = await client.embeddings.create(model="text-embedding-3-small", input=USER_TEXT)
     return f"{len(answer.data[0].embedding)} dimensions"
 
 

@@ -39,7 +39,8 @@ def first_calls() -> Iterator[tuple[str, dict[str, object]]]:
             body = {"model": model, "messages": MESSAGES, "max_tokens": 50, "stream": stream}
             yield "/v1/messages", body
             yield "/v1/responses", {"model": model, "input": USER_TEXT, "stream": stream}
-    yield "/v1/embeddings", {"model": "gpt-4.1-nano", "input": USER_TEXT}
+    yield "/v1/embeddings", {"model": "text-embedding-3-small", "input": USER_TEXT}
+    yield "/v1/messages/count_tokens", {"model": "claude-haiku-4-5", "messages": MESSAGES}
 
 
 def late_imports(gateway: RunningGateway) -> float:

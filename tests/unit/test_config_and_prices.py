@@ -59,9 +59,11 @@ def test_shipped_config_prices_every_model_from_the_cost_map_or_overrides() -> N
 
 
 def test_a_short_call_on_the_cheapest_model_costs_what_the_cost_map_says(tmp_path: Path) -> None:
-    """~US$0.00004 for a short call: the debit is within 1% of the exact price."""
+    """~US$0.00004 for a short chat call: the debit is within 1% of the exact price."""
+    from tests.gateway.support import chat_model_names
+
     config = load_priced_config(PROJECT_ROOT / "config.yaml")
-    prices = [config.prices.price_of(name) for name in config.model_names]
+    prices = [config.prices.price_of(name) for name in chat_model_names()]
     cheapest = min((p for p in prices if p is not None), key=lambda p: p.cost_usd(200, 50))
     cost = cheapest.cost_usd(200, 50)
     assert Decimal("0.00001") < cost < Decimal("0.0001")
