@@ -81,10 +81,10 @@ def _report_checks(config_path: Path | None, service: str | None, *, unset_is_er
     errors += environment_errors
     for error in errors:
         print(f"gateway-admin: error: {error}", file=sys.stderr)
-    for warning in warnings + environment_warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     if errors:
         return 1
+    for warning in warnings + environment_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok ({len(names)} models: {', '.join(names)})")
     return 0
 

@@ -96,12 +96,15 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def _where(exc: yaml.YAMLError) -> str:
-    """` at line L, column C: <what PyYAML expected>` (1-based, as editors count)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None)
-    if mark is None:
+    """` at line L, column C: <what PyYAML found>` (1-based, as editors count), and where
+    the construct it was reading began when PyYAML says so."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
         return f" ({exc.__class__.__name__})"
-    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem or type(exc).__name__}"
+    mark, start = exc.problem_mark, exc.context_mark
+    text = f" at line {mark.line + 1}, column {mark.column + 1}: {exc.problem or 'syntax error'}"
+    if exc.context and start is not None:
+        text += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+    return text
 
 
 def check_config(path: Path) -> tuple[GatewayConfig, list[str]]:

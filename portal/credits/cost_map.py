@@ -32,11 +32,13 @@ def bundled_cost_map_price(litellm_model: str) -> tuple[Decimal, Decimal] | None
     if provider not in FAST_PROVIDERS or not name:
         return None
     costs = _cost_map()
-    for entry in (costs.get(litellm_model), costs.get(name)):
-        if isinstance(entry, dict) and entry.get("litellm_provider") == provider:
-            values = [entry.get(key) for key in _PRICE_KEYS]
-            if all(isinstance(v, int | float) for v in values) and any(values):
-                return Decimal(str(values[0])), Decimal(str(values[1]))
+    # LiteLLM's order: the whole name if listed (`gemini/...`), else the bare one (`gpt-4o`).
+    entry = costs[litellm_model] if litellm_model in costs else costs.get(name)
+    if not isinstance(entry, dict) or entry.get("litellm_provider") != provider:
+        return None
+    values = [entry.get(key) for key in _PRICE_KEYS]
+    if all(isinstance(v, int | float) for v in values) and any(values):
+        return Decimal(str(values[0])), Decimal(str(values[1]))
     return None
 
 
