@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from gateway_plugins import litellm_bridge
-from portal.config import routing
+from portal.config import ConfigError, routing
 from portal.credits.cost_map import FAST_PROVIDERS, _cost_map, bundled_cost_map_price
+from portal.credits.pricing import load_priced_config
 from portal.settings import PROJECT_ROOT
 from tests.cli.conftest import Admin
 
@@ -155,3 +156,14 @@ def test_bundled_prices_equal_litellms(provider: str) -> None:
 def test_the_shipped_models_are_priced_without_litellm() -> None:
     for model in ("openai/gpt-4.1-nano", "anthropic/claude-haiku-4-5", "gemini/gemini-2.5-flash"):
         assert bundled_cost_map_price(model) is not None, model
+
+
+def test_the_gateways_start_refuses_a_fallback_to_an_undefined_model(tmp_path: Path) -> None:
+    """What `gateway_plugins.runtime.open_runtime` loads before it builds the Router."""
+    path = shipped_with(tmp_path, fallbacks=[{"gpt-4o-mini": ["gpt-4o-mini-typo"]}])
+    with pytest.raises(ConfigError) as refused:
+        load_priced_config(path, require_prices=False)
+    assert refused.value.problems == [
+        "router_settings.fallbacks[0].gpt-4o-mini: falls back to 'gpt-4o-mini-typo', "
+        "which is not a model_name in model_list"
+    ]
