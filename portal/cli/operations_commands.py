@@ -75,7 +75,7 @@ def _report_checks(config_path: Path | None, service: str | None, *, unset_is_er
         prices, price_problems = PriceBook.from_model_list(config.model_list)
         names = prices.model_names
         errors += price_problems + section_problems(config.raw)
-        unset = environment_problems(config.model_list, os.environ)
+        unset = environment_problems(config.model_list)
         (errors if unset_is_error else warnings).extend(unset)
     environment_errors, environment_warnings = _environment(service)
     errors += environment_errors

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,10 @@ def _targets_problems(where: str, targets: Any, model_names: set[str]) -> list[s
     ]
 
 
-def environment_problems(model_list: list[Any], env: Mapping[str, str]) -> list[str]:
-    """`os.environ/NAME` references in litellm_params whose variable is unset or empty."""
+def environment_problems(model_list: list[Any], env: Mapping[str, str] | None = None) -> list[str]:
+    """`os.environ/NAME` references in litellm_params whose variable is unset or empty in
+    `env` (default: the process environment, where LiteLLM reads them)."""
+    env = os.environ if env is None else env
     problems = []
     for index, entry in enumerate(model_list):
         params = entry.get("litellm_params") if isinstance(entry, Mapping) else None
