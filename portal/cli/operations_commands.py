@@ -51,24 +51,47 @@ def register(groups: Any) -> None:
 
 
 def config_check(args: argparse.Namespace) -> int:
-    from portal.config import ConfigError
-    from portal.credits.pricing import load_priced_config
+    """Every problem on its own line, then exit 1; else the `ok` line. Imports no LiteLLM
+    and opens nothing (portal.config.routing, portal.credits.cost_map say how)."""
+    return _report_checks(args.config, getattr(args, "service", None), unset_is_error=True)
 
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    path = args.config or get_settings().config_path
-    config = load_priced_config(path)  # raises ConfigError listing every problem
-    from gateway_plugins.litellm_bridge import config_problems
 
-    if problems := config_problems(config.raw):
-        raise ConfigError(problems)
-    _check_environment(getattr(args, "service", None))
-    print(f"{path}: ok ({len(config.model_names)} models: {', '.join(config.model_names)})")
+def _report_checks(config_path: Path | None, service: str | None, *, unset_is_error: bool) -> int:
+    """`unset_is_error`: a provider key variable that is unset is an error (else a warning,
+    so `serve` in development starts with only some providers' keys)."""
+    from portal.config import ConfigError, check_config
+    from portal.config.routing import environment_problems, section_problems
+    from portal.credits.pricing import PriceBook
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # if LiteLLM is imported
+    path = config_path or get_settings().config_path
+    try:
+        config, errors = check_config(path)
+    except ConfigError as exc:
+        config, errors = None, list(exc.problems)
+    warnings: list[str] = []
+    names: list[str] = []
+    if config is not None:
+        prices, price_problems = PriceBook.from_model_list(config.model_list)
+        names = prices.model_names
+        errors += price_problems + section_problems(config.raw)
+        unset = environment_problems(config.model_list)
+        (errors if unset_is_error else warnings).extend(unset)
+    environment_errors, environment_warnings = _environment(service)
+    errors += environment_errors
+    for error in errors:
+        print(f"gateway-admin: error: {error}", file=sys.stderr)
+    if errors:
+        return 1
+    for warning in warnings + environment_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{path}: ok ({len(names)} models: {', '.join(names)})")
     return 0
 
 
-def _check_environment(service: str | None) -> None:
-    """Refuse what the services would refuse at start (all of it at once, in production);
-    print the warnings."""
+def _environment(service: str | None) -> tuple[list[str], list[str]]:
+    """What the services would refuse at start (all of it in one line, in production),
+    and the warnings."""
     from portal.config.deployment import (
         SERVICES,
         deployment_errors,
@@ -77,9 +100,19 @@ def _check_environment(service: str | None) -> None:
     )
 
     settings = get_settings()
-    if errors := deployment_errors(settings, services=[service] if service else SERVICES):
-        raise CommandError(refusal_message(errors) if settings.is_production else "; ".join(errors))
-    for warning in shared_state_warnings(settings) if service != "portal" else []:
+    errors = deployment_errors(settings, services=[service] if service else SERVICES)
+    if errors:
+        errors = [refusal_message(errors) if settings.is_production else "; ".join(errors)]
+    warnings = shared_state_warnings(settings) if service != "portal" else []
+    return errors, warnings
+
+
+def _check_environment(service: str | None) -> None:
+    """Refuse what the services would refuse at start; print the warnings."""
+    errors, warnings = _environment(service)
+    if errors:
+        raise CommandError(errors[0])
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
 
 
@@ -124,7 +157,9 @@ def serve_command(args: argparse.Namespace) -> int:
     names = ["gateway", "portal"] if args.service == "all" else [args.service]
     if "gateway" in names:
         service = None if len(names) > 1 else "gateway"
-        config_check(argparse.Namespace(config=None, service=service))
+        production = get_settings().is_production
+        if _report_checks(None, service, unset_is_error=production):
+            return 1
     else:
         _check_environment("portal")
     settings = get_settings()

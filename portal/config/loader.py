@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from portal.config.plugin_settings import PluginSettings, RetentionSettings
+from portal.config.routing import fallback_problems
 
 __all__ = [
     "SECTION",
@@ -88,20 +89,35 @@ def read_config(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError([f"{path}: unreadable ({type(exc).__name__})"]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML ({exc.__class__.__name__})"]) from None
+        raise ConfigError([f"{path}: not valid YAML{_where(exc)}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: the top level must be a mapping"])
     return raw
 
 
+def _where(exc: yaml.YAMLError) -> str:
+    """` at line L, column C: <what PyYAML found>` (1-based, as editors count), and where
+    the construct it was reading began when PyYAML says so."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f" ({exc.__class__.__name__})"
+    mark, start = exc.problem_mark, exc.context_mark
+    text = f" at line {mark.line + 1}, column {mark.column + 1}: {exc.problem or 'syntax error'}"
+    if exc.context and start is not None:
+        text += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+    return text
+
+
 def check_config(path: Path) -> tuple[GatewayConfig, list[str]]:
-    """The file and every problem found in it (ConfigError only if it cannot be read)."""
+    """The file and every problem found in it (ConfigError only if it cannot be read):
+    our section, the presence of `model_list`, and fallbacks to groups it defines."""
     raw = read_config(path)
     plugin, problems = _validated(PluginSettings, raw.get(SECTION), (SECTION,))
     model_list = raw.get("model_list")
     if not isinstance(model_list, list) or not model_list:
         problems.append("model_list: must list at least one model")
-    return GatewayConfig(path=path, raw=raw, plugin=plugin), problems
+    config = GatewayConfig(path=path, raw=raw, plugin=plugin)
+    problems += fallback_problems(raw.get("router_settings"), set(config.model_names))
+    return config, problems
 
 
 def load_config(path: Path) -> GatewayConfig:

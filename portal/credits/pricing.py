@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from portal.config import ConfigError, GatewayConfig, check_config
+from portal.credits.cost_map import bundled_cost_map_price
 
 __all__ = ["ModelPrice", "PriceBook", "PricedConfig", "load_priced_config"]
 
@@ -141,7 +142,10 @@ def _dollars(value: Any, key: str) -> Decimal:
 
 
 def _cost_map_price(litellm_model: str) -> ModelPrice | None:
-    import litellm  # heavy import, only where a price must be looked up
+    listed = bundled_cost_map_price(litellm_model)
+    if listed is not None:
+        return ModelPrice(*listed)
+    import litellm  # heavy import (~6 s of CPU), only for what the bundled map cannot say
 
     try:
         info = litellm.get_model_info(model=litellm_model)

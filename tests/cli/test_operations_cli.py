@@ -14,6 +14,7 @@ from portal.cli.prisma_schema import render_prisma_schema
 from portal.db.migrate import alembic_config
 from portal.settings import PROJECT_ROOT
 from tests.cli.conftest import Admin, side_by_side
+from tests.cli.test_config_check import KEYS as PROVIDER_KEYS
 
 
 def test_bad_input_is_refused_before_touching_the_database(
@@ -74,7 +75,7 @@ def test_config_check(offline_admin: Admin, tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("model_list:\n  - model_name: [unclosed\n")
     shipped, typo_result, broken_result = side_by_side(
-        functools.partial(offline_admin, "config", "check"),
+        functools.partial(offline_admin, "config", "check", **PROVIDER_KEYS),
         functools.partial(offline_admin, "config", "check", WFG_CONFIG=str(typo)),
         functools.partial(offline_admin, "config", "check", "--config", str(broken)),
     )

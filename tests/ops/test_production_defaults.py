@@ -18,7 +18,13 @@ from portal.settings import PROJECT_ROOT, Settings, get_settings
 from portal.web.app import create_app
 
 METRICS_TOKEN = secrets.token_hex(32)
+# The shipped config.yaml's os.environ/ keys: unset, `config check` names each model.
+PROVIDER_KEYS = {
+    name: f"sk-{secrets.token_hex(8)}"
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY")
+}
 SAFE = {
+    **PROVIDER_KEYS,
     "WFG_ENV": "production",
     "DATABASE_URL": "postgresql://wfg:Vq7-long-real-password@db.internal:5432/wfg",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -104,6 +110,7 @@ def test_each_unsafe_setting_is_refused_by_name(
 
 def everything_wrong() -> dict[str, str]:
     return {
+        **PROVIDER_KEYS,
         "WFG_ENV": "production",
         "GATEWAY_WORKERS": "3",
         "PROMETHEUS_MULTIPROC_DIR": "/tmp/wfg-metrics",
@@ -130,7 +137,7 @@ def test_every_problem_is_listed_at_once(
 def test_development_keeps_its_embedded_defaults(
     environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = config_check(environment, capsys, {"WFG_ENV": "development"})
+    code, out, err = config_check(environment, capsys, {"WFG_ENV": "development", **PROVIDER_KEYS})
     assert code == 0 and ": ok (" in out, err
 
 

@@ -15,6 +15,8 @@ from portal.settings import get_settings
 def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY"):
+        monkeypatch.setenv(name, "sk-test-not-a-real-key")  # the shipped config's keys
     get_settings.cache_clear()
     yield monkeypatch
     get_settings.cache_clear()

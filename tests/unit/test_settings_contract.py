@@ -24,6 +24,7 @@ WHOLE_ENVIRONMENT = {
     ("gateway_plugins/server.py", "prepare_environment"): "sets LiteLLM's variables",
     ("portal/config/deployment.py", "shared_state_warnings"): "PROMETHEUS_MULTIPROC_DIR",
     ("portal/config/deployment.py", "production_problems"): "provider keys (LiteLLM's)",
+    ("portal/config/routing.py", "environment_problems"): "config.yaml's os.environ/NAME",
 }
 _ENVIRON_METHODS = {"get", "setdefault", "pop", "__getitem__", "__contains__"}
 
