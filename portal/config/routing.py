@@ -150,17 +150,23 @@ def environment_problems(model_list: list[Any], env: Mapping[str, str] | None = 
 
 @functools.cache
 def router_parameters() -> frozenset[str]:
-    """The keyword arguments of `litellm.Router.__init__`, read from LiteLLM's source
-    (~0.2 s) rather than by importing it (~6 s)."""
+    """The keyword arguments `litellm.Router(...)` takes, read from LiteLLM's source (~0.2 s)
+    rather than by importing it (~6 s): `Router.__init__` up to 1.108, the module-level
+    `_router_init` whose signature `Router.__init__` reports since 1.109. Private ones
+    (a leading underscore) are not settings. `tests/cli/test_config_check.py` checks the
+    result against the imported Router's signature."""
     spec = importlib.util.find_spec("litellm")  # finds the package without running it
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("LiteLLM is not installed")
     source = Path(next(iter(spec.submodule_search_locations)), "router.py")
-    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == "Router":
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-                    arguments = item.args
-                    names = {a.arg for a in (*arguments.args, *arguments.kwonlyargs)}
-                    return frozenset(names - {"self"})
+            functions += [item for item in node.body if isinstance(item, ast.FunctionDef)]
+    for function in functions:
+        if function.name in ("_router_init", "__init__") and len(function.args.args) > 2:
+            arguments = function.args
+            names = {a.arg for a in (*arguments.args, *arguments.kwonlyargs)}
+            return frozenset(name for name in names - {"self"} if not name.startswith("_"))
     raise RuntimeError(f"{source}: no Router.__init__ (LiteLLM changed; update this reader)")

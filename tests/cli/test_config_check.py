@@ -40,8 +40,8 @@ def test_the_shipped_config_passes(offline_admin: Admin) -> None:
     result = offline_admin("config", "check", **KEYS)
     assert result.code == 0, result.stderr
     assert result.stdout == (
-        f"{PROJECT_ROOT / 'config.yaml'}: ok (5 models: claude-haiku-4-5, gemini-2.5-flash, "
-        "gpt-4.1-nano, gpt-4o-mini, openrouter-gpt-4o-mini)\n"
+        f"{PROJECT_ROOT / 'config.yaml'}: ok (6 models: claude-haiku-4-5, gemini-2.5-flash, "
+        "gpt-4.1-nano, gpt-4o-mini, openrouter-gpt-4o-mini, text-embedding-3-small)\n"
     )
     assert result.stderr == ""
 
@@ -50,7 +50,7 @@ def test_an_unset_provider_key_names_the_models_and_the_variable(offline_admin: 
     result = offline_admin("config", "check", **{**KEYS, "ANTHROPIC_API_KEY": ""})
     assert result.code == 1 and result.stdout == ""
     assert result.stderr == (
-        "gateway-admin: error: model_list[2] ('claude-haiku-4-5'): litellm_params.api_key: "
+        "gateway-admin: error: model_list[3] ('claude-haiku-4-5'): litellm_params.api_key: "
         "ANTHROPIC_API_KEY is not set in this environment (os.environ/ANTHROPIC_API_KEY)\n"
     )
 
@@ -82,7 +82,7 @@ def test_every_problem_is_reported_in_one_run(offline_admin: Admin, tmp_path: Pa
             f"{window}[0]: falls back from 'gpt-4.1-mini', which is not a model_name in model_list",
             "router_settings.content_policy_fallbacks: must be a list of "
             "{model: [fallback, ...]} entries",
-            "model_list[5] ('orphan'): litellm_params.model is missing",
+            "model_list[6] ('orphan'): litellm_params.model is missing",
             "router_settings.retry_policy_typo: not a litellm.Router setting",
             "model_list[1] ('gpt-4o-mini'): litellm_params.api_key: WFG_TEST_UNSET_KEY "
             "is not set in this environment (os.environ/WFG_TEST_UNSET_KEY)",
