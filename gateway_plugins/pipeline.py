@@ -114,7 +114,7 @@ async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response 
 async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[str, Any]) -> Call:
     identity, slot = await admission.admit(runtime, http.headers)
     try:
-        valid, price = await _validate(runtime, http, kind, seen)
+        valid, price, primary = await _validate(runtime, http, kind, seen)
     except BaseException:
         await slot.release(refund=True)  # refused before it started: it costs no RPM
         raise
@@ -123,8 +123,19 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
     try:
         settings = runtime.config.plugin
         prompt_tokens = await token_counting.prompt_tokens(kind, valid.params, settings.limits)
-        units = reservation.estimate_units(settings, price, prompt_tokens, valid.output_tokens)
-        await reservation.reserve(runtime, identity.user_id, call_id, units)
+        units, fallbacks = await reservation.hold(
+            runtime,
+            identity.user_id,
+            call_id,
+            with_fallbacks=reservation.estimate_units(
+                settings, price, prompt_tokens, valid.output_tokens
+            ),
+            primary_only=reservation.estimate_units(
+                settings, primary, prompt_tokens, valid.output_tokens
+            ),
+        )
+        if not fallbacks:
+            valid.params.update(reservation.NO_FALLBACK)
     except BaseException as refused:
         await slot.release(refund=isinstance(refused, InvalidRequest))  # too big: no RPM
         raise
@@ -133,8 +144,9 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
 
 async def _validate(
     runtime: GatewayRuntime, http: Request, kind: str, seen: dict[str, Any]
-) -> tuple[ValidRequest, ModelPrice]:
-    """Step 2: the body, allow-listed and typed, for a model this gateway prices."""
+) -> tuple[ValidRequest, ModelPrice, ModelPrice]:
+    """Step 2: the body, allow-listed and typed, for a model this gateway prices; with the
+    model's price covering its fallbacks, and its own."""
     settings = runtime.config.plugin
     raw = await read_body(
         http.stream(), http.headers.get("content-length"), settings.limits.max_body_bytes
@@ -153,9 +165,10 @@ async def _validate(
             f"The model {valid.model!r} does not exist on this gateway; GET /v1/models lists them."
         )
     price = runtime.config.reservation_prices.price_of(valid.model)
-    if price is None:
+    primary = runtime.config.prices.price_of(valid.model)
+    if price is None or primary is None:
         raise ModelNotPriced(f"Model {valid.model!r} is not available: it has no price configured.")
-    return valid, price
+    return valid, price, primary
 
 
 async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response:

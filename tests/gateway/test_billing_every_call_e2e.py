@@ -168,3 +168,44 @@ async def test_a_request_without_an_output_cap_is_sent_upstream_with_the_reserve
         sent = sent.get(key) if isinstance(sent, dict) else None
     # Anthropic via chat got the provider's maximum (64,000) on main, the others none.
     assert sent == gateway_config().plugin.credits.default_max_tokens, body_sent
+
+
+async def test_a_small_balance_reserves_for_the_primary_and_goes_without_fallback(
+    gateway: RunningGateway, db: Database, make_user: MakeUser, fresh_upstream: FakeUpstream
+) -> None:
+    """Issue 19.4: a 0.01-credit user was refused (402) a gpt-4o-mini call costing
+    0.000042 because the hold was priced at its Claude fallback × 4,096; now the hold is
+    the primary's and the call goes without fallback."""
+    user = await make_user("0.01")
+    headers = {"Authorization": f"Bearer {user.token}"}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]}
+
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
+        answered = await client.post("/v1/chat/completions", json=body, headers=headers)
+        fresh_upstream.fail_next(500, "upstream trouble", count=10)
+        failed = await client.post("/v1/chat/completions", json=body, headers=headers)
+
+    assert answered.status_code == 200, answered.text
+    assert failed.status_code >= 500
+    # Neither call reached the fallback's provider, and nothing LiteLLM-internal leaked.
+    assert {r["provider"] for r in fresh_upstream.requests} == {"openai"}
+    assert all("disable_fallbacks" not in r["body"] for r in fresh_upstream.requests)
+    await settled_usage(db, user.user_id, 2)
+
+
+async def test_the_402_names_the_balance_the_amount_needed_and_what_to_do(
+    gateway: RunningGateway, make_user: MakeUser, fresh_upstream: FakeUpstream
+) -> None:
+    user = await make_user("0.000001")
+    body = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": PROMPT}]}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
+        refused = await client.post(
+            "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {user.token}"}
+        )
+
+    assert refused.status_code == 402, refused.text
+    message = refused.json()["error"]["message"]
+    assert "Your balance is 0.000001 credits" in message, message
+    assert "this request needs " in message and "Lower max_tokens" in message, message
+    assert "ask the operator" in message  # the test gateway runs without Stripe
+    assert fresh_upstream.requests == []
