@@ -357,6 +357,16 @@ async def test_a_client_that_leaves_mid_stream_is_billed_the_upstreams_usage_onc
     assert (state.reserved, FUNDING - state.balance) == (0, record.credits)
 
 
+async def noticed_leaving(gateway: RunningGateway, upstream: FakeUpstream, before: int) -> None:
+    """Once the gateway logged one more client leaving than `before` — or, on a gateway
+    that cancels the upstream call instead, once the upstream saw it go."""
+    await eventually(
+        lambda: gateway.logs().count(CLIENT_LEFT_LOG) > before or upstream.calls_held == 0,
+        seconds=30,
+        what="the gateway noticed the client leaving",
+    )
+
+
 async def start_plain_then_leave(
     gateway: RunningGateway, upstream: FakeUpstream, token: str, closing: Closing
 ) -> None:
@@ -373,11 +383,7 @@ async def start_plain_then_leave(
     call.cancel()  # the client gives up: its connection closes
     with pytest.raises(asyncio.CancelledError):
         await call
-    await eventually(
-        lambda: gateway.logs().count(CLIENT_LEFT_LOG) > noticed or upstream.calls_held == 0,
-        seconds=30,
-        what="the gateway noticed the client leaving",
-    )
+    await noticed_leaving(gateway, upstream, noticed)
 
 
 async def test_a_client_that_leaves_a_plain_call_is_billed_the_upstreams_usage(
@@ -424,11 +430,7 @@ async def test_a_stream_dropped_before_its_first_byte_is_billed_the_upstreams_us
     opened.cancel()
     with pytest.raises(asyncio.CancelledError):
         await opened
-    await eventually(
-        lambda: gateway.logs().count(CLIENT_LEFT_LOG) > noticed or fresh_upstream.calls_held == 0,
-        seconds=30,
-        what="the gateway noticed the client leaving",
-    )
+    await noticed_leaving(gateway, fresh_upstream, noticed)
     fresh_upstream.release_held()
 
     (record,) = await settled_usage(db, user.user_id, 1)
