@@ -2,8 +2,10 @@
 
 Every answered call is settled before its last byte is sent, so after a SIGTERM
 uvicorn's own wait for open requests (`GATEWAY_GRACEFUL_SECONDS`) covers settlement too;
-`drain` (`GATEWAY_DRAIN_SECONDS`) then waits for any call still settling. A call that
-never finishes leaves its hold to expire with the request deadline.
+`drain` (`GATEWAY_DRAIN_SECONDS`) then waits for any call still settling: past the
+graceful window uvicorn cancels the calls still running, and each settles what it cut
+(`streaming.MeteredStream`, `pipeline._no_answer`) before it leaves this list. A call
+that never finishes leaves its hold to expire with the request deadline.
 """
 
 from __future__ import annotations

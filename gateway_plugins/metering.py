@@ -4,10 +4,13 @@ Usage comes from the upstream's own report (a plain response's `usage`, a stream
 usage chunk / `message_delta` / `response.completed`); the price from LiteLLM's cost map
 or the deployment's configured price (`usage_cost_usd`: cached input, cache writes and
 reasoning priced as LiteLLM does; plain and streamed calls alike), or from the price book
-when LiteLLM prices a call at 0 (a model is never served free). A stream that ends
-early (client gone, upstream cut or stalled) is billed for what was delivered: prompt
-tokens as estimated before the call, output as the characters sent / 4, at the price
-book's price for the model group.
+when LiteLLM prices a call at 0 (a model is never served free).
+
+A call the upstream worked on but that ended without its usage report (the client left
+and the report never came within the read-on time, the upstream cut or stalled, a
+deadline, a shutdown) is billed by `unreported_usage`: at least the prompt as counted
+before the call, plus the output text the upstream sent counted with the model's
+tokenizer (`token_counting.output_tokens`), or what the upstream reported if more.
 """
 
 from __future__ import annotations
@@ -24,9 +27,7 @@ from portal.tokens.service import TokenIdentity
 from portal.usage.models import CallStatus
 from portal.usage.settlement import FinishedCall
 
-__all__ = ["CHARS_PER_TOKEN", "Usage", "finished_call", "usage_cost_usd", "usage_from"]
-
-CHARS_PER_TOKEN = 4  # English text runs ~4 characters per token; used for cut streams only
+__all__ = ["Usage", "finished_call", "unreported_usage", "usage_cost_usd", "usage_from"]
 
 
 @dataclass
@@ -74,6 +75,19 @@ def usage_from(report: Any) -> Usage | None:
             reasoning=_int(output_details.get("reasoning_tokens")),
         )
     return None
+
+
+def unreported_usage(counted_prompt: int, reported: Usage | None, output_tokens: int) -> Usage:
+    """The usage of a call without the upstream's final report: the larger of what the
+    upstream reported so far and what the gateway counted, on each side."""
+    partial = reported or Usage()
+    return Usage(
+        prompt=max(partial.prompt, counted_prompt),
+        completion=max(partial.completion, output_tokens),
+        cached=partial.cached,
+        cache_creation=partial.cache_creation,
+        reasoning=partial.reasoning,
+    )
 
 
 def usage_cost_usd(router: litellm_bridge.Router, model_id: str | None, usage: Usage) -> Decimal:

@@ -8,7 +8,8 @@
 2. `validation.validate`       allow-listed, typed body (400, unknown model 404); a
                                refusal here takes back the call's RPM entry and slot
 4. `reservation.reserve`       estimated credits held in the database (402)
-5. `upstream.call`             the Router, under one deadline; cancelled if the client leaves
+5. `upstream.call`             the Router, under one deadline; a client leaving cancels
+                               nothing: the call runs on and is billed (docs/security.md)
 6. `metering`                  usage and price of what was answered
 7. `settlement.settle`         usage row + debit + release committed (or spooled)
 8. answer                      JSON body, or the stream's final event, only after 7
@@ -18,6 +19,7 @@ Refusals in steps 1–4 leave no usage row and hold nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -29,21 +31,35 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway_plugins import admission, litellm_bridge, metrics, reservation, upstream
+from gateway_plugins import (
+    admission,
+    litellm_bridge,
+    metrics,
+    reservation,
+    token_counting,
+    upstream,
+)
 from gateway_plugins.errors import ApiFormat, error_response, from_domain, service_unavailable
 from gateway_plugins.metering import Usage, finished_call, usage_cost_usd, usage_from
 from gateway_plugins.rate_limits import InFlightSlot
 from gateway_plugins.response_ids import with_public_response_id
 from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
-from gateway_plugins.streaming import MeteredStream
-from gateway_plugins.validation import ValidRequest, parse_body, read_body, validate
+from gateway_plugins.streaming import SHUTDOWN, MeteredStream, settled, uncancel
+from gateway_plugins.validation import (
+    InvalidRequest,
+    ValidRequest,
+    parse_body,
+    read_body,
+    validate,
+)
 from portal.credits.pricing import ModelPrice
 from portal.db.base import utcnow
 from portal.errors import GatewayError, ModelNotPriced, UnknownModel
 from portal.observability import context
 from portal.tokens.service import TokenIdentity
 from portal.usage.models import CallStatus
+from portal.usage.settlement import FinishedCall
 
 __all__ = ["Call", "handle"]
 
@@ -63,6 +79,7 @@ class Call:
     slot: InFlightSlot
     started_at: datetime
     upstream_since: float = 0.0  # time.time() when the Router was called
+    client_left: bool = False  # the client disconnected; the call runs on and is billed
 
     @property
     def api(self) -> ApiFormat:
@@ -98,27 +115,39 @@ async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response 
 async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[str, Any]) -> Call:
     identity, slot = await admission.admit(runtime, http.headers)
     try:
-        valid, price = await _validate(runtime, http, kind, seen)
+        valid, price, primary = await _validate(runtime, http, kind, seen)
     except BaseException:
         await slot.release(refund=True)  # refused before it started: it costs no RPM
         raise
     call_id = str(uuid.uuid4())
     context.call_id.set(call_id)
     try:
-        prompt_tokens = litellm_bridge.count_prompt_tokens(kind, valid.params)
         settings = runtime.config.plugin
-        units = reservation.estimate_units(settings, price, prompt_tokens, valid.output_tokens)
-        await reservation.reserve(runtime, identity.user_id, call_id, units)
-    except BaseException:
-        await slot.release()
+        prompt_tokens = await token_counting.prompt_tokens(kind, valid.params, settings.limits)
+        units, fallbacks = await reservation.hold(
+            runtime,
+            identity.user_id,
+            call_id,
+            with_fallbacks=reservation.estimate_units(
+                settings, price, prompt_tokens, valid.output_tokens
+            ),
+            primary_only=reservation.estimate_units(
+                settings, primary, prompt_tokens, valid.output_tokens
+            ),
+        )
+        if not fallbacks:
+            valid.params.update(reservation.NO_FALLBACK)
+    except BaseException as refused:
+        await slot.release(refund=isinstance(refused, InvalidRequest))  # too big: no RPM
         raise
     return Call(call_id, kind, identity, valid, units, prompt_tokens, slot, utcnow())
 
 
 async def _validate(
     runtime: GatewayRuntime, http: Request, kind: str, seen: dict[str, Any]
-) -> tuple[ValidRequest, ModelPrice]:
-    """Step 2: the body, allow-listed and typed, for a model this gateway prices."""
+) -> tuple[ValidRequest, ModelPrice, ModelPrice]:
+    """Step 2: the body, allow-listed and typed, for a model this gateway prices; with the
+    model's price covering its fallbacks, and its own."""
     settings = runtime.config.plugin
     raw = await read_body(
         http.stream(), http.headers.get("content-length"), settings.limits.max_body_bytes
@@ -138,14 +167,18 @@ async def _validate(
             f"The model {valid.model!r} does not exist on this gateway; GET /v1/models lists them."
         )
     price = runtime.config.reservation_prices.price_of(valid.model)
-    if price is None:
+    primary = runtime.config.prices.price_of(valid.model)
+    if price is None or primary is None:
         raise ModelNotPriced(f"Model {valid.model!r} is not available: it has no price configured.")
-    return valid, price
+    return valid, price, primary
 
 
 async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response:
     try:
         response = await upstream.call(runtime, http, call)
+    except asyncio.CancelledError:  # only the server cancels: a shutdown past its window
+        uncancel()
+        return await _no_answer(runtime, call, None)
     except Exception as exc:
         return await _no_answer(runtime, call, exc)
     data = litellm_bridge.to_jsonable(response)
@@ -154,11 +187,11 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
     model_id = litellm_bridge.model_id_of(response)
     reported = usage_from(data.get("usage"))
     usage = reported or Usage(prompt=call.estimated_prompt_tokens)
-    cost = usage_cost_usd(runtime.router, model_id, reported) if reported else Decimal(0)
+    cost = usage_cost_usd(runtime.router, model_id, usage)
     answered_by = litellm_bridge.group_of(runtime.router, model_id, call.request.model)
-    await settle(
-        runtime.database,
-        runtime.spool,
+    left = call.client_left  # answered after the client left: billed all the same
+    await _settle(
+        runtime,
         finished_call(
             runtime.config,
             call_id=call.call_id,
@@ -168,6 +201,9 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
             cost_usd=cost,
             started_at=call.started_at,
             ended_at=utcnow(),
+            status=CallStatus.INCOMPLETE if left else CallStatus.SUCCESS,
+            http_status=499 if left else 200,
+            error_type="client_gone" if left else None,
         ),
     )
     metrics.answered(answered_by, usage, call.upstream_since)
@@ -178,6 +214,12 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
 async def _stream(runtime: GatewayRuntime, http: Request, call: Call) -> Response | MeteredStream:
     try:
         stream = await upstream.open_stream(runtime, http, call)
+    except asyncio.CancelledError:  # a shutdown past its window, before the first byte
+        uncancel()
+        try:
+            return await _no_answer(runtime, call, None)
+        finally:
+            await _done(runtime, call)
     except Exception as exc:
         try:
             return await _no_answer(runtime, call, exc)
@@ -189,15 +231,27 @@ async def _stream(runtime: GatewayRuntime, http: Request, call: Call) -> Respons
     return MeteredStream(runtime, call, stream, on_end=_done)
 
 
-async def _no_answer(runtime: GatewayRuntime, call: Call, error: Exception) -> Response:
-    """The Router gave no answer (or the client left first): a failed-call row, nothing
-    debited, the hold released, and the error in the caller's format."""
-    if isinstance(error, upstream.ClientGone):
-        await _record_failure(runtime, call, 499, "ClientDisconnected")
-        return Response(status_code=499)
-    failure = litellm_bridge.upstream_failure(error)
+_SHUTDOWN_STATUS = 503
+_BILLED_FAILURES = (408, 504, _SHUTDOWN_STATUS)
+"""Failures after which the upstream may have worked on the request (a deadline passed
+while it did, or the gateway cut it): billed the counted prompt. An upstream that
+answered with an error did no billable work."""
+
+
+async def _no_answer(runtime: GatewayRuntime, call: Call, error: Exception | None) -> Response:
+    """The Router gave no answer (`error`), or the gateway shut down first (None): a
+    failed-call row, the hold released, the error in the caller's format; the counted
+    prompt is billed when the upstream may have worked on it (`_BILLED_FAILURES`)."""
+    if error is None:
+        failure = litellm_bridge.UpstreamFailure(
+            _SHUTDOWN_STATUS, "GatewayShutdown", SHUTDOWN.message
+        )
+        body = SHUTDOWN
+    else:
+        failure = litellm_bridge.upstream_failure(error)
+        body = upstream.failure_body(failure)
     await _record_failure(runtime, call, failure.status, failure.kind)
-    return error_response(upstream.failure_body(failure), call.api, call_id_header(call))
+    return error_response(body, call.api, call_id_header(call))
 
 
 CALL_ID_HEADER = "x-litellm-call-id"  # kept from the proxy days: clients match usage rows by it
@@ -208,27 +262,32 @@ def call_id_header(call: Call) -> dict[str, str]:
 
 
 async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind: str) -> None:
-    """A call that produced no answer: a failed-call row, nothing debited, hold released."""
+    """A call that produced no answer: a failed-call row, the counted prompt debited if
+    the upstream may have worked on it, the hold released."""
     metrics.failed(call.request.model, status)
     log.info("call failed upstream: %s %s", status, kind)
-    now = utcnow()
-    await settle(
-        runtime.database,
-        runtime.spool,
+    billed = status in _BILLED_FAILURES
+    await _settle(
+        runtime,
         finished_call(
             runtime.config,
             call_id=call.call_id,
             identity=call.identity,
             model_group=call.request.model,
-            usage=Usage(),
+            usage=Usage(prompt=call.estimated_prompt_tokens) if billed else Usage(),
             cost_usd=Decimal(0),
             started_at=call.started_at,
-            ended_at=now,
+            ended_at=utcnow(),
             status=CallStatus.FAILED,
             http_status=status,
             error_type=kind[:100],
         ),
     )
+
+
+async def _settle(runtime: GatewayRuntime, record: FinishedCall) -> None:
+    """`settle`, carried to its end even if a shutdown cancels the request meanwhile."""
+    await settled(asyncio.ensure_future(settle(runtime.database, runtime.spool, record)))
 
 
 async def _done(runtime: GatewayRuntime, call: Call) -> None:

@@ -10,23 +10,36 @@ driver itself (`hold_on_driver`: one statement in autocommit on PostgreSQL, two 
 transaction on SQLite); a refusal takes the full path in a transaction (`reserve`: frees
 the user's expired holds and tries again, or 402).
 
-Overspend bound: a user's balance can fall below zero by at most the sum, over the calls
-they have in flight at once, of each call's under-estimate. With `max_tokens` honoured
-the output side is exact, so the bound is k × (true prompt tokens − estimated prompt
-tokens) × input price for k calls in flight (k ≤ the plan's `max_parallel_requests`).
+The hold is priced at the dearest deployment the call may reach (its fallbacks included)
+only when the balance allows it; otherwise it is priced for the requested model group
+alone and the call goes without fallback (`NO_FALLBACK`), rather than being refused. A
+refusal (402) names the balance, the amount needed and what to do.
+
+Overspend bound: docs/security.md ("Overspend bound") states it as a formula. In short:
+the output cap sent upstream is the output reserved and the prompt is counted in full,
+so a call's cost exceeds its hold only by the tokenizer's error on the prompt (covered by
+`input_estimate_factor`) — k calls in flight can overspend by at most
+k × max(0, true − factor × counted prompt tokens) × input price.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from gateway_plugins.runtime import GatewayRuntime
 from portal.config.plugin_settings import PluginSettings
-from portal.credits import reservations
+from portal.credits import ledger, reservations
 from portal.credits.pricing import ModelPrice
-from portal.credits.units import usd_to_units
+from portal.credits.units import format_units, usd_to_units
+from portal.errors import InsufficientCredits
 
-__all__ = ["estimate_units", "reserve"]
+__all__ = ["NO_FALLBACK", "estimate_units", "hold", "reserve"]
+
+# LiteLLM detail (kept here, beside the one use; litellm_bridge is being upgraded
+# separately): the Router's per-call switch that skips `fallbacks` for this call
+# (`litellm.router_utils.fallback_event_handlers.fallbacks_disabled_for_request`).
+NO_FALLBACK: dict[str, Any] = {"disable_fallbacks": True}
 
 
 def estimate_units(
@@ -60,3 +73,51 @@ async def reserve(runtime: GatewayRuntime, user_id: str, call_id: str, units: in
             amount=units,
             ttl_seconds=runtime.deadline_seconds,
         )
+
+
+async def hold(
+    runtime: GatewayRuntime,
+    user_id: str,
+    call_id: str,
+    *,
+    with_fallbacks: int,
+    primary_only: int,
+) -> tuple[int, bool]:
+    """Hold `with_fallbacks` units, or else `primary_only` (the call then goes without
+    fallback); (units held, fallbacks allowed). InsufficientCredits (402) with the
+    balance, the amount needed and what to do when neither fits."""
+    try:
+        await reserve(runtime, user_id, call_id, with_fallbacks)
+        return with_fallbacks, True
+    except InsufficientCredits:
+        if primary_only >= with_fallbacks:
+            raise await _refusal(runtime, user_id, with_fallbacks) from None
+    try:
+        await reserve(runtime, user_id, call_id, primary_only)
+    except InsufficientCredits:
+        raise await _refusal(runtime, user_id, primary_only) from None
+    return primary_only, False
+
+
+async def _refusal(runtime: GatewayRuntime, user_id: str, needed: int) -> InsufficientCredits:
+    """The 402: what is available, what this call needs, and what the caller can do."""
+    try:
+        async with runtime.database.session() as session:
+            balance, reserved = await ledger.balance_and_reserved(session, user_id)
+        available = (
+            f"Your balance is {format_units(balance)} credits"
+            + (f", {format_units(reserved)} of them held by calls in flight" if reserved else "")
+            + "; "
+        )
+    except Exception:  # the refusal stands without the figures
+        available = ""
+    settings = runtime.settings
+    if settings.stripe_secret_key:
+        remedy = f"top up at {settings.portal_public_url.rstrip('/')}/billing"
+    else:
+        remedy = "ask the operator of this gateway for credits (billing is off)"
+    return InsufficientCredits(
+        f"Insufficient credits. {available}this request needs {format_units(needed)} credits "
+        "held (its prompt plus max_tokens of output at the model's price). "
+        f"Lower max_tokens, or {remedy}."
+    )

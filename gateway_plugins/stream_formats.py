@@ -2,8 +2,10 @@
 Anthropic Messages and OpenAI Responses format.
 
 A relay turns what LiteLLM yields into the bytes the client gets, and on the way notes
-what the metering needs — the usage the upstream reported, the characters of output sent
-(a count, never the text), whether the upstream said it finished — and holds back the
+what the metering needs — the usage the upstream reported, the output text the upstream
+sent (kept in memory only until the call is settled, so a call that ends without a usage
+report is billed by the model's tokenizer; never stored or logged), whether the upstream
+said it finished — and holds back the
 stream's final event (`[DONE]`, `message_stop`, `response.completed`) until the call is
 settled. A stream that ends without its upstream finish gets an error event in its own
 format instead (`error_frame`), never a made-up finish.
@@ -28,8 +30,10 @@ class Relay:
     def __init__(self, client_wants_usage: bool) -> None:
         self.client_wants_usage = client_wants_usage
         self.usage: Usage | None = None
-        self.chars = 0
+        self.usage_final = False  # `usage` is the upstream's report for the whole call
+        self.pieces: list[str] = []  # output text the upstream sent (reasoning, tool args)
         self.finished = False  # the upstream said the answer is complete
+        self.upstream_error = False  # the upstream ended the stream with its own error event
         self.held: list[bytes] = []  # final frames, sent after settlement
 
     def feed(self, item: Any) -> bytes | None:
@@ -61,13 +65,14 @@ class ChatRelay(Relay):
         usage = data.get("usage")
         if usage is not None:
             self.usage = usage_from(usage)
+            self.usage_final = self.usage is not None
             if self.client_wants_usage:
                 self.held.append(_data(orjson.dumps(data)))
             return None
         for choice in data.get("choices") or ():
             if choice.get("finish_reason"):
                 self.finished = True
-            self.chars += _choice_chars(choice)
+            _choice_texts(choice, self.pieces)
         return _data(self._encode(data))
 
     def _encode(self, data: dict[str, Any]) -> bytes:
@@ -94,24 +99,24 @@ def _as_dict(chunk: Any) -> dict[str, Any]:
     return chunk.model_dump(mode="json", exclude_none=True)  # type: ignore[no-any-return]
 
 
-def _choice_chars(choice: dict[str, Any]) -> int:
-    """Characters of output in one choice of a chunk (text, content, reasoning, tool
-    arguments): what a cut stream is billed by."""
+def _choice_texts(choice: dict[str, Any], pieces: list[str]) -> None:
+    """Output text in one choice of a chunk (text, content, reasoning, tool arguments),
+    appended to `pieces`: what a stream without a usage report is billed by."""
     text = choice.get("text")  # text completions
-    total = len(text) if isinstance(text, str) else 0
+    if isinstance(text, str) and text:
+        pieces.append(text)
     delta = choice.get("delta")
     if not isinstance(delta, dict):
-        return total
+        return
     for field in ("content", "reasoning_content"):
         value = delta.get(field)
-        if isinstance(value, str):
-            total += len(value)
+        if isinstance(value, str) and value:
+            pieces.append(value)
     for tool_call in delta.get("tool_calls") or ():
         function = tool_call.get("function") if isinstance(tool_call, dict) else None
         arguments = function.get("arguments") if isinstance(function, dict) else None
-        if isinstance(arguments, str):
-            total += len(arguments)
-    return total
+        if isinstance(arguments, str) and arguments:
+            pieces.append(arguments)
 
 
 class MessagesRelay(Relay):
@@ -121,7 +126,6 @@ class MessagesRelay(Relay):
     def __init__(self, client_wants_usage: bool) -> None:
         super().__init__(client_wants_usage)
         self._buffer = b""
-        self.upstream_error = False
 
     def feed(self, item: Any) -> bytes | None:
         if isinstance(item, dict):
@@ -145,8 +149,8 @@ class MessagesRelay(Relay):
             delta = event.get("delta") or {}
             for field in ("text", "partial_json", "thinking"):
                 value = delta.get(field)
-                if isinstance(value, str):
-                    self.chars += len(value)
+                if isinstance(value, str) and value:
+                    self.pieces.append(value)
         elif kind == "message_delta":
             reported = usage_from(event.get("usage"))
             if reported is not None:
@@ -158,6 +162,7 @@ class MessagesRelay(Relay):
                     cache_creation=reported.cache_creation or base.cache_creation,
                     reasoning=reported.reasoning,
                 )
+                self.usage_final = True
         elif kind == "message_stop":
             self.finished = True
             self.held.append(frame)
@@ -181,6 +186,22 @@ def _event_data(frame: bytes) -> dict[str, Any]:
     return {}
 
 
+_RESPONSES_TEXT_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.function_call_arguments.delta",
+        "response.refusal.delta",
+    }
+)
+_RESPONSES_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _dumped(value: Any) -> Any:
+    return value.model_dump() if hasattr(value, "model_dump") else value
+
+
 class ResponsesRelay(Relay):
     """`/v1/responses`: typed events `event: <type>` / `data: {…}`."""
 
@@ -194,20 +215,32 @@ class ResponsesRelay(Relay):
         self.sequence = max(self.sequence, int(getattr(event, "sequence_number", 0) or 0))
         with_public_response_id(getattr(event, "response", None))
         frame = b"event: " + kind.encode() + b"\n" + _data(event.model_dump_json().encode())
-        if kind == "response.output_text.delta":
+        if kind in _RESPONSES_TEXT_DELTAS:
             delta = getattr(event, "delta", "")
-            self.chars += len(delta) if isinstance(delta, str) else 0
-        elif kind == "response.completed":
+            if isinstance(delta, str) and delta:
+                self.pieces.append(delta)
+        elif kind in _RESPONSES_ENDS:
+            # completed, or incomplete (max_output_tokens reached, a content filter): the
+            # API's own end, billed from the usage it reports; failed: the upstream's own
+            # error event, relayed, and billed from its usage too when it has one.
             response = getattr(event, "response", None)
             usage = getattr(response, "usage", None)
             if usage is not None:
-                self.usage = usage_from(usage.model_dump())
+                self.usage = usage_from(_dumped(usage))
+                self.usage_final = self.usage is not None
+            if kind == "response.failed":
+                self.upstream_error = True
+                return frame
             self.finished = True
             self.held.append(frame)
             return None
+        elif kind == "error":
+            self.upstream_error = True
         return frame
 
     def error_frame(self, body: ErrorBody) -> bytes:
+        if self.upstream_error:
+            return b""
         payload = {
             "type": "error",
             "code": body.code,

@@ -8,8 +8,13 @@ stream ends, the call is settled exactly once, before anything else is sent:
 - the upstream finished: usage as reported, then the held final event(s);
 - the upstream closed early, stalled, or failed mid-stream: billed for what was
   delivered, then an error event in the API's own format (no `[DONE]`);
-- the client left: the upstream stream is closed (its HTTP request cancelled), the call
-  billed for what was delivered.
+- the client left: the upstream stream is read on (nothing more is sent) until it ends,
+  for at most `timeouts.abandoned_read_seconds` (30 s by default) and never past the
+  request deadline, so the upstream's own usage report settles it; without one it is
+  billed the counted prompt plus the text the upstream sent, by the model's tokenizer;
+- the server shuts down past its graceful window (uvicorn cancels the request): the
+  client gets the API's error event (`gateway_shutdown`), and the call is billed as a
+  cut one before the process exits.
 """
 
 from __future__ import annotations
@@ -18,23 +23,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from gateway_plugins import metrics
 from gateway_plugins.errors import ErrorBody
-from gateway_plugins.litellm_bridge import group_of, model_id_of, upstream_failure
-from gateway_plugins.metering import CHARS_PER_TOKEN, Usage, finished_call, usage_cost_usd
+from gateway_plugins.litellm_bridge import deployment_of, group_of, model_id_of, upstream_failure
+from gateway_plugins.metering import finished_call, unreported_usage, usage_cost_usd
 from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
 from gateway_plugins.stream_formats import RELAYS, Relay
+from gateway_plugins.token_counting import output_tokens
 from portal.db.base import utcnow
 from portal.usage.models import CallStatus
 
 if TYPE_CHECKING:
     from gateway_plugins.pipeline import Call
 
-__all__ = ["MeteredStream"]
+__all__ = ["SHUTDOWN", "MeteredStream", "settled", "uncancel"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,12 @@ _CUT = ErrorBody(
 )
 _STALLED = ErrorBody(
     504, "The upstream provider stopped sending.", type="api_error", code="upstream_timeout"
+)
+SHUTDOWN = ErrorBody(
+    503,
+    "The gateway is restarting and cut this answer; what was delivered is billed. Retry.",
+    type="api_error",
+    code="gateway_shutdown",
 )
 
 
@@ -72,15 +83,10 @@ class MeteredStream:
         self._settling: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        sender = asyncio.current_task()
-        assert sender is not None
-        client_left = asyncio.Event()
-
-        async def watch() -> None:
+        async def watch() -> None:  # the client leaving does not stop the relay: see _relay
             while (await receive())["type"] != "http.disconnect":
                 pass
-            client_left.set()
-            sender.cancel()
+            self.call.client_left = True
 
         watcher = asyncio.create_task(watch())
         try:
@@ -89,12 +95,9 @@ class MeteredStream:
             await self._relay(send)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not client_left.is_set():
-                raise
-            sender.uncancel()
-            await self._end("client_gone")
-        except OSError:  # the connection broke under a send
-            await self._end("client_gone")
+            # Only the server cancels a request: a shutdown past its graceful window.
+            uncancel()
+            await self._cut_by_shutdown(send)
         finally:
             watcher.cancel()
             await self._close_upstream()
@@ -110,11 +113,17 @@ class MeteredStream:
         # quiet is cut between `idle` and `idle + slack` seconds after its last chunk.
         slack = min(1.0, idle / 10)
         failure: ErrorBody = _CUT
+        call, relay = self.call, self.relay
+        reading_on = False  # the client left: read on, send nothing, until `deadline`
         try:
             async with asyncio.timeout(None) as timer:
                 iterator = aiter(self.stream)
                 expires = 0.0
                 while True:
+                    if call.client_left and not reading_on:
+                        reading_on = True
+                        deadline = min(deadline, loop.time() + timeouts.abandoned_read_seconds)
+                        expires = 0.0
                     if expires < min(loop.time() + idle, deadline):
                         expires = min(loop.time() + idle + slack, deadline)
                         timer.reschedule(expires)
@@ -122,44 +131,65 @@ class MeteredStream:
                         item = await anext(iterator)
                     except StopAsyncIteration:
                         break
-                    frame = self.relay.feed(item)
-                    if frame:
-                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+                    frame = relay.feed(item)
+                    if frame and not reading_on:
+                        try:
+                            await send(
+                                {"type": "http.response.body", "body": frame, "more_body": True}
+                            )
+                        except OSError:  # the connection broke under a send
+                            call.client_left = True
         except TimeoutError:
             failure = _STALLED
         except Exception as exc:  # the upstream broke off mid-stream
             failure = _STALLED if upstream_failure(exc).status in (408, 504) else _CUT
         self.model_id = model_id_of(self.stream)
-        if self.relay.finished:
+        if call.client_left:
+            await self._end("client_gone")
+            return
+        if relay.finished:
             await self._end("complete")
-            frames = self.relay.final_frames()
+            frames = relay.final_frames()
         else:
             await self._end(failure.code)
-            frames = [self.relay.error_frame(failure)]
+            frames = [relay.error_frame(failure)]
         body = b"".join(frames)
         if body:
             await send({"type": "http.response.body", "body": body, "more_body": True})
 
+    async def _cut_by_shutdown(self, send: Any) -> None:
+        """Settle what was delivered, then the API's error event to a client still there."""
+        self.model_id = self.model_id or model_id_of(self.stream)
+        await self._end("complete" if self.relay.finished else "shutdown")
+        if self.call.client_left:
+            return
+        frame = b"".join(self.relay.final_frames()) if self.relay.finished else None
+        with contextlib.suppress(Exception):
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": frame or self.relay.error_frame(SHUTDOWN),
+                    "more_body": False,
+                }
+            )
+
     async def _end(self, outcome: str) -> None:
-        """Settle once, shielded from a second cancellation."""
+        """Settle once; a cancellation (shutdown) while settling waits for it to commit."""
         if self._settling is None:
             self._settling = asyncio.ensure_future(self._settle(outcome))
-        await asyncio.shield(self._settling)
+        await settled(self._settling)
 
     async def _settle(self, outcome: str) -> None:
         call, relay = self.call, self.relay
-        reported = relay.usage
         complete = outcome == "complete"
-        if complete and reported is not None and reported.total:
-            usage = reported
-            cost = usage_cost_usd(self.runtime.router, self.model_id, usage)
-        else:  # billed for what was delivered, at the price book's price
-            sent = -(-relay.chars // CHARS_PER_TOKEN)
-            usage = Usage(
-                prompt=(reported.prompt if reported else 0) or call.estimated_prompt_tokens,
-                completion=max(reported.completion if reported else 0, sent),
-            )
-            cost = Decimal(0)
+        if relay.usage_final and relay.usage is not None and relay.usage.total:
+            usage = relay.usage  # the upstream's report: completed, incomplete or failed
+        else:
+            model, _provider = deployment_of(self.runtime.router, self.model_id)
+            sent = await output_tokens(model or call.request.model, relay.pieces)
+            usage = unreported_usage(call.estimated_prompt_tokens, relay.usage, sent)
+        cost = usage_cost_usd(self.runtime.router, self.model_id, usage)
+        relay.pieces.clear()  # the text is needed no longer
         model_group = group_of(self.runtime.router, self.model_id, call.request.model)
         record = finished_call(
             self.runtime.config,
@@ -171,6 +201,7 @@ class MeteredStream:
             started_at=call.started_at,
             ended_at=utcnow(),
             status=CallStatus.SUCCESS if complete else CallStatus.INCOMPLETE,
+            http_status=499 if outcome == "client_gone" else 200,
             error_type=None if complete else outcome[:100],
         )
         await settle(self.runtime.database, self.runtime.spool, record)
@@ -183,4 +214,23 @@ class MeteredStream:
         if close is None:
             return
         with contextlib.suppress(Exception):
-            await asyncio.shield(asyncio.ensure_future(close()))
+            await settled(asyncio.ensure_future(close()))
+
+
+def uncancel() -> None:
+    """Take back a cancellation this task chose to absorb (see `settled`)."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+async def settled(work: asyncio.Future[Any]) -> Any:
+    """`work`'s result, awaited to its end even if this task is cancelled meanwhile (a
+    shutdown must not stop a settlement half-way); the cancellation is absorbed."""
+    while True:
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            if work.done():
+                return work.result()
+            uncancel()

@@ -3,13 +3,18 @@
 The deadline (`workforce_gateway.timeouts.request_seconds`, default 300 s) covers every
 retry and fallback the Router makes; a stream must also deliver its first chunk within
 `first_byte_seconds` (default 60 s) and then never go quiet for `stream_idle_seconds`
-(default 60 s). A plain call is raced against the client's disconnect: when the client
-leaves, the upstream call is cancelled (its HTTP request closed) and the hold released.
+(default 60 s).
+
+Once a request has been sent upstream, the client leaving does not cancel it: the
+upstream works (and bills) either way, so a plain call runs on to its answer or the
+deadline and is settled from the usage the upstream reports (`pipeline`), and a stream
+is read on for its usage (`streaming`). `Call.client_left` says the client is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +28,11 @@ from gateway_plugins.runtime import GatewayRuntime
 if TYPE_CHECKING:
     from gateway_plugins.pipeline import Call
 
-__all__ = ["ClientGone", "call", "failure_body", "open_stream"]
+__all__ = ["CLIENT_LEFT_LOG", "call", "failure_body", "open_stream"]
 
+log = logging.getLogger(__name__)
 
-class ClientGone(Exception):
-    """The client disconnected before the answer was ready."""
+CLIENT_LEFT_LOG = "client left before the answer; the call runs on and is billed"
 
 
 def _router_call(runtime: GatewayRuntime, call: Call) -> Awaitable[Any]:
@@ -41,39 +46,29 @@ async def call(runtime: GatewayRuntime, http: Request, call: Call) -> Any:
     """A plain (non-streamed) answer, or the Router's exception."""
     timeouts = runtime.config.plugin.timeouts
     async with asyncio.timeout(timeouts.request_seconds):
-        return await _unless_client_leaves(http, _router_call(runtime, call))
+        return await _noting_when_client_leaves(http, call, _router_call(runtime, call))
 
 
 async def open_stream(runtime: GatewayRuntime, http: Request, call: Call) -> Any:
     """The Router's stream, once it has answered (first byte within its timeout)."""
     timeouts = runtime.config.plugin.timeouts
     async with asyncio.timeout(min(timeouts.first_byte_seconds, timeouts.request_seconds)):
-        return await _unless_client_leaves(http, _router_call(runtime, call))
+        return await _noting_when_client_leaves(http, call, _router_call(runtime, call))
 
 
-async def _unless_client_leaves(http: Request, work: Awaitable[Any]) -> Any:
-    """`work`'s answer, awaited in this task; a watcher cancels it when the client leaves
-    (one task per call: racing `work` as a task of its own cost a second one and
-    `asyncio.wait`'s bookkeeping)."""
-    caller = asyncio.current_task()
-    assert caller is not None
-    left = False
+async def _noting_when_client_leaves(http: Request, call: Call, work: Awaitable[Any]) -> Any:
+    """`work`'s answer, awaited in this task, while a watcher notes the client leaving
+    (`call.client_left`) without cancelling anything."""
 
     async def watch() -> None:
-        nonlocal left
         while (await http.receive())["type"] != "http.disconnect":
             pass
-        left = True
-        caller.cancel()
+        call.client_left = True
+        log.info(CLIENT_LEFT_LOG)
 
     watcher = asyncio.create_task(watch())
     try:
         answer = await work
-    except asyncio.CancelledError:
-        if not left:
-            raise
-        caller.uncancel()  # our own cancellation, not the server's or the deadline's
-        raise ClientGone from None
     finally:
         watcher.cancel()
     if answer is None:  # LiteLLM gave up without raising (litellm_bridge docstring)

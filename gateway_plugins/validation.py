@@ -203,6 +203,12 @@ REFUSED_BY_NAME: dict[str, str] = {
 }
 MAX_JSON_DEPTH = 64
 _OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+# Where the reserved output cap goes when the client sets none (messages requires one).
+_DEFAULT_OUTPUT_FIELD = {
+    "chat": "max_tokens",
+    "text": "max_tokens",
+    "responses": "max_output_tokens",
+}
 
 
 @dataclass(frozen=True)
@@ -299,6 +305,10 @@ def validate(
                 f"{field} may be at most {max_output_tokens} for model {request.model!r}.", field
             )
     requested = max(sizes.values(), default=None)
+    if requested is None and kind in _DEFAULT_OUTPUT_FIELD:
+        # The cap sent upstream is the output reserved, never the provider's maximum.
+        requested = min(default_output_tokens, max_output_tokens)
+        params[_DEFAULT_OUTPUT_FIELD[kind]] = requested
     choices = params.get("n") or 1
     if choices > max_choices:
         raise InvalidRequest(f"n may be at most {max_choices} on this gateway.", "n")
@@ -323,7 +333,7 @@ def validate(
         model=request.model,
         stream=stream,
         params=params,
-        output_tokens=0 if kind == "embeddings" else (requested or default_output_tokens) * choices,
+        output_tokens=0 if requested is None else requested * choices,
         client_wants_usage=wants_usage,
     )
 

@@ -60,6 +60,12 @@ class LimitSettings(_Strict):
     """Largest `n` accepted; the reservation covers every choice."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     """Largest request body accepted (413 is not used: the body is refused with 400)."""
+    max_input_characters: int = Field(default=3_000_000, gt=0, le=4_000_000)
+    """Most characters of text (messages, system, tools, prompt, input) one request may
+    carry, refused with 400 before counting: LiteLLM's token counter samples (estimates)
+    text beyond 4,000,000 characters, and the reservation needs an exact count."""
+    max_messages: int = Field(default=2_000, gt=0)
+    """Most messages / input items one request may carry (refused with 400 beyond)."""
     plans: dict[str, PlanLimits] = {}
     """Rate limits keyed by `users.plan` (set by billing); shared by every gateway
     instance and worker through Redis (`gateway_plugins.rate_limits`)."""
@@ -78,6 +84,9 @@ class TimeoutSettings(_Strict):
     """A stream must have answered within this (retries and fallbacks included)."""
     stream_idle_seconds: int = Field(default=60, gt=0)
     """A stream that sends nothing for this long ends with an error event."""
+    abandoned_read_seconds: int = Field(default=30, gt=0)
+    """A stream whose client left is read on for at most this long (and never past the
+    request deadline) to get the usage the upstream reports (`gateway_plugins.streaming`)."""
 
 
 class RetentionSettings(_Strict):

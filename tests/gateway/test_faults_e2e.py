@@ -8,8 +8,9 @@ call (issue 8, point 4) — real faults from the fake upstream, a real gateway p
   `timeouts.stream_idle_seconds` passed, and the delivered chunks are billed.
 - The upstream never answers: a stream is refused within `first_byte_seconds`; a plain
   call within `request_seconds`, however many retries and fallbacks the Router makes.
-- The client leaves (mid-stream, or while a plain call hangs upstream): the upstream
-  request is cancelled, the hold released and the call settled exactly once.
+- The client leaves (mid-stream, before a stream's first byte, or while a plain call
+  waits upstream): the call runs on upstream and is settled exactly once from the usage
+  the upstream reports (issue 19.3); a deadline that passes bills the counted prompt.
 
 The session gateway runs the default config; the timeout tests use one extra gateway
 (SQLite) with stream_idle 2 s, first byte 3 s, request 8 s and 3 s per upstream attempt.
@@ -30,9 +31,12 @@ import openai
 import orjson
 import pytest
 
+from gateway_plugins import litellm_bridge
+from gateway_plugins.upstream import CLIENT_LEFT_LOG
 from portal.db import Database, open_database
 from portal.usage.models import CallStatus
 from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream.wire import DEFAULT_REPLY_TEXT
 from tests.fixtures.gateway import (
     Closing,
     MakeUser,
@@ -45,7 +49,13 @@ from tests.fixtures.gateway import (
     stop_gateway,
 )
 from tests.gateway.accounting import debits_by_call
-from tests.gateway.support import money, settled_usage
+from tests.gateway.support import (
+    expected_units,
+    fake_completion_tokens,
+    fake_prompt_tokens,
+    money,
+    settled_usage,
+)
 
 pytestmark = pytest.mark.gateway
 
@@ -319,55 +329,117 @@ async def read_then_leave(api: str, gateway: RunningGateway, token: str) -> None
 
 
 @pytest.mark.parametrize("api", APIS)
-async def test_a_client_that_leaves_mid_stream_cancels_the_upstream_and_pays_once(
+async def test_a_client_that_leaves_mid_stream_is_billed_the_upstreams_usage_once(
     api: str,
     gateway: RunningGateway,
     db: Database,
     make_user: MakeUser,
     fresh_upstream: FakeUpstream,
 ) -> None:
-    fresh_upstream.reply_text = long_reply(800)
-    fresh_upstream.chunk_delay = 0.05  # the whole reply would take 40 s upstream
+    """Issue 19.3: the gateway reads the stream on after the client left (for at most
+    `abandoned_read_seconds`) and settles from the usage the upstream reports."""
+    words = 60
+    fresh_upstream.reply_text = long_reply(words)
+    fresh_upstream.chunk_delay = 0.02  # the rest of the reply comes after the client left
     user = await make_user("1")
 
     await read_then_leave(api, gateway, user.token)
 
-    # The gateway closed its upstream request: the fake's stream ends long before 40 s.
-    await eventually(lambda: fresh_upstream.streams_open == 0, seconds=20, what="upstream closed")
-    assert fresh_upstream.calls_served == 0
-    await assert_billed_for_delivery(db, user.user_id, 1, "client_gone")
+    # The upstream's stream ran to its end (its usage report included).
+    await eventually(lambda: fresh_upstream.calls_served == 1, seconds=60, what="read on")
+    (record,) = await settled_usage(db, user.user_id, 1)
+    assert (record.status, record.error_type) == (CallStatus.INCOMPLETE, "client_gone")
+    prompt = fake_prompt_tokens(PROMPT)
+    assert (record.prompt_tokens, record.completion_tokens) == (prompt, words), record
+    assert record.credits == expected_units(MODELS[api], prompt, words) > 0
+    assert await debits_by_call(db, user.user_id) == {record.call_id: 1}
+    state = await money(db, user.user_id)
+    assert (state.reserved, FUNDING - state.balance) == (0, record.credits)
 
 
-async def test_a_client_that_leaves_a_hung_plain_call_cancels_it_and_is_not_charged(
+async def noticed_leaving(gateway: RunningGateway, upstream: FakeUpstream, before: int) -> None:
+    """Once the gateway logged one more client leaving than `before` — or, on a gateway
+    that cancels the upstream call instead, once the upstream saw it go."""
+    await eventually(
+        lambda: gateway.logs().count(CLIENT_LEFT_LOG) > before or upstream.calls_held == 0,
+        seconds=30,
+        what="the gateway noticed the client leaving",
+    )
+
+
+async def start_plain_then_leave(
+    gateway: RunningGateway, upstream: FakeUpstream, token: str, closing: Closing
+) -> None:
+    """A plain call the upstream holds; the client leaves; returns once the gateway
+    noticed (its log line) or, on a gateway that cancels the upstream, the upstream did."""
+    client = closing(gateway.async_client(token, timeout=60))
+    noticed = gateway.logs().count(CLIENT_LEFT_LOG)
+    call = asyncio.ensure_future(
+        client.chat.completions.create(
+            model=MODELS["chat"], messages=[{"role": "user", "content": PROMPT}], max_tokens=50
+        )
+    )
+    await eventually(lambda: upstream.calls_held == 1, seconds=30, what="call held upstream")
+    call.cancel()  # the client gives up: its connection closes
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await noticed_leaving(gateway, upstream, noticed)
+
+
+async def test_a_client_that_leaves_a_plain_call_is_billed_the_upstreams_usage(
     gateway: RunningGateway,
     db: Database,
     make_user: MakeUser,
     fresh_upstream: FakeUpstream,
     closing: Closing,
 ) -> None:
-    fresh_upstream.hang_next(count=3)
+    """Issue 19.3: 20 of 20 such calls were free on main; now the call runs on upstream
+    in the background and settles from the usage the upstream reports."""
+    fresh_upstream.hold_next()
     user = await make_user("1")
-    client = closing(gateway.async_client(user.token, timeout=60))
-    call = asyncio.ensure_future(
-        client.chat.completions.create(
-            model=MODELS["chat"], messages=[{"role": "user", "content": PROMPT}], max_tokens=50
-        )
-    )
-    await eventually(lambda: fresh_upstream.calls_hanging == 1, seconds=20, what="call hangs")
+
+    await start_plain_then_leave(gateway, fresh_upstream, user.token, closing)
     assert (await money(db, user.user_id)).reserved > 0
+    fresh_upstream.release_held()  # the upstream answers after the client left
 
-    call.cancel()  # the client gives up: its connection closes
-    with pytest.raises(asyncio.CancelledError):
-        await call
-
-    await eventually(lambda: fresh_upstream.calls_hanging == 0, seconds=20, what="cancelled")
     (record,) = await settled_usage(db, user.user_id, 1)
-    assert (record.status, record.http_status, record.credits) == (CallStatus.FAILED, 499, 0)
-    assert await debits_by_call(db, user.user_id) == {}
+    prompt, completion = fake_prompt_tokens(PROMPT), fake_completion_tokens(DEFAULT_REPLY_TEXT)
+    assert (record.status, record.http_status) == (CallStatus.INCOMPLETE, 499), record
+    assert (record.prompt_tokens, record.completion_tokens) == (prompt, completion)
+    assert record.credits == expected_units(MODELS["chat"], prompt, completion) > 0
+    assert await debits_by_call(db, user.user_id) == {record.call_id: 1}
     state = await money(db, user.user_id)
-    assert (state.balance, state.reserved) == (FUNDING, 0)
-    # No retry and no fallback was started for a caller who is gone.
-    assert fresh_upstream.calls_hanging == 0 and len(fresh_upstream.requests) == 1
+    assert (state.reserved, FUNDING - state.balance) == (0, record.credits)
+    assert fresh_upstream.calls_served == 1 and len(fresh_upstream.requests) == 1
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_stream_dropped_before_its_first_byte_is_billed_the_upstreams_usage(
+    api: str,
+    gateway: RunningGateway,
+    db: Database,
+    make_user: MakeUser,
+    fresh_upstream: FakeUpstream,
+) -> None:
+    """Issue 19.3: 5 of 5 were free on main."""
+    fresh_upstream.hold_next()
+    user = await make_user("1")
+    noticed = gateway.logs().count(CLIENT_LEFT_LOG)
+    opened = asyncio.ensure_future(raw_stream(gateway, user.token, api))
+    await eventually(lambda: fresh_upstream.calls_held == 1, seconds=30, what="call held")
+    opened.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opened
+    await noticed_leaving(gateway, fresh_upstream, noticed)
+    fresh_upstream.release_held()
+
+    (record,) = await settled_usage(db, user.user_id, 1)
+    prompt, completion = fake_prompt_tokens(PROMPT), fake_completion_tokens(DEFAULT_REPLY_TEXT)
+    assert (record.status, record.error_type) == (CallStatus.INCOMPLETE, "client_gone")
+    assert (record.prompt_tokens, record.completion_tokens) == (prompt, completion), record
+    assert record.credits == expected_units(MODELS[api], prompt, completion) > 0
+    state = await money(db, user.user_id)
+    assert (state.reserved, FUNDING - state.balance) == (0, record.credits)
 
 
 # --------------------------------------------------------------------- deadlines
@@ -430,11 +502,18 @@ async def test_a_stalled_stream_ends_with_an_error_event_after_the_idle_timeout_
     await assert_billed_for_delivery(short_db, user.user_id, 1, "upstream_timeout")
 
 
-async def assert_failed_unbilled(db: Database, user_id: str, status: int) -> None:
+async def assert_failed_billed_the_prompt(
+    db: Database, user_id: str, status: int, model: str, messages: list[dict[str, str]]
+) -> None:
+    """Issue 19.3: a deadline that passed while the upstream worked is billed the prompt
+    as counted before the call (0 on main)."""
     (record,) = await settled_usage(db, user_id, 1)
-    assert (record.status, record.http_status, record.credits) == (CallStatus.FAILED, status, 0)
+    counted = litellm_bridge.count_prompt_tokens("chat", {"messages": messages})
+    assert (record.status, record.http_status) == (CallStatus.FAILED, status)
+    assert (record.prompt_tokens, record.completion_tokens) == (counted, 0)
+    assert record.credits == expected_units(model, counted, 0) > 0
     state = await money(db, user_id)
-    assert (state.balance, state.reserved) == (FUNDING, 0)
+    assert (state.reserved, FUNDING - state.balance) == (0, record.credits)
 
 
 async def test_a_hung_upstream_fails_a_stream_within_the_first_byte_timeout(
@@ -461,7 +540,9 @@ async def test_a_hung_upstream_fails_a_stream_within_the_first_byte_timeout(
     assert refused.value.type == "api_error" and refused.value.code == "timeout"
     assert elapsed < FIRST_BYTE_SECONDS + MARGIN_SECONDS, elapsed
     await eventually(lambda: fresh_upstream.calls_hanging == 0, seconds=20, what="cancelled")
-    await assert_failed_unbilled(short_db, user.user_id, 504)
+    await assert_failed_billed_the_prompt(
+        short_db, user.user_id, 504, "gpt-4o-mini", [{"role": "user", "content": PROMPT}]
+    )
 
 
 async def test_a_hung_upstream_fails_a_plain_call_within_one_deadline_across_retries(
@@ -487,4 +568,6 @@ async def test_a_hung_upstream_fails_a_plain_call_within_one_deadline_across_ret
     assert elapsed < REQUEST_SECONDS + MARGIN_SECONDS, elapsed
     assert len(fresh_upstream.requests) >= 2  # the Router did retry inside the deadline
     await eventually(lambda: fresh_upstream.calls_hanging == 0, seconds=20, what="cancelled")
-    await assert_failed_unbilled(short_db, user.user_id, 504)
+    await assert_failed_billed_the_prompt(
+        short_db, user.user_id, 504, "gpt-4o-mini", [{"role": "user", "content": PROMPT}]
+    )

@@ -62,7 +62,10 @@ def test_only_the_bridge_imports_litellm() -> None:
             )
             if any(name == "litellm" or name.startswith("litellm.") for name in names):
                 importers.append(Path(path).name)
-    assert sorted(set(importers)) == ["litellm_bridge.py"]
+    # token_counting.py: the tokenizer selection billing relies on, kept beside its use
+    # while litellm_bridge.py is being upgraded on another branch; it moves into the
+    # bridge once that lands (the lead's call, issue 19.3).
+    assert sorted(set(importers)) == ["litellm_bridge.py", "token_counting.py"]
 
 
 def test_the_router_has_every_call_the_gateway_makes(router: Router) -> None:

@@ -116,7 +116,8 @@ async def test_no_credit_is_402(
             error, 402, "insufficient_quota", "Insufficient credits", "insufficient_credits"
         )
         status, body = raw_error(gateway, user.token, stream=stream)
-        assert status == 402 and "Top up" in body["message"]
+        assert status == 402 and "Lower max_tokens" in body["message"]
+        assert "Your balance is" in body["message"] and "needs" in body["message"]
     assert fresh_upstream.requests == []
     state = await money(db, user.user_id)
     assert state.reserved == 0

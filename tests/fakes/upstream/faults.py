@@ -1,7 +1,9 @@
 """Faults a test can arm at any time: errors, hung requests, cut and stalled streams.
 
 Every generation call (any provider, any endpoint) passes ``admit``: first a pending
-``hang_next`` is taken, else a pending ``fail_next``. A call that then streams with
+``hang_next`` is taken, else a pending ``hold_next`` (the call waits for
+``release_held()``, then is answered normally, usage included), else a pending
+``fail_next``. A call that then streams with
 HTTP 200 takes the next pending stream fault (``cut_stream_after`` /
 ``stall_stream_after``, one FIFO queue); plain calls never take one.
 
@@ -65,6 +67,9 @@ class FaultsMixin:
     def _init_faults(self) -> None:
         self._failures: list[tuple[int, str | None]] = []
         self._hangs = 0
+        self._holds = 0
+        self._calls_held = 0
+        self._held: asyncio.Event | None = None  # server loop only; set by release_held()
         self._stream_faults: list[_StreamFault] = []
         self._generation = 0  # bumped by reset(): waits armed before it end at once
         self._release: asyncio.Event | None = None  # server loop only
@@ -90,6 +95,30 @@ class FaultsMixin:
         """
         with self._lock:
             self._hangs += count
+
+    def hold_next(self, count: int = 1) -> None:
+        """Hold the next ``count`` generation calls until ``release_held()``, then answer
+        them as usual (a slow upstream whose timing the test controls). A held call whose
+        client disconnects first is dropped, as a hang is."""
+        with self._lock:
+            self._holds += count
+
+    def release_held(self) -> None:
+        """Let every held call (and any held later) be answered (any thread)."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._open_hold)
+
+    def _open_hold(self) -> None:
+        if self._held is None:
+            self._held = asyncio.Event()
+        self._held.set()
+
+    @property
+    def calls_held(self) -> int:
+        """Requests currently held by ``hold_next``."""
+        with self._lock:
+            return self._calls_held
 
     def cut_stream_after(self, chunks: int, count: int = 1) -> None:
         """Drop the connection of the next ``count`` streams after ``chunks`` text chunks."""
@@ -128,6 +157,7 @@ class FaultsMixin:
         with self._lock:
             self._failures.clear()
             self._hangs = 0
+            self._holds = 0
             self._stream_faults.clear()
             self._generation += 1
         loop = self._loop
@@ -136,6 +166,9 @@ class FaultsMixin:
                 loop.call_soon_threadsafe(self._swap_release)
 
     def _swap_release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.set()  # calls held before a reset are answered
         old, self._release = self._release, None
         if old is not None:
             old.set()
@@ -162,8 +195,20 @@ class FaultsMixin:
             if hang:
                 self._hangs -= 1
                 self._calls_hanging += 1
+            hold = not hang and self._holds > 0
+            if hold:
+                self._holds -= 1
+                self._calls_held += 1
             generation = self._generation
-            failure = None if hang or not self._failures else self._failures.pop(0)
+            failure = None if hang or hold or not self._failures else self._failures.pop(0)
+        if hold:
+            try:
+                if not await self._hold(request):
+                    return Response(status_code=499)  # the client left while held
+            finally:
+                with self._lock:
+                    self._calls_held -= 1
+            return None
         if hang:
             try:
                 await self._hang(request, generation)
@@ -177,6 +222,19 @@ class FaultsMixin:
         if message is None:
             message = default_failure_message(status, quoted)
         return error_response(provider, status, message)
+
+    async def _hold(self, request: Request) -> bool:
+        """Wait for ``release_held()``; False if the client disconnected first."""
+        if self._held is None:
+            self._held = asyncio.Event()
+        disconnect = asyncio.ensure_future(_disconnected(request))
+        released = asyncio.ensure_future(self._held.wait())
+        try:
+            await asyncio.wait({disconnect, released}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            disconnect.cancel()
+            released.cancel()
+        return released.done() and not released.cancelled()
 
     async def _hang(self, request: Request, generation: int) -> None:
         disconnect = asyncio.ensure_future(_disconnected(request))
