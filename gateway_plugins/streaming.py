@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from gateway_plugins import metrics
 from gateway_plugins.errors import ErrorBody
 from gateway_plugins.litellm_bridge import group_of, model_id_of, upstream_failure
@@ -52,6 +54,15 @@ _CUT = ErrorBody(
 _STALLED = ErrorBody(
     504, "The upstream provider stopped sending.", type="api_error", code="upstream_timeout"
 )
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether a mid-stream failure is the upstream going quiet: LiteLLM's timeout, or the
+    HTTP client's read timeout raised as is (`/v1/messages` streams raise
+    `httpx.ReadTimeout` unwrapped), which on a busy machine can fire before our idle timer."""
+    if isinstance(error, httpx.TimeoutException):
+        return True
+    return upstream_failure(error).status in (408, 504)
 
 
 class MeteredStream:
@@ -110,8 +121,9 @@ class MeteredStream:
         # quiet is cut between `idle` and `idle + slack` seconds after its last chunk.
         slack = min(1.0, idle / 10)
         failure: ErrorBody = _CUT
+        timer = asyncio.timeout(None)
         try:
-            async with asyncio.timeout(None) as timer:
+            async with timer:
                 iterator = aiter(self.stream)
                 expires = 0.0
                 while True:
@@ -128,7 +140,7 @@ class MeteredStream:
         except TimeoutError:
             failure = _STALLED
         except Exception as exc:  # the upstream broke off mid-stream
-            failure = _STALLED if upstream_failure(exc).status in (408, 504) else _CUT
+            failure = _STALLED if timer.expired() or _timed_out(exc) else _CUT
         self.model_id = model_id_of(self.stream)
         if self.relay.finished:
             await self._end("complete")
