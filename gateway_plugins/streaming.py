@@ -25,6 +25,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from gateway_plugins import metrics
 from gateway_plugins.errors import ErrorBody
 from gateway_plugins.litellm_bridge import deployment_of, group_of, model_id_of, upstream_failure
@@ -63,6 +65,15 @@ SHUTDOWN = ErrorBody(
     type="api_error",
     code="gateway_shutdown",
 )
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether a mid-stream failure is the upstream going quiet: LiteLLM's timeout, or the
+    HTTP client's read timeout raised as is (`/v1/messages` streams raise
+    `httpx.ReadTimeout` unwrapped), which on a busy machine can fire before our idle timer."""
+    if isinstance(error, httpx.TimeoutException):
+        return True
+    return upstream_failure(error).status in (408, 504)
 
 
 class MeteredStream:
@@ -115,8 +126,9 @@ class MeteredStream:
         failure: ErrorBody = _CUT
         call, relay = self.call, self.relay
         reading_on = False  # the client left: read on, send nothing, until `deadline`
+        timer = asyncio.timeout(None)
         try:
-            async with asyncio.timeout(None) as timer:
+            async with timer:
                 iterator = aiter(self.stream)
                 expires = 0.0
                 while True:
@@ -142,7 +154,7 @@ class MeteredStream:
         except TimeoutError:
             failure = _STALLED
         except Exception as exc:  # the upstream broke off mid-stream
-            failure = _STALLED if upstream_failure(exc).status in (408, 504) else _CUT
+            failure = _STALLED if timer.expired() or _timed_out(exc) else _CUT
         self.model_id = model_id_of(self.stream)
         if call.client_left:
             await self._end("client_gone")

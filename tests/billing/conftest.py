@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from portal.settings import PROJECT_ROOT, Settings
 from portal.web.app import create_app
 from tests.browser.conftest import chromium, chromium_path  # noqa: F401 (fixtures)
 from tests.fakes.stripe_api import FakeStripe
+from tests.fixtures.readiness import wait_until_ready
 from tests.portal.support import PASSWORD, Browser
 
 CATALOG = {
@@ -71,11 +71,7 @@ class PortalServer:
             target=lambda: asyncio.run(self.server.serve(sockets=[sock])), daemon=True
         )
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the portal did not start")
-            time.sleep(0.01)
+        wait_until_ready(lambda: self.server.started, alive=self.thread.is_alive, what="the portal")
 
     def stop(self) -> None:
         self.server.should_exit = True

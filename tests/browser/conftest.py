@@ -17,6 +17,7 @@ import uvicorn
 from portal.settings import PROJECT_ROOT, Settings
 from portal.web.app import create_app
 from tests.fixtures.gateway import RunningGateway, free_port
+from tests.fixtures.readiness import wait_until_ready
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -55,12 +56,8 @@ def portal(gateway: RunningGateway, database_url: str, tmp_path: Path) -> Iterat
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the portal did not start")
-        time.sleep(0.05)
-    assert httpx.get(f"{url}/healthz").status_code == 200
+    wait_until_ready(lambda: server.started, alive=thread.is_alive, what="the portal")
+    assert httpx.get(f"{url}/healthz", timeout=60).status_code == 200
     yield RunningPortal(url, settings)
     server.should_exit = True
     thread.join(timeout=10)
@@ -90,7 +87,7 @@ async def chromium(chromium_path: Path) -> AsyncIterator[object]:
             await browser.close()
 
 
-async def wait_for(predicate, *, seconds: float = 15.0, interval: float = 0.1):
+async def wait_for(predicate, *, seconds: float = 60.0, interval: float = 0.1):
     """Poll an async predicate until it returns something truthy."""
     deadline = time.monotonic() + seconds
     while True:

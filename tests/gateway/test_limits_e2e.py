@@ -19,7 +19,6 @@ import asyncio
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from tests.fixtures.gateway import (
     start_gateway,
     stop_gateway,
 )
+from tests.fixtures.readiness import wait_until_ready
 from tests.fixtures.services import unavailable
 from tests.gateway.support import money, settled_usage
 
@@ -78,17 +78,18 @@ class OwnRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        deadline = time.monotonic() + 30
-        while True:
+        process, client = self.process, redis.Redis.from_url(self.url, socket_connect_timeout=5)
+
+        def answers() -> bool:
             try:
-                client.ping()
-                break
+                return bool(client.ping())
             except redis.RedisError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
+                return False
+
+        try:
+            wait_until_ready(answers, alive=lambda: process.poll() is None, what="redis-server")
+        finally:
+            client.close()
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -25,7 +25,8 @@ from portal.accounts.service import create_user
 from portal.db import open_database
 from portal.db.migrate import upgrade
 from portal.settings import PROJECT_ROOT
-from tests.fixtures.gateway import free_port
+from tests.fixtures.gateway import eventually, free_port
+from tests.fixtures.readiness import http_ok, wait_until_ready
 from tests.portal.support import PASSWORD, Browser, Outbox
 
 pytestmark = pytest.mark.portal_process
@@ -40,7 +41,7 @@ class PortalProcess:
 
     def browser(self, forwarded_for: str | None = None) -> Browser:
         headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
-        return Browser(httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30))
+        return Browser(httpx.AsyncClient(base_url=self.url, headers=headers, timeout=120))
 
     async def account(self) -> str:
         email = f"person-{uuid.uuid4().hex[:10]}@example.com"
@@ -86,16 +87,13 @@ def _start(tmp_path: Path, forwarded_allow_ips: str, **more_env: str) -> Iterato
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the portal did not start:\n{log.read_text()}")
-            time.sleep(0.1)
+        wait_until_ready(
+            http_ok(f"{url}/healthz"),
+            alive=lambda: process.poll() is None,
+            what="the portal",
+            details=log.read_text,
+            interval=0.1,
+        )
         yield PortalProcess(url, database_url, Outbox(tmp_path / "var" / "outbox"), log)
     finally:
         process.terminate()
@@ -143,10 +141,7 @@ def with_smtp(tmp_path: Path) -> Iterator[tuple[PortalProcess, SlowMailServer]]:
 
 async def _mail(portal: PortalProcess, address: str, kind: str):
     """The last mail of `kind` to `address`, once it has gone out (after the answer)."""
-    for _ in range(100):
-        if portal.outbox.to(address, kind):
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: portal.outbox.to(address, kind), seconds=60, what=f"{kind} mail")
     return portal.outbox.last(address, kind)
 
 
@@ -192,10 +187,12 @@ async def test_one_time_tokens_never_reach_the_access_log(behind_proxy: PortalPr
     await browser.client.aclose()
     secrets = [link.split("token=")[1] for link in (verify_link, reset_link)]
 
-    await asyncio.sleep(0.2)  # let the server flush its log lines
-    log = behind_proxy.log.read_text(encoding="utf-8")
-    assert "GET /reset/confirm?token=… HTTP/1.1" in log  # the access log is on
-    assert "GET /verify?token=… HTTP/1.1" in log
+    def logged() -> str | None:  # once the server wrote both lines (the access log is on)
+        log = behind_proxy.log.read_text(encoding="utf-8")
+        lines = ("GET /reset/confirm?token=… HTTP/1.1", "GET /verify?token=… HTTP/1.1")
+        return log if all(line in log for line in lines) else None
+
+    log = await eventually(logged, seconds=60, what="the access log lines")
     for secret in secrets:
         assert secret not in log
 
@@ -218,7 +215,11 @@ async def test_reset_answers_in_the_same_time_for_known_and_unknown_addresses(
             timings[kind].append(time.perf_counter() - started)
             assert answer.status_code == 200
             await browser.client.aclose()
-            await asyncio.sleep(0.15)  # the mail (if any) goes out after the answer
+            if kind == "known":  # its mail goes out after the answer: not while timing
+                mails = len(timings["known"])
+                await eventually(
+                    lambda mails=mails: len(inbox.received) >= mails, seconds=60, what="mail"
+                )
     median_known = statistics.median(timings["known"])
     median_unknown = statistics.median(timings["unknown"])
     assert len(inbox.received) == len(known)  # the known ones did get mail
@@ -254,7 +255,7 @@ async def test_health_stays_quick_while_many_people_sign_up(
     one_hash = time.perf_counter() - started
     latencies: list[float] = []
     await asyncio.sleep(0.3)  # the requests are in: they are hashing now
-    async with httpx.AsyncClient(base_url=behind_proxy.url) as probe:
+    async with httpx.AsyncClient(base_url=behind_proxy.url, timeout=120) as probe:
         while not burst.done():
             started = time.perf_counter()
             assert (await probe.get("/healthz")).status_code == 200

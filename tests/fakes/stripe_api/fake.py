@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from typing import Any
 
 import stripe
 import uvicorn
+
+from tests.fixtures.readiness import wait_until_ready
 
 from . import checkout, customers, disputes, payments, prices, subscriptions
 from .app import build_app
@@ -68,12 +69,13 @@ class FakeStripe(Store, Deliveries):
             daemon=True,
         )
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("fake Stripe did not start")
-            time.sleep(0.005)
+        try:
+            wait_until_ready(
+                lambda: server.started, alive=self._thread.is_alive, what="fake Stripe"
+            )
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

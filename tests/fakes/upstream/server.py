@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tests.fixtures.readiness import wait_until_ready
 
 from . import anthropic, gemini
 from .core import UpstreamCore
@@ -88,13 +89,17 @@ class FakeUpstream(UpstreamCore):
 
         thread = threading.Thread(target=run, name=f"fake-upstream-{port}", daemon=True)
         thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if errors or not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                thread.join(timeout=5)
-                raise RuntimeError(f"fake upstream failed to start: {errors!r}")
-            time.sleep(0.005)
+        try:
+            wait_until_ready(
+                lambda: server.started,
+                alive=lambda: not errors and thread.is_alive(),
+                what="fake upstream",
+                details=lambda: repr(errors),
+            )
+        except RuntimeError:
+            server.should_exit = True
+            thread.join(timeout=5)
+            raise
         self._server, self._thread = server, thread
         self.url = f"http://{self.host}:{port}"
         return self
