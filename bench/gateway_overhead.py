@@ -498,6 +498,12 @@ def parse_args() -> argparse.Namespace:
     add("--rounds", type=int, default=1, help="repeat the measurement (targets interleaved)")
     add("--phase-seconds", type=float, default=25, help="time ceiling of one phase")
     add("--targets", default="fake,stock,sqlite,postgres", help="comma-separated subset")
+    add(
+        "--fast-paths-off",
+        default="",
+        help="our gateways' WFG_FAST_PATHS_OFF: fast paths to replace by the library path "
+        "for an A/B (gateway_plugins/fast_paths.py)",
+    )
     add("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     add("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
     add("--py-spy", default=shutil.which("py-spy"), help="py-spy executable (profile if set)")
@@ -522,6 +528,7 @@ def start_targets(
     """Our gateways first, each started alone (time to /readyz is a figure), then stock.
     Returns the servers and the scratch PostgreSQL databases created."""
     wanted = set(args.targets.split(","))
+    stock_env, env = env, {**env, "WFG_FAST_PATHS_OFF": args.fast_paths_off}
     servers: list[Server] = []
     scratch: list[str] = []
     if "sqlite" in wanted:
@@ -545,7 +552,7 @@ def start_targets(
         run.notes.append(_startup_note(servers[-1], "/readyz", load))
     if "stock" in wanted:
         load = os.getloadavg()[0]
-        servers.insert(0, start_stock(env, work))
+        servers.insert(0, start_stock(stock_env, work))
         run.notes.append(_startup_note(servers[0], "/health/liveliness", load))
     return servers, scratch
 
@@ -561,6 +568,8 @@ def report(run: Run, checks: list[str], profiles: list[Any], seconds: float, loa
         f"- {args.requests} requests per target and mode after {args.warmup} warm-up, "
         f"{args.connections} connections, {args.users} gateway users; whole run {seconds:.0f} s"
     )
+    if args.fast_paths_off:
+        lines.append(f"- our gateways with WFG_FAST_PATHS_OFF={args.fast_paths_off}")
     for round_ in range(args.rounds):
         lines += ["", f"## Round {round_ + 1}", "", *table(run, round_), "", *ratios(run, round_)]
     lines += ["", "## Usage records vs answered", "", *checks]

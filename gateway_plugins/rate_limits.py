@@ -42,7 +42,8 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
-from gateway_plugins.redis_scripts import KeptScripts, Script
+from gateway_plugins import fast_paths
+from gateway_plugins.redis_scripts import ClientScripts, KeptScripts, Script
 from portal.config.plugin_settings import LimitSettings, PlanLimits
 from portal.errors import RateLimited
 from portal.tokens.auth_cache import FORMAT as AUTH_CACHE_FORMAT
@@ -199,7 +200,11 @@ _FINISH_SCRIPT = Script(_FINISH)
 
 class _InRedis:
     def __init__(self, redis: aioredis.Redis) -> None:
-        self.scripts = KeptScripts(redis)  # `gateway_plugins.redis_scripts` says why
+        self.scripts: KeptScripts | ClientScripts = (
+            ClientScripts(redis)
+            if "redis_scripts" in fast_paths.turned_off()
+            else KeptScripts(redis)  # `gateway_plugins.redis_scripts` says why
+        )
 
     async def admit(
         self, user_id: str, limits: PlanLimits, member: str, slot_seconds: float

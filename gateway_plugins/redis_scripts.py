@@ -37,7 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["KeptScripts", "Script"]
+__all__ = ["ClientScripts", "KeptScripts", "Script"]
 
 Argument = str | int | float | bytes
 DEFAULT_TIMEOUT_SECONDS = 5.0  # redis-py's own default socket timeout
@@ -114,6 +114,24 @@ class KeptScripts:
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.disconnect()
+
+
+class ClientScripts:
+    """Runs scripts through redis-py's client and its pool (the library path)."""
+
+    __slots__ = ("_redis",)
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Argument]) -> Any:
+        try:
+            return await self._redis.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            return await self._redis.eval(script.source, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        """Nothing of its own: the client's pool closes with the client."""
 
 
 async def _evaluate(

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway_plugins import litellm_bridge
+from gateway_plugins import fast_paths, litellm_bridge
 from gateway_plugins.inflight import InFlight
 from gateway_plugins.litellm_bridge import Router
 from gateway_plugins.rate_limits import RateLimiter
@@ -27,6 +27,8 @@ from portal.usage.spool import Spool
 __all__ = ["GatewayRuntime", "open_runtime"]
 
 log = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_SECONDS = 5.0  # a Redis that does not answer costs a call at most this
 
 
 @dataclass
@@ -74,7 +76,12 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
         raise ConfigError(problems)
     litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
     router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
-    redis = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = (
+        aioredis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS)
+        if settings.redis_url
+        else None
+    )
+    off = fast_paths.turned_off()
     return GatewayRuntime(
         settings=settings,
         config=config,
@@ -85,7 +92,9 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
             pool_size=20,
             max_overflow=0,
             pre_ping=False,
-            inline_sqlite=True,
+            inline_sqlite="inline_sqlite" not in off,
+            by_driver="driver" not in off,
+            keep_connections="kept_connections" not in off,
         ),
         spool=Spool(settings.spool_dir),
         router=router,

@@ -33,11 +33,11 @@ from sqlalchemy import ClauseElement
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.dialects.sqlite.aiosqlite import dialect as aiosqlite_dialect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
-__all__ = ["Driver", "DriverConnection", "DriverStatement", "KeptConnections"]
+__all__ = ["CoreDriver", "Driver", "DriverConnection", "DriverStatement", "KeptConnections"]
 
 
 class DriverConnection(Protocol):
@@ -100,9 +100,10 @@ class _Compiled:
 class DriverStatement:
     """A Core statement, compiled once for each dialect it names."""
 
-    __slots__ = ("_compiled",)
+    __slots__ = ("_compiled", "statement")
 
     def __init__(self, statement: ClauseElement, *dialects: str) -> None:
+        self.statement = statement
         self._compiled = {name: _Compiled(statement, _DIALECTS[name]) for name in dialects}
 
     def sql(self, dialect: str) -> str:
@@ -125,6 +126,21 @@ class Driver:
         if compiled.results is None:
             return rows
         return [_processed(row, compiled.results) for row in rows]
+
+
+class CoreDriver:
+    """The same statements through SQLAlchemy Core on a pooled connection (the library
+    path, `gateway_plugins.fast_paths`)."""
+
+    __slots__ = ("connection", "dialect")
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect.name
+
+    async def fetch(self, statement: DriverStatement, parameters: Mapping[str, Any]) -> list[Any]:
+        result = await self.connection.execute(statement.statement, parameters)  # type: ignore[call-overload]
+        return list(result.all()) if result.returns_rows else []
 
 
 def _processed(row: Sequence[Any], processors: Sequence[_Processor | None]) -> tuple[Any, ...]:
