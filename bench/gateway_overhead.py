@@ -500,9 +500,10 @@ def parse_args() -> argparse.Namespace:
     add("--targets", default="fake,stock,sqlite,postgres", help="comma-separated subset")
     add(
         "--fast-paths-off",
-        default="",
-        help="our gateways' WFG_FAST_PATHS_OFF: fast paths to replace by the library path "
-        "for an A/B (gateway_plugins/fast_paths.py)",
+        action="append",
+        metavar="NAMES",
+        help="an A/B: our gateways with WFG_FAST_PATHS_OFF=NAMES (gateway_plugins/fast_paths.py; "
+        "'' = none off); repeat to run variants side by side, measured alternately",
     )
     add("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     add("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
@@ -528,31 +529,36 @@ def start_targets(
     """Our gateways first, each started alone (time to /readyz is a figure), then stock.
     Returns the servers and the scratch PostgreSQL databases created."""
     wanted = set(args.targets.split(","))
-    stock_env, env = env, {**env, "WFG_FAST_PATHS_OFF": args.fast_paths_off}
     servers: list[Server] = []
     scratch: list[str] = []
-    if "sqlite" in wanted:
-        (work / "var-sqlite").mkdir()
-        url = f"sqlite:///{work / 'var-sqlite' / 'workforce.db'}"  # the default var dir
-        tokens = asyncio.run(prepare_database(url, args.users))
-        load = os.getloadavg()[0]
-        servers.append(start_ours(OURS_SQLITE, env, work, "sqlite", tokens, url))
-        run.notes.append(_startup_note(servers[-1], "/readyz", load))
-    if "postgres" in wanted:
-        from sqlalchemy.engine import make_url
+    for number, off in enumerate(args.fast_paths_off or [""]):
+        suffix = f" [off: {off}]" if off else ""
+        ours_env = {**env, "WFG_FAST_PATHS_OFF": off}
+        if "sqlite" in wanted:
+            tag = f"sqlite{number or ''}"
+            (work / f"var-{tag}").mkdir()
+            url = f"sqlite:///{work / f'var-{tag}' / 'workforce.db'}"  # the default var dir
+            tokens = asyncio.run(prepare_database(url, args.users))
+            load = os.getloadavg()[0]
+            servers.append(start_ours(OURS_SQLITE + suffix, ours_env, work, tag, tokens, url))
+            run.notes.append(_startup_note(servers[-1], "/readyz", load))
+        if "postgres" in wanted:
+            from sqlalchemy.engine import make_url
 
-        name = f"wfg_bench_{uuid.uuid4().hex[:10]}"
-        postgres_admin(args.postgres_url, f'CREATE DATABASE "{name}"')
-        scratch.append(name)
-        url = make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
-        tokens = asyncio.run(prepare_database(url, args.users))
-        load = os.getloadavg()[0]
-        pg_env = {**env, "DATABASE_URL": url, "REDIS_URL": args.redis_url}
-        servers.append(start_ours(OURS_PG, pg_env, work, "postgres", tokens, url))
-        run.notes.append(_startup_note(servers[-1], "/readyz", load))
+            name = f"wfg_bench_{uuid.uuid4().hex[:10]}"
+            postgres_admin(args.postgres_url, f'CREATE DATABASE "{name}"')
+            scratch.append(name)
+            url = make_url(args.postgres_url).set(database=name)
+            url = url.render_as_string(hide_password=False)
+            tokens = asyncio.run(prepare_database(url, args.users))
+            load = os.getloadavg()[0]
+            pg_env = {**ours_env, "DATABASE_URL": url, "REDIS_URL": args.redis_url}
+            tag = f"postgres{number or ''}"
+            servers.append(start_ours(OURS_PG + suffix, pg_env, work, tag, tokens, url))
+            run.notes.append(_startup_note(servers[-1], "/readyz", load))
     if "stock" in wanted:
         load = os.getloadavg()[0]
-        servers.insert(0, start_stock(stock_env, work))
+        servers.insert(0, start_stock(env, work))
         run.notes.append(_startup_note(servers[0], "/health/liveliness", load))
     return servers, scratch
 
@@ -568,8 +574,6 @@ def report(run: Run, checks: list[str], profiles: list[Any], seconds: float, loa
         f"- {args.requests} requests per target and mode after {args.warmup} warm-up, "
         f"{args.connections} connections, {args.users} gateway users; whole run {seconds:.0f} s"
     )
-    if args.fast_paths_off:
-        lines.append(f"- our gateways with WFG_FAST_PATHS_OFF={args.fast_paths_off}")
     for round_ in range(args.rounds):
         lines += ["", f"## Round {round_ + 1}", "", *table(run, round_), "", *ratios(run, round_)]
     lines += ["", "## Usage records vs answered", "", *checks]
