@@ -652,8 +652,10 @@ def main() -> None:
             for server in servers:
                 measure(server, upstream.pid, mode, args.warmup, args, round_=-1)
         for round_ in range(args.rounds):
+            # Each round starts one target later: no target is always measured first.
+            shift = round_ % len(servers)
             for mode in ("plain", "stream"):
-                for server in servers:
+                for server in servers[shift:] + servers[:shift]:
                     phase = measure(server, upstream.pid, mode, args.requests, args, round_)
                     run.phases.append(phase)
                     print(
