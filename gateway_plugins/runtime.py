@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway_plugins import fast_paths, litellm_bridge
 from gateway_plugins.inflight import InFlight
@@ -28,7 +31,21 @@ __all__ = ["GatewayRuntime", "open_runtime"]
 
 log = logging.getLogger(__name__)
 
-REDIS_TIMEOUT_SECONDS = 5.0  # a Redis that does not answer costs a call at most this
+REDIS_TIMEOUT_SECONDS = 5.0
+
+
+def redis_client(url: str, timeout_seconds: float = REDIS_TIMEOUT_SECONDS) -> aioredis.Redis:
+    """redis-py's client and pool for the limiter's scripts and the auth cache: one
+    deadline per round trip, so a Redis that does not answer costs a call at most
+    `timeout_seconds` (then the limiter fails open, the auth cache reads the
+    database), not redis-py's default of three retries after it; a connection error (a
+    connection Redis dropped, as after its restart) is retried once on a new one."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),
+    )
 
 
 @dataclass
@@ -58,13 +75,12 @@ class GatewayRuntime:
         return self.config.plugin.limits.for_plan(identity.plan)
 
     async def close(self) -> None:
-        """Upstream clients, the limiter's Redis connections, Redis, the database: each is
+        """Upstream clients, Redis, the database: each is
         closed even if closing one before it failed."""
         async with AsyncExitStack() as closing:  # callbacks run last-in, first-out
             closing.push_async_callback(self.database.dispose)
             if self.redis is not None:
                 closing.push_async_callback(self.redis.aclose)
-            closing.push_async_callback(self.limiter.close)
             await litellm_bridge.close_upstream_clients(self.router)
 
 
@@ -76,11 +92,7 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
         raise ConfigError(problems)
     litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
     router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
-    redis = (
-        aioredis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS)
-        if settings.redis_url
-        else None
-    )
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
     off = fast_paths.turned_off()
     return GatewayRuntime(
         settings=settings,
@@ -94,7 +106,6 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
             pre_ping=False,
             inline_sqlite="inline_sqlite" not in off,
             by_driver="driver" not in off,
-            keep_connections="kept_connections" not in off,
         ),
         spool=Spool(settings.spool_dir),
         router=router,
