@@ -93,7 +93,7 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
     litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
     router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
     redis = redis_client(settings.redis_url) if settings.redis_url else None
-    off = fast_paths.turned_off()
+    off = fast_paths.turned_off(settings.fast_paths_off)
     return GatewayRuntime(
         settings=settings,
         config=config,
