@@ -1,12 +1,14 @@
 """Core statements sent by the database driver itself, for the gateway's per-call money
-statements: asyncpg on PostgreSQL, the inline SQLite driver (`portal.db.sqlite_inline`).
+statements: asyncpg on PostgreSQL, the inline SQLite driver (`portal.db.sqlite_inline`),
+on a connection borrowed from SQLAlchemy's pool for the call (`checked_out`).
 
-Why: each gateway call holds credits and settles them. Through SQLAlchemy's execution
-layer (Connection, execution context, Result) one such statement cost 0.47 ms of CPU on
-this machine; the same SQL sent by asyncpg on a connection of the same pool, 0.17 ms
-(checkout included, `bench/RESULTS.md`). The statements stay SQLAlchemy Core, built by
-the modules that own their tables; they are compiled once per dialect here and only
-their execution skips SQLAlchemy. Everything else, the portal included, keeps SQLAlchemy.
+Why: each gateway call checks its token (without Redis), holds credits and settles them.
+Sent this way instead of through SQLAlchemy's execution layer (`CoreDriver`, beside it:
+the same statements), a call cost 16–18% less CPU in the gateway (plain calls; A/B of
+2026-12-07, `bench/RESULTS.md`; `gateway_plugins.fast_paths` switches it off). The
+statements stay SQLAlchemy Core, built by the modules that own their tables; they are
+compiled once per dialect here and only their execution skips SQLAlchemy. Everything
+else, the portal included, keeps SQLAlchemy.
 
 What SQLAlchemy would do at execution and this does not, so not every statement
 qualifies (`DriverStatement` refuses one that needs it when it is compiled):
