@@ -502,6 +502,13 @@ def parse_args() -> argparse.Namespace:
         default=".venv-bench-stock/bin/litellm",
         help="stock LiteLLM's CLI, from its own environment (`make bench` builds it)",
     )
+    add(
+        "--fast-paths-off",
+        action="append",
+        metavar="NAMES",
+        help="an A/B: our gateways with WFG_FAST_PATHS_OFF=NAMES (gateway_plugins/fast_paths.py; "
+        "'' = none off); repeat to run variants side by side, measured alternately",
+    )
     add("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     add("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
     add("--py-spy", default=shutil.which("py-spy"), help="py-spy executable (profile if set)")
@@ -528,25 +535,31 @@ def start_targets(
     wanted = set(args.targets.split(","))
     servers: list[Server] = []
     scratch: list[str] = []
-    if "sqlite" in wanted:
-        (work / "var-sqlite").mkdir()
-        url = f"sqlite:///{work / 'var-sqlite' / 'workforce.db'}"  # the default var dir
-        tokens = asyncio.run(prepare_database(url, args.users))
-        load = os.getloadavg()[0]
-        servers.append(start_ours(OURS_SQLITE, env, work, "sqlite", tokens, url))
-        run.notes.append(_startup_note(servers[-1], "/readyz", load))
-    if "postgres" in wanted:
-        from sqlalchemy.engine import make_url
+    for number, off in enumerate(args.fast_paths_off or [""]):
+        suffix = f" [off: {off}]" if off else ""
+        ours_env = {**env, "WFG_FAST_PATHS_OFF": off}
+        if "sqlite" in wanted:
+            tag = f"sqlite{number or ''}"
+            (work / f"var-{tag}").mkdir()
+            url = f"sqlite:///{work / f'var-{tag}' / 'workforce.db'}"  # the default var dir
+            tokens = asyncio.run(prepare_database(url, args.users))
+            load = os.getloadavg()[0]
+            servers.append(start_ours(OURS_SQLITE + suffix, ours_env, work, tag, tokens, url))
+            run.notes.append(_startup_note(servers[-1], "/readyz", load))
+        if "postgres" in wanted:
+            from sqlalchemy.engine import make_url
 
-        name = f"wfg_bench_{uuid.uuid4().hex[:10]}"
-        postgres_admin(args.postgres_url, f'CREATE DATABASE "{name}"')
-        scratch.append(name)
-        url = make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
-        tokens = asyncio.run(prepare_database(url, args.users))
-        load = os.getloadavg()[0]
-        pg_env = {**env, "DATABASE_URL": url, "REDIS_URL": args.redis_url}
-        servers.append(start_ours(OURS_PG, pg_env, work, "postgres", tokens, url))
-        run.notes.append(_startup_note(servers[-1], "/readyz", load))
+            name = f"wfg_bench_{uuid.uuid4().hex[:10]}"
+            postgres_admin(args.postgres_url, f'CREATE DATABASE "{name}"')
+            scratch.append(name)
+            url = make_url(args.postgres_url).set(database=name)
+            url = url.render_as_string(hide_password=False)
+            tokens = asyncio.run(prepare_database(url, args.users))
+            load = os.getloadavg()[0]
+            pg_env = {**ours_env, "DATABASE_URL": url, "REDIS_URL": args.redis_url}
+            tag = f"postgres{number or ''}"
+            servers.append(start_ours(OURS_PG + suffix, pg_env, work, tag, tokens, url))
+            run.notes.append(_startup_note(servers[-1], "/readyz", load))
     if "stock" in wanted:
         load = os.getloadavg()[0]
         servers.insert(0, start_stock(env, work, args.stock_litellm))
@@ -643,8 +656,10 @@ def main() -> None:
             for server in servers:
                 measure(server, upstream.pid, mode, args.warmup, args, round_=-1)
         for round_ in range(args.rounds):
+            # Each round starts one target later: no target is always measured first.
+            shift = round_ % len(servers)
             for mode in ("plain", "stream"):
-                for server in servers:
+                for server in servers[shift:] + servers[:shift]:
                     phase = measure(server, upstream.pid, mode, args.requests, args, round_)
                     run.phases.append(phase)
                     print(

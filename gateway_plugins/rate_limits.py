@@ -42,7 +42,6 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
-from gateway_plugins.redis_scripts import KeptScripts, Script
 from portal.config.plugin_settings import LimitSettings, PlanLimits
 from portal.errors import RateLimited
 from portal.tokens.auth_cache import FORMAT as AUTH_CACHE_FORMAT
@@ -192,20 +191,20 @@ class CachedAdmission:
     member: str
 
 
-_ADMIT_SCRIPT = Script(_ADMIT)
-_ADMIT_CACHED_TOKEN_SCRIPT = Script(_ADMIT_CACHED_TOKEN)
-_FINISH_SCRIPT = Script(_FINISH)
-
-
 class _InRedis:
+    """The scripts through redis-py's client and its pool (`register_script`: EVALSHA, the
+    whole script once when Redis does not know it). The client's deadline and retry are
+    the gateway's (`gateway_plugins.runtime.redis_client`)."""
+
     def __init__(self, redis: aioredis.Redis) -> None:
-        self.scripts = KeptScripts(redis)  # `gateway_plugins.redis_scripts` says why
+        self._admit = redis.register_script(_ADMIT)
+        self._admit_cached_token = redis.register_script(_ADMIT_CACHED_TOKEN)
+        self._finish = redis.register_script(_FINISH)
 
     async def admit(
         self, user_id: str, limits: PlanLimits, member: str, slot_seconds: float
     ) -> tuple[str, float] | None:
-        refused, wait_ms = await self.scripts.run(
-            _ADMIT_SCRIPT,
+        refused, wait_ms = await self._admit(
             _keys(user_id),
             [_limit(limits.tpm), _limit(limits.rpm), _limit(limits.max_parallel_requests),
              member, slot_seconds],
@@ -215,8 +214,8 @@ class _InRedis:
     async def admit_cached_token(
         self, token_key: str, plans: Sequence[str | int], member: str, slot_seconds: float
     ) -> CachedAdmission | None:
-        answer = await self.scripts.run(
-            _ADMIT_CACHED_TOKEN_SCRIPT, [token_key], [_PREFIX, member, slot_seconds, *plans]
+        answer = await self._admit_cached_token(
+            [token_key], [_PREFIX, member, slot_seconds, *plans]
         )
         if int(answer[0]) < 0:
             return None
@@ -224,7 +223,7 @@ class _InRedis:
 
     async def finish(self, user_id: str, member: str, tokens: int, refund: str) -> None:
         tpm, rpm, inflight = _keys(user_id)
-        await self.scripts.run(_FINISH_SCRIPT, [inflight, tpm, rpm], [member, tokens, refund])
+        await self._finish([inflight, tpm, rpm], [member, tokens, refund])
 
 
 @dataclass
@@ -365,11 +364,6 @@ class RateLimiter:
         taken = member if limits.max_parallel_requests is not None else ""
         rpm_entry = member if limits.rpm is not None else ""
         return InFlightSlot(self, user_id, taken, limits.tpm is not None, rpm_entry)
-
-    async def close(self) -> None:
-        """Give back the Redis connections the limiter keeps (before Redis is closed)."""
-        if self._in_redis is not None:
-            await self._in_redis.scripts.close()
 
     def _failed_open(self, exc: Exception) -> None:
         self.unavailable += 1

@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway_plugins import litellm_bridge
+from gateway_plugins import fast_paths, litellm_bridge
 from gateway_plugins.inflight import InFlight
 from gateway_plugins.litellm_bridge import Router
 from gateway_plugins.rate_limits import RateLimiter
@@ -28,6 +31,22 @@ from portal.usage.spool import Spool
 __all__ = ["GatewayRuntime", "open_runtime"]
 
 log = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_SECONDS = 5.0
+
+
+def redis_client(url: str, timeout_seconds: float = REDIS_TIMEOUT_SECONDS) -> aioredis.Redis:
+    """redis-py's client and pool for the limiter's scripts and the auth cache: one
+    deadline per round trip, so a Redis that does not answer costs a call at most
+    `timeout_seconds` (then the limiter fails open, the auth cache reads the
+    database), not redis-py's default of three retries after it; a connection error (a
+    connection Redis dropped, as after its restart) is retried once on a new one."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),
+    )
 
 
 @dataclass
@@ -59,13 +78,12 @@ class GatewayRuntime:
         return self.config.plugin.limits.for_plan(identity.plan)
 
     async def close(self) -> None:
-        """Upstream clients, the limiter's Redis connections, Redis, the database: each is
+        """Upstream clients, Redis, the database: each is
         closed even if closing one before it failed."""
         async with AsyncExitStack() as closing:  # callbacks run last-in, first-out
             closing.push_async_callback(self.database.dispose)
             if self.redis is not None:
                 closing.push_async_callback(self.redis.aclose)
-            closing.push_async_callback(self.limiter.close)
             await litellm_bridge.close_upstream_clients(self.router)
 
 
@@ -77,7 +95,8 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
         raise ConfigError(problems)
     litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
     router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
-    redis = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
+    off = fast_paths.turned_off(settings.fast_paths_off)
     return GatewayRuntime(
         settings=settings,
         config=config,
@@ -88,7 +107,8 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
             pool_size=20,
             max_overflow=0,
             pre_ping=False,
-            inline_sqlite=True,
+            inline_sqlite="inline_sqlite" not in off,
+            by_driver="driver" not in off,
         ),
         spool=Spool(settings.spool_dir),
         router=router,

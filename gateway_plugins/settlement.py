@@ -2,9 +2,10 @@
 its answer's last byte is sent.
 
 `settle` commits the usage row, the ledger debit (keyed by the call id) and the release
-of the reservation in one transaction (`portal.usage.settlement.settle_call`); the
-common case is sent by the driver itself (`settle_on_driver`: one autocommit statement
-on PostgreSQL, one transaction of four on SQLite). If the
+of the reservation together (`portal.usage.settlement.settle_new`: one autocommit
+statement on PostgreSQL, one transaction of four on SQLite, sent by the driver itself);
+what those leave (a replay, an upgrade, no credit account) `settle_call` decides in a
+transaction. If the
 database does not take it after a quick retry, the call's metadata is appended to the
 local spool and fsynced (`portal.usage.spool`), which a background task replays; the
 answer goes out either way, and a SIGKILL at any later moment loses nothing. Settling a
@@ -19,7 +20,8 @@ import time
 
 from gateway_plugins import metrics
 from portal.db import Database
-from portal.usage.settlement import FinishedCall, settle_call, settle_new_call, settle_on_driver
+from portal.tokens.service import touch_last_used
+from portal.usage.settlement import FinishedCall, settle_call, settle_new
 from portal.usage.spool import Spool
 
 __all__ = ["commit_settlement", "settle"]
@@ -72,13 +74,15 @@ async def commit_settlement(database: Database, call: FinishedCall, *, touch_tok
     """Commit the call's record and debit and release its hold; False if it was settled
     before. Raises when the database does not take the record (`settle` retries, then
     spools)."""
-    if database.sends_by_driver and not touch_token:
-        async with database.per_call() as driver:
-            if await settle_on_driver(driver, call):
-                return True
-    else:  # one transaction on a bare connection: no session bookkeeping per call
-        async with database.core_transaction() as connection:
-            if await settle_new_call(connection, call, touch_token=touch_token):
-                return True
-    async with database.transaction() as session:  # a replay or an upgrade: the full path
-        return await settle_call(session, call, touch_token=touch_token)
+    async with database.per_call() as driver:
+        settled = await settle_new(driver, call)
+    if not settled:  # a replay or an upgrade: the full path
+        async with database.transaction() as session:
+            return await settle_call(session, call, touch_token=touch_token)
+    if touch_token and call.token_id:  # the token's last use, at most once a minute
+        try:
+            async with database.autocommit() as connection:
+                await touch_last_used(connection, call.token_id, call.ended_at)
+        except Exception as exc:  # not money: the call is settled, a later one retries
+            log.warning("token last-use update failed: %s", type(exc).__name__)
+    return True

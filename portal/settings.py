@@ -172,6 +172,8 @@ class Settings(BaseSettings):
         default=30, validation_alias=_var("GATEWAY_GRACEFUL_SECONDS")
     )
     gateway_drain_seconds: int = Field(default=20, validation_alias=_var("GATEWAY_DRAIN_SECONDS"))
+    # Benchmarks only: fast paths replaced by their library path (gateway_plugins/fast_paths.py)
+    fast_paths_off: str = Field(default="", validation_alias=_var("WFG_FAST_PATHS_OFF"))
 
     @field_validator("gateway_port", "portal_port", mode="before")
     @classmethod

@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
 from portal.credits.reservations import HoldRelease, reserved_minus
 from portal.db.base import UTCDateTime, utcnow
-from portal.db.driver import Driver, DriverStatement
+from portal.db.driver import CoreDriver, Driver, DriverStatement
 from portal.db.engine import Executor, dialect_name
 from portal.db.upsert import affected_rows, insert_ignore
 
@@ -198,7 +198,13 @@ _MOVE_AND_RELEASE_ON_SQLITE = DriverStatement(
 
 
 async def usage_debit_on_driver(
-    driver: Driver, *, user_id: str, amount: int, call_id: str, record_id: int, released: int
+    driver: Driver | CoreDriver,
+    *,
+    user_id: str,
+    amount: int,
+    call_id: str,
+    record_id: int,
+    released: int,
 ) -> None:
     """SQLite, in the gateway's driver transaction (`portal.db.driver`): the debit of the
     usage record `record_id` (`amount`, negative; 0 posts nothing) and the balance move,

@@ -35,7 +35,7 @@ from sqlalchemy import (
 
 from portal.credits.models import CreditAccount, Reservation
 from portal.db.base import UTCDateTime, utcnow
-from portal.db.driver import Driver, DriverStatement
+from portal.db.driver import CoreDriver, Driver, DriverStatement
 from portal.db.engine import Executor, dialect_name
 from portal.db.upsert import WITHOUT_SESSION_SYNC, affected_rows
 from portal.errors import InsufficientCredits
@@ -179,7 +179,7 @@ async def reserve(
 
 
 async def hold_on_driver(
-    driver: Driver, *, user_id: str, call_id: str, amount: int, ttl_seconds: int
+    driver: Driver | CoreDriver, *, user_id: str, call_id: str, amount: int, ttl_seconds: int
 ) -> bool:
     """The gateway's hold, sent by the driver (`portal.db.driver`): on PostgreSQL one
     statement in autocommit (`Database.driver`), on SQLite two in the caller's transaction
@@ -203,7 +203,7 @@ async def hold_on_driver(
     return True
 
 
-async def release_on_driver(driver: Driver, call_id: str) -> int:
+async def release_on_driver(driver: Driver | CoreDriver, call_id: str) -> int:
     """SQLite, in the caller's driver transaction: drop the hold of `call_id`; the units it
     held (0 if none), for the caller to take off `reserved` with `reserved_minus` (the
     settlement does that in its one UPDATE of the account)."""

@@ -1,12 +1,14 @@
 """Core statements sent by the database driver itself, for the gateway's per-call money
-statements: asyncpg on PostgreSQL, the inline SQLite driver (`portal.db.sqlite_inline`).
+statements: asyncpg on PostgreSQL, the inline SQLite driver (`portal.db.sqlite_inline`),
+on a connection borrowed from SQLAlchemy's pool for the call (`checked_out`).
 
-Why: each gateway call holds credits and settles them. Through SQLAlchemy's execution
-layer (Connection, execution context, Result) one such statement cost 0.47 ms of CPU on
-this machine; the same SQL sent by asyncpg on a connection of the same pool, 0.17 ms
-(checkout included, `bench/RESULTS.md`). The statements stay SQLAlchemy Core, built by
-the modules that own their tables; they are compiled once per dialect here and only
-their execution skips SQLAlchemy. Everything else, the portal included, keeps SQLAlchemy.
+Why: each gateway call checks its token (without Redis), holds credits and settles them.
+Sent this way instead of through SQLAlchemy's execution layer (`CoreDriver`, beside it:
+the same statements), a call cost 16–18% less CPU in the gateway (plain calls; A/B of
+2026-12-07, `bench/RESULTS.md`; `gateway_plugins.fast_paths` switches it off). The
+statements stay SQLAlchemy Core, built by the modules that own their tables; they are
+compiled once per dialect here and only their execution skips SQLAlchemy. Everything
+else, the portal included, keeps SQLAlchemy.
 
 What SQLAlchemy would do at execution and this does not, so not every statement
 qualifies (`DriverStatement` refuses one that needs it when it is compiled):
@@ -29,15 +31,15 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import ClauseElement
+from sqlalchemy import ClauseElement, Executable
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.dialects.sqlite.aiosqlite import dialect as aiosqlite_dialect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
-__all__ = ["Driver", "DriverConnection", "DriverStatement", "KeptConnections"]
+__all__ = ["CoreDriver", "Driver", "DriverConnection", "DriverStatement", "checked_out"]
 
 
 class DriverConnection(Protocol):
@@ -100,9 +102,11 @@ class _Compiled:
 class DriverStatement:
     """A Core statement, compiled once for each dialect it names."""
 
-    __slots__ = ("_compiled",)
+    __slots__ = ("_compiled", "statement")
 
     def __init__(self, statement: ClauseElement, *dialects: str) -> None:
+        assert isinstance(statement, Executable)
+        self.statement: Executable = statement
         self._compiled = {name: _Compiled(statement, _DIALECTS[name]) for name in dialects}
 
     def sql(self, dialect: str) -> str:
@@ -127,6 +131,24 @@ class Driver:
         return [_processed(row, compiled.results) for row in rows]
 
 
+class CoreDriver:
+    """The same statements through SQLAlchemy Core, in a session's transaction or on a
+    pooled connection: the library path beside `Driver` (`gateway_plugins.fast_paths`
+    turns the gateway's use of `Driver` off for an A/B), and the portal's."""
+
+    __slots__ = ("dialect", "executor")
+
+    def __init__(self, executor: AsyncSession | AsyncConnection) -> None:
+        self.executor = executor
+        bind = executor.get_bind() if isinstance(executor, AsyncSession) else executor
+        self.dialect = bind.dialect.name
+
+    async def fetch(self, statement: DriverStatement, parameters: Mapping[str, Any]) -> list[Any]:
+        """Run `statement` with `parameters`: its rows, if it returns any."""
+        result = await self.executor.execute(statement.statement, parameters)
+        return list(result.all()) if getattr(result, "returns_rows", True) else []
+
+
 def _processed(row: Sequence[Any], processors: Sequence[_Processor | None]) -> tuple[Any, ...]:
     return tuple(
         value if process is None or value is None else process(value)
@@ -142,72 +164,34 @@ def _server_gone(connection: Any, error: BaseException) -> bool:
     return bool(connection.is_closed()) or isinstance(error, asyncpg.InternalClientError)
 
 
-class KeptConnections:
-    """Connections of an engine's pool, kept checked out for the per-call statements
-    (`Database.per_call`), at most `keep` of them idle; more are borrowed from the pool
-    while calls need them and given back.
+@asynccontextmanager
+async def checked_out(engine: AsyncEngine) -> AsyncIterator[Driver]:
+    """A connection of `engine`'s pool, used through its driver, then given back.
 
-    Why: checking a connection out of SQLAlchemy's pool and returning it (the pool's lock,
-    its events and reset, a greenlet hop each way) cost 0.16–0.26 ms of CPU per statement
-    on this machine, the statement itself on a kept connection 0.05–0.11 ms
-    (bench/RESULTS.md). A kept connection is one of the pool's own (same URL, connect
-    arguments and dialect set-up); `keep` stays below the pool's size so the portal-side
-    paths (a replay's session, the token's last use) still find connections.
-
-    After anything but an error the server reported (a constraint, say), a connection is
-    discarded rather than kept: a cancelled or broken statement may have left it
+    The statements bypass SQLAlchemy's execution layer, so its handling of their errors
+    is done here. After anything but an error the server reported (a constraint, say) the
+    connection is discarded: a cancelled or broken statement may have left it
     mid-protocol. One that reported an error goes back to the pool, which rolls back
     whatever transaction is still open. One the server closed (a restart, a failover)
-    takes every kept connection with it: they are dropped at once, so the next
-    statement gets a fresh connection instead of failing on each stale one in turn."""
-
-    __slots__ = ("_dialect", "_engine", "_idle", "_keep")
-
-    def __init__(self, engine: AsyncEngine, keep: int) -> None:
-        self._engine = engine
-        self._dialect = engine.dialect.name
-        self._keep = keep
-        self._idle: list[Any] = []  # pooled connections (SQLAlchemy's connection fairies)
-
-    @asynccontextmanager
-    async def use(self) -> AsyncIterator[Driver]:
-        """A connection, used through its driver, then kept or returned."""
-        pooled = self._idle.pop() if self._idle else await self._engine.raw_connection()
-        connection: DriverConnection | None = pooled.driver_connection
-        assert connection is not None
-        try:
-            yield Driver(connection, self._dialect)
-        except BaseException as exc:
-            if _server_gone(connection, exc):  # so did the kept ones
-                await greenlet_spawn(pooled.invalidate)
-                await self._invalidate_idle()
-            elif isinstance(exc, asyncpg.PostgresError | sqlite3.DatabaseError):
-                await greenlet_spawn(pooled.close)
-            else:
-                await greenlet_spawn(pooled.invalidate)
-            raise
-        if connection.is_closed():
+    means every connection of the pool went with it: the pool is told, as SQLAlchemy
+    tells it of a disconnect (`Pool._invalidate`), so the next statement gets a fresh
+    connection instead of failing on each stale one in turn."""
+    pooled = await engine.raw_connection()
+    connection: DriverConnection | None = pooled.driver_connection
+    assert connection is not None
+    try:
+        yield Driver(connection, engine.dialect.name)
+    except BaseException as exc:
+        if _server_gone(connection, exc):
+            engine.sync_engine.pool._invalidate(pooled, exc, _checkin=False)
             await greenlet_spawn(pooled.invalidate)
-            await self._invalidate_idle()
-        elif len(self._idle) < self._keep:
-            self._idle.append(pooled)
-        else:
+        elif isinstance(exc, asyncpg.PostgresError | sqlite3.DatabaseError):
             await greenlet_spawn(pooled.close)
-
-    async def _invalidate_idle(self) -> None:
-        """A restart or failover of the server closed them all: one failed statement
-        drops every kept connection, not one per statement."""
-        await self._release_idle(invalidate=True)
-
-    @property
-    def idle(self) -> int:
-        return len(self._idle)
-
-    async def close(self) -> None:
-        """Give every kept connection back to the pool (before the engine is disposed)."""
-        await self._release_idle(invalidate=False)
-
-    async def _release_idle(self, *, invalidate: bool) -> None:
-        idle, self._idle = self._idle, []
-        for pooled in idle:
-            await greenlet_spawn(pooled.invalidate if invalidate else pooled.close)
+        else:
+            await greenlet_spawn(pooled.invalidate)
+        raise
+    if connection.is_closed():
+        engine.sync_engine.pool._invalidate(pooled, None, _checkin=False)
+        await greenlet_spawn(pooled.invalidate)
+    else:
+        await greenlet_spawn(pooled.close)

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from portal.db import effects, sqlite_inline
-from portal.db.driver import Driver, KeptConnections
+from portal.db.driver import CoreDriver, Driver, checked_out
 from portal.db.urls import is_sqlite, to_async_url
 
 __all__ = ["Database", "Executor", "dialect_name", "open_database"]
@@ -60,8 +60,8 @@ class Database:
     driver, whose busy_timeout is 0; with aiosqlite busy_timeout does the waiting)."""
     inline_sqlite: bool = False
     """SQLite on `portal.db.sqlite_inline` (the gateway), not aiosqlite."""
-    kept: KeptConnections | None = None
-    """The connections `per_call` keeps checked out (made by `open_database`)."""
+    by_driver: bool = True
+    """Whether `per_call` sends by the driver (else SQLAlchemy Core, same statements)."""
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -93,19 +93,24 @@ class Database:
 
     @property
     def sends_by_driver(self) -> bool:
-        """Whether `per_call` works: PostgreSQL, or SQLite on the inline driver."""
-        return self.is_postgresql or self.inline_sqlite
+        """Whether `per_call` sends by the driver: PostgreSQL, or SQLite on the inline
+        driver, unless `by_driver` is off."""
+        return self.by_driver and (self.is_postgresql or self.inline_sqlite)
 
     @asynccontextmanager
-    async def per_call(self) -> AsyncIterator[Driver]:
+    async def per_call(self) -> AsyncIterator[Driver | CoreDriver]:
         """A connection for the gateway's per-call statements, sent by the driver itself
-        (`portal.db.driver` says why). On PostgreSQL in autocommit: each statement is its
-        own transaction (the gateway sends single statements there). On SQLite (the
-        inline driver) the statements form one transaction (BEGIN IMMEDIATE at its first
-        write), committed at the end and rolled back on an error."""
-        if not self.sends_by_driver or self.kept is None:
-            raise TypeError("per_call needs PostgreSQL or the inline SQLite driver")
-        async with self.kept.use() as connection:
+        where it can (`portal.db.driver` says why), else through SQLAlchemy Core (the
+        library path beside it). On PostgreSQL in autocommit: each statement is its own
+        transaction (the gateway sends single statements there). On SQLite the statements
+        form one transaction (the inline driver: BEGIN IMMEDIATE at its first write),
+        committed at the end and rolled back on an error."""
+        if not self.sends_by_driver:
+            opened = self.autocommit() if self.is_postgresql else self.core_transaction()
+            async with opened as core:
+                yield CoreDriver(core)
+            return
+        async with checked_out(self.engine) as connection:
             yield connection
             if isinstance(connection.connection, sqlite_inline.InlineConnection):
                 await connection.connection.commit()
@@ -143,11 +148,7 @@ class Database:
         return not busy
 
     async def dispose(self) -> None:
-        try:
-            if self.kept is not None:
-                await self.kept.close()
-        finally:
-            await self.engine.dispose()
+        await self.engine.dispose()
 
 
 def open_database(
@@ -158,6 +159,7 @@ def open_database(
     pre_ping: bool = True,
     inline_sqlite: bool = False,
     sqlite_lock_timeout: float = sqlite_inline.LOCK_TIMEOUT_SECONDS,
+    by_driver: bool = True,
 ) -> Database:
     """Up to `pool_size` kept connections plus `max_overflow` (default: as many again) that
     are closed when returned. `pre_ping=False` skips a round trip per checkout (the
@@ -185,7 +187,12 @@ def open_database(
             pool_pre_ping=pre_ping,
         )
     elif is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            pool_size=pool_size,
+            max_overflow=pool_size if max_overflow is None else max_overflow,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
         engine = create_async_engine(
@@ -195,8 +202,7 @@ def open_database(
             pool_pre_ping=pre_ping,
         )
     database = Database(url, engine, async_sessionmaker(engine, expire_on_commit=False))
-    # `per_call` keeps up to half the pool checked out; the rest serves everything else.
-    database.kept = KeptConnections(engine, keep=max(1, pool_size // 2))
+    database.by_driver = by_driver
     if inline_path is not None:
         database.checkpoint_wait_seconds = sqlite_lock_timeout
         database.inline_sqlite = True

@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from portal.db.engine import Executor, dialect_name
 
-__all__ = ["WITHOUT_SESSION_SYNC", "affected_rows", "insert_ignore", "insert_ignore_returning_id"]
+__all__ = ["WITHOUT_SESSION_SYNC", "affected_rows", "insert_ignore"]
 
 # For UPDATE/DELETE statements on rows the session has not loaded (balances, holds):
 # skips the ORM's evaluation of the WHERE clause against the identity map, which was a
@@ -31,18 +31,8 @@ def affected_rows(result: Result[Any]) -> int:
 
 async def insert_ignore(session: Executor, model: type[DeclarativeBase], **values: Any) -> bool:
     """Insert a row unless it conflicts with a unique key; True when a row was inserted."""
-    statement = _insert_ignoring(_table(model), dialect_name(session), False)
+    statement = _insert_ignoring(_table(model), dialect_name(session))
     return bool(affected_rows(await session.execute(statement, values)))
-
-
-async def insert_ignore_returning_id(
-    session: Executor, model: type[DeclarativeBase], /, **values: Any
-) -> int | None:
-    """As `insert_ignore`, returning the new row's `id` (None when it conflicted): one
-    statement where the ORM would need an insert, a flush and a refresh."""
-    statement = _insert_ignoring(_table(model), dialect_name(session), True)
-    new_id: int | None = (await session.execute(statement, values)).scalar_one_or_none()
-    return new_id
 
 
 def _table(model: type[DeclarativeBase]) -> Table:
@@ -52,11 +42,10 @@ def _table(model: type[DeclarativeBase]) -> Table:
 
 
 @functools.cache
-def _insert_ignoring(table: Table, dialect: str, returning_id: bool) -> Any:
+def _insert_ignoring(table: Table, dialect: str) -> Any:
     """One Core statement per table, backend and shape, built once and run with the row as
     its parameters: no per-call statement building, cache-key or ORM work (these inserts
     run on every gateway call; measured 2–3× cheaper per statement than building
     `insert(Model).values(…)` each time)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).on_conflict_do_nothing()
-    return statement.returning(table.c.id) if returning_id else statement
+    return insert(table).on_conflict_do_nothing()

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.accounts.gateway_cache import drop_token_after_commit
 from portal.accounts.models import AccountStatus, User
 from portal.db.base import utcnow
-from portal.db.driver import Driver, DriverStatement
+from portal.db.driver import CoreDriver, Driver, DriverStatement
 from portal.db.engine import Executor
 from portal.db.upsert import WITHOUT_SESSION_SYNC
 from portal.errors import (
@@ -130,7 +130,7 @@ async def authenticate(session: Executor, plaintext: str) -> TokenIdentity:
     return _identity(token_hash, None if row is None else tuple(row))
 
 
-async def authenticate_on_driver(driver: Driver, plaintext: str) -> TokenIdentity:
+async def authenticate_on_driver(driver: Driver | CoreDriver, plaintext: str) -> TokenIdentity:
     """`authenticate`, its one SELECT sent by the driver (the gateway's check per call
     without Redis: `portal.db.driver`)."""
     token_hash = _presented_hash(plaintext)

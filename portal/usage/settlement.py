@@ -4,11 +4,13 @@ Both are written in the caller's transaction, keyed by LiteLLM's call id, and th
 call's reservation is released in the same transaction. Settling the same call again
 (duplicate callback, spool replay) writes nothing new.
 
-The gateway's common case is sent by the driver itself (`settle_on_driver`,
-`portal.db.driver`): on PostgreSQL one statement in autocommit (the record, its debit,
-the balance move and the release of the hold, all or nothing), on SQLite four in one
-transaction. Anything else (a replay, a failed attempt to upgrade, no credit account)
-records nothing there and takes `settle_call`.
+One write path per backend (`settle_new`): on PostgreSQL one statement (the record, its
+debit, the balance move and the release of the hold, all or nothing), on SQLite four in
+the caller's transaction. The gateway sends them by the driver itself (`portal.db.driver`,
+PostgreSQL in autocommit); the portal, the spool's replay and the gateway's second step
+run the same statements through SQLAlchemy Core in a session (`settle_call`). Anything
+the statements leave (a replay, a failed attempt to upgrade, no credit account) records
+nothing there, and `settle_call` decides.
 
 The only writer of `usage_records`: rows are written here at settlement and anonymised
 here when retention says so (`anonymise_records`).
@@ -27,9 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.credits import ledger, reservations
 from portal.credits.models import CauseType, CreditAccount, EntryKind
 from portal.db.base import utcnow
-from portal.db.driver import Driver, DriverStatement
-from portal.db.engine import Executor
-from portal.db.upsert import insert_ignore_returning_id
+from portal.db.driver import CoreDriver, Driver, DriverStatement
 from portal.tokens.service import touch_last_used
 from portal.usage.models import CallStatus, UsageRecord
 
@@ -38,8 +38,7 @@ __all__ = [
     "FinishedCall",
     "anonymise_records",
     "settle_call",
-    "settle_new_call",
-    "settle_on_driver",
+    "settle_new",
 ]
 
 
@@ -115,12 +114,12 @@ _NEW_RECORD_ON_SQLITE = DriverStatement(
 )
 
 
-async def settle_on_driver(driver: Driver, call: FinishedCall) -> bool:
-    """The gateway's common case, sent by the driver (`portal.db.driver`): the record, its
-    debit, the balance move and the release of the hold. On PostgreSQL one statement in
-    autocommit (`Database.per_call`); on SQLite four in the caller's transaction. False
-    when it recorded nothing (on PostgreSQL the hold is released all the same): then
-    `settle_call` decides, in a transaction."""
+async def settle_new(driver: Driver | CoreDriver, call: FinishedCall) -> bool:
+    """A call not recorded before: its record, its debit, the balance move and the
+    release of its hold. On PostgreSQL one statement (in autocommit: `Database.per_call`);
+    on SQLite four in the caller's transaction. False when it recorded nothing (on
+    PostgreSQL the hold is released all the same): then `settle_call` decides, in a
+    transaction."""
     if call.credits < 0:
         raise ValueError("a call cannot credit the user")
     now = utcnow()
@@ -144,55 +143,42 @@ async def settle_on_driver(driver: Driver, call: FinishedCall) -> bool:
     return True
 
 
-async def settle_new_call(
-    executor: Executor, call: FinishedCall, *, touch_token: bool = True
-) -> bool:
-    """The common case, in the caller's transaction (a session, or the gateway's bare
-    connection): a call not recorded before gets its record, its debit and its hold
-    released. False when it was recorded before: nothing is written, and `settle_call`
-    decides (a replay, or the upgrade of a failed attempt)."""
-    if call.credits < 0:
-        raise ValueError("a call cannot credit the user")
-    values = {name: getattr(call, name) for name in _RECORD_FIELDS}
-    record_id = await insert_ignore_returning_id(
-        executor, UsageRecord, call_id=call.call_id, created_at=utcnow(), **values
-    )
-    if record_id is None:
-        return False
-    await _debit_and_release(executor, call, record_id, touch_token=touch_token)
-    return True
-
-
 async def settle_call(
     session: AsyncSession, call: FinishedCall, *, touch_token: bool = True
 ) -> bool:
     """Record the call, debit it, release its hold. False if it was already settled.
 
-    The common case is a new call: one INSERT … ON CONFLICT DO NOTHING RETURNING id
-    (`settle_new_call`). A conflict means the call was settled before (a replay), or only
-    its failed attempt was (then it is upgraded)."""
-    if await settle_new_call(session, call, touch_token=touch_token):
-        return True
-    record = await session.scalar(select(UsageRecord).where(UsageRecord.call_id == call.call_id))
-    if record is None or not (
-        record.status == CallStatus.FAILED and call.status == CallStatus.SUCCESS
-    ):
-        await reservations.release(session, call.call_id)
-        return False
-    # A failed attempt row is upgraded when the same call later succeeds (fallbacks).
-    for name in _RECORD_FIELDS:
-        setattr(record, name, getattr(call, name))
-    await session.flush()
-    await _debit_and_release(session, call, record.id, touch_token=touch_token)
+    The common case is a new call: `settle_new`'s statements, in the session's
+    transaction. When they record nothing the call was settled before (a replay), or only
+    its failed attempt was (then it is upgraded), or its user has no credit account yet
+    (then one is made)."""
+    if not await settle_new(CoreDriver(session), call):
+        record = await session.scalar(
+            select(UsageRecord).where(UsageRecord.call_id == call.call_id)
+        )
+        if record is None:  # no credit account: the statements write nothing without one
+            await ledger.ensure_account(session, call.user_id)
+            if not await settle_new(CoreDriver(session), call):
+                raise RuntimeError(f"call {call.call_id} could not be settled")
+        elif record.status == CallStatus.FAILED and call.status == CallStatus.SUCCESS:
+            # A failed attempt row is upgraded when the same call later succeeds (fallbacks).
+            for name in _RECORD_FIELDS:
+                setattr(record, name, getattr(call, name))
+            await session.flush()
+            await _debit(session, call, record.id)
+            await reservations.release(session, call.call_id)
+        else:
+            await reservations.release(session, call.call_id)
+            return False
+    if call.token_id and touch_token:
+        await touch_last_used(session, call.token_id, call.ended_at)
     return True
 
 
-async def _debit_and_release(
-    executor: Executor, call: FinishedCall, record_id: int, *, touch_token: bool
-) -> None:
+async def _debit(session: AsyncSession, call: FinishedCall, record_id: int) -> None:
     if call.credits:
         await ledger.post_entry(
-            executor,
+            session,
             user_id=call.user_id,
             amount=-call.credits,
             kind=EntryKind.DEBIT,
@@ -200,9 +186,6 @@ async def _debit_and_release(
             cause_id=call.call_id,
             usage_record_id=record_id,
         )
-    await reservations.release(executor, call.call_id)
-    if call.token_id and touch_token:
-        await touch_last_used(executor, call.token_id, call.ended_at)
 
 
 @dataclass(frozen=True)

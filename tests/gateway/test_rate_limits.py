@@ -33,7 +33,6 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
     client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
     limiter = RateLimiter(client)
     yield limiter
-    await limiter.close()
     await client.aclose()
 
 
@@ -202,5 +201,4 @@ async def test_a_cached_token_is_checked_and_admitted_in_one_round_trip(redis_ur
         shared = await refused(limiter, pro.user_id, plans.plans["pro"])
         assert "requests per minute" in shared.message
     finally:
-        await limiter.close()
         await client.aclose()

@@ -44,6 +44,7 @@ DEFAULTS = {
     "auth_cache_ttl_seconds": 30,
     "gateway_graceful_seconds": 30,
     "gateway_drain_seconds": 20,
+    "fast_paths_off": "",
 }
 
 

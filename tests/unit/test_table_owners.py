@@ -43,8 +43,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
 # (module, function) that write a table passed in as an argument.
 GENERIC_WRITERS = {
     ("portal/db/upsert.py", "insert_ignore"),  # its callers are checked as writers
-    ("portal/db/upsert.py", "insert_ignore_returning_id"),
-    ("portal/db/upsert.py", "_insert_ignoring"),  # the statement both of them run
+    ("portal/db/upsert.py", "_insert_ignoring"),  # the statement it runs
     # Retention's purge: deletes rows past their window from the tables it has a rule
     # for (data-driven, `portal/retention/rules.py`); never inserts or updates.
     ("portal/retention/rules.py", "_deleting"),
@@ -86,7 +85,7 @@ def _writes(path: Path, models: dict[str, str]) -> list[tuple[str, str, int, str
                 continue
             if callee in _WRITES and (isinstance(node.func, ast.Name) or _dialect_dml(node.func)):
                 target = node.args[0] if node.args else None
-            elif callee in ("insert_ignore", "insert_ignore_returning_id") and len(node.args) > 1:
+            elif callee == "insert_ignore" and len(node.args) > 1:
                 target = node.args[1]
             else:
                 continue

@@ -1,9 +1,9 @@
-"""The connections the gateway's per-call statements keep (`portal.db.driver.KeptConnections`):
-a call after the first checks nothing out of SQLAlchemy's pool; no more than `keep` stay
-out when calls are done; a connection whose statement broke is never used again, and one
-whose statement the server refused goes back to the pool rolled back; disposing the
-database returns every kept one. On both backends (`gateway_db`: as the gateway opens
-it)."""
+"""The connections the gateway's per-call statements borrow from SQLAlchemy's pool
+(`portal.db.driver.checked_out`): each goes back when its call is done; a connection whose
+statement broke is never used again, and one whose statement the server refused goes
+back to the pool rolled back; when the server drops its connections (a restart) one
+statement fails, not one per pooled connection, and the next calls succeed. On both
+backends (`gateway_db`: as the gateway opens it)."""
 
 from __future__ import annotations
 
@@ -71,15 +71,7 @@ async def plus_one(database: Database, x: int) -> int:
     return int(rows[0][0])
 
 
-async def test_calls_after_the_first_check_nothing_out_of_the_pool(gateway_db: Database) -> None:
-    with checkouts(gateway_db) as counted:
-        assert [await plus_one(gateway_db, x) for x in range(50)] == list(range(1, 51))
-    assert counted[0] == 1
-    assert checked_out(gateway_db) == 1  # kept, not returned
-
-
-async def test_at_most_keep_connections_stay_out_after_a_burst(gateway_db: Database) -> None:
-    assert gateway_db.kept is not None
+async def test_each_call_gives_its_connection_back(gateway_db: Database) -> None:
     started = asyncio.Event()
     waiting = 0
 
@@ -94,27 +86,24 @@ async def test_at_most_keep_connections_stay_out_after_a_burst(gateway_db: Datab
         return int(rows[0][0])
 
     assert await asyncio.gather(*(slow_call(x) for x in range(8))) == list(range(1, 9))
-    keep = 10 // 2  # open_database's default pool of 10
-    assert gateway_db.kept.idle == min(8, keep)
-    assert checked_out(gateway_db) == gateway_db.kept.idle
-
-    await gateway_db.kept.close()
     assert checked_out(gateway_db) == 0
-    assert await plus_one(gateway_db, 1) == 2  # and it keeps working afterwards
+    with checkouts(gateway_db) as counted:
+        assert [await plus_one(gateway_db, x) for x in range(5)] == list(range(1, 6))
+    assert counted[0] == 5 and checked_out(gateway_db) == 0
 
 
 async def test_a_refused_statement_returns_its_connection_and_a_broken_one_is_dropped(
     gateway_db: Database,
 ) -> None:
-    assert gateway_db.kept is not None
     await plus_one(gateway_db, 0)
-    assert gateway_db.kept.idle == 1
+    pool = gateway_db.engine.sync_engine.pool
+    idle = pool.checkedin()  # type: ignore[attr-defined]
 
     with pytest.raises(SERVER_REFUSED, match="no_such_table"):
         async with gateway_db.per_call() as driver:
             await driver.fetch(NO_SUCH_TABLE, {})
-    assert gateway_db.kept.idle == 0  # back in the pool (rolled back there), not kept
-    assert checked_out(gateway_db) == 0
+    assert checked_out(gateway_db) == 0  # back in the pool (rolled back there)
+    assert pool.checkedin() == idle  # type: ignore[attr-defined]
 
     class Broken(Exception):
         pass
@@ -122,8 +111,10 @@ async def test_a_refused_statement_returns_its_connection_and_a_broken_one_is_dr
     with pytest.raises(Broken):
         async with gateway_db.per_call() as driver:
             await driver.fetch(PLUS_ONE, {"x": 1})
+            broken = driver.connection
             raise Broken  # mid-call: the connection may be mid-protocol
-    assert gateway_db.kept.idle == 0 and checked_out(gateway_db) == 0
+    assert checked_out(gateway_db) == 0
+    assert broken.is_closed()  # closed, never used again
     assert await plus_one(gateway_db, 41) == 42
 
 
@@ -134,7 +125,6 @@ async def test_a_cancelled_statement_never_reaches_the_next_call(gateway_db: Dat
     answer of its own."""
     if not gateway_db.is_postgresql:
         pytest.skip("SQLite's inline statements run to the end before anything is cancelled")
-    assert gateway_db.kept is not None
     sleeping = DriverStatement(text("SELECT pg_sleep(60) -- the cancelled one"), "postgresql")
 
     async def call() -> None:
@@ -157,32 +147,37 @@ async def test_a_cancelled_statement_never_reaches_the_next_call(gateway_db: Dat
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert gateway_db.kept.idle == 0
+    assert checked_out(gateway_db) == 0
     assert [await plus_one(gateway_db, x) for x in range(3)] == [1, 2, 3]
 
 
-@pytest.mark.postgres
-async def test_a_server_restart_costs_one_failed_statement_not_one_per_kept_connection(
-    gateway_db: Database,
-) -> None:
-    """PostgreSQL: when the server drops the kept connections (a restart, a failover), the
-    first statement that finds one closed drops them all; the next gets a fresh one."""
-    if not gateway_db.is_postgresql:
-        pytest.skip("an inline SQLite connection has no server to lose")
-    assert gateway_db.kept is not None
+async def server_pids(database: Database, count: int) -> list[int]:
+    """The server pids of `count` pooled connections, held at once so that they differ."""
     all_in = asyncio.Event()
     pids: list[int] = []
 
     async def hold_one() -> None:
-        async with gateway_db.per_call() as driver:
-            pids.append(driver.connection.get_server_pid())  # type: ignore[attr-defined]
-            if len(pids) == 3:
+        async with database.per_call() as driver:
+            pids.append(driver.connection.get_server_pid())  # type: ignore[union-attr]
+            if len(pids) == count:
                 all_in.set()
             await all_in.wait()
 
-    await asyncio.gather(hold_one(), hold_one(), hold_one())
-    assert gateway_db.kept.idle == 3
-    async with gateway_db.engine.connect() as admin:
+    await asyncio.gather(*(hold_one() for _ in range(count)))
+    return pids
+
+
+@pytest.mark.postgres
+async def test_a_server_restart_costs_one_failed_statement_not_one_per_pooled_connection(
+    db: Database, gateway_db: Database
+) -> None:
+    """PostgreSQL: when the server drops the pool's connections (a restart, a failover),
+    the first statement that finds one closed fails and tells the pool: the others are
+    replaced before they are used, so the next calls all succeed."""
+    if not gateway_db.is_postgresql:
+        pytest.skip("an inline SQLite connection has no server to lose")
+    pids = await server_pids(gateway_db, 3)
+    async with db.engine.connect() as admin:  # another engine: not one of the pool's
         for pid in pids:
             await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
@@ -194,32 +189,30 @@ async def test_a_server_restart_costs_one_failed_statement_not_one_per_kept_conn
             )
             return left == 0
 
-        await eventually(all_gone, seconds=30, what="the kept connections' backends ended")
+        await eventually(all_gone, seconds=30, what="the pooled connections' backends ended")
 
     with pytest.raises(CONNECTION_LOST):
         await plus_one(gateway_db, 1)
-    assert gateway_db.kept.idle == 0
+    assert not set(await server_pids(gateway_db, 3)) & set(pids)  # each one fresh, none failed
     assert await plus_one(gateway_db, 2) == 3
 
 
 @pytest.mark.postgres
-async def test_a_connection_left_mid_protocol_by_the_server_drops_every_kept_one(
+async def test_a_connection_left_mid_protocol_by_the_server_replaces_every_pooled_one(
     gateway_db: Database,
 ) -> None:
-    """The server's FATAL notice can reach a kept connection before its socket's end (seen
-    once in the suite): asyncpg then refuses the next statement as "another operation is
-    in progress" with the socket still open. That too means the server let go of them
-    all: every kept connection is dropped, and the next statement gets a fresh one."""
+    """The server's FATAL notice can reach a connection before its socket's end (seen once
+    in the suite): asyncpg then refuses the next statement as "another operation is in
+    progress" with the socket still open. That too means the server let go of them all:
+    every pooled connection is replaced, and the next statements get fresh ones."""
     if not gateway_db.is_postgresql:
         pytest.skip("an inline SQLite connection has no server to lose")
-    assert gateway_db.kept is not None
-    await asyncio.gather(*(plus_one(gateway_db, x) for x in range(3)))
-    assert gateway_db.kept.idle >= 2
+    before = await server_pids(gateway_db, 3)
 
     with pytest.raises(asyncpg.InternalClientError):
         async with gateway_db.per_call():
             raise asyncpg.InternalClientError(
                 "cannot switch to state 11; another operation (2) is in progress"
             )
-    assert gateway_db.kept.idle == 0
+    assert not set(await server_pids(gateway_db, 3)) & set(before)
     assert await plus_one(gateway_db, 2) == 3
