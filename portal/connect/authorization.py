@@ -25,6 +25,7 @@ __all__ = [
     "callback_origin",
     "challenge_of",
     "check_callback",
+    "form_action_source",
     "parse_connect_request",
     "valid_verifier",
     "with_params",
@@ -81,6 +82,16 @@ def callback_origin(url: str) -> str:
     """scheme://host[:port] of an accepted callback (for the page's form-action)."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+
+
+def form_action_source(url: str) -> str:
+    """The CSP source letting the consent form's redirect reach an accepted callback. CSP
+    host sources cannot name an IPv6 address (Chromium ignores `http://[::1]:port`, and
+    the redirect is blocked), so a `[::1]` callback is allowed by its scheme, `http:`."""
+    parts = urlsplit(url)
+    if parts.hostname is not None and ":" in parts.hostname:
+        return f"{parts.scheme}:"
+    return callback_origin(url)
 
 
 def parse_connect_request(

@@ -25,6 +25,7 @@ from portal.connect.authorization import (
     ConnectRefused,
     ConnectRequest,
     callback_origin,
+    form_action_source,
     parse_connect_request,
     valid_verifier,
 )
@@ -73,7 +74,7 @@ def _consent_page(request: Request, viewer: SignedIn, asked: ConnectRequest) -> 
     }
     page = render(request, "connect.html", context)
     page.headers["content-security-policy"] = csp_with_form_targets(
-        callback_origin(asked.callback_url)
+        form_action_source(asked.callback_url)
     )
     page.headers["cache-control"] = "no-store"
     return page
