@@ -11,10 +11,9 @@ from portal.accounts.models import User
 from portal.connect import service as codes
 from portal.connect.authorization import ConnectRequest, with_params
 from portal.db import Database
-from portal.email import messages
-from portal.email.service import Mailer, record
+from portal.email.service import Mailer
 from portal.errors import RateLimited
-from portal.tokens import service as tokens
+from portal.tokens import flows as token_flows
 from portal.tokens.models import GatewayToken
 
 __all__ = ["ConnectedToken", "approve", "deny", "exchange"]
@@ -64,15 +63,9 @@ async def exchange(
         user = await session.get(User, redeemed.user_id)
         if user is None:  # cascades remove the codes of a deleted account; defensive
             raise codes.CodeRefused("This code is not known here. Connect the app again.")
-        plaintext, token = await tokens.create_token(session, user, name=redeemed.app_name)
-        await codes.link_token(session, code_id=redeemed.id, token_id=token.id)
-        mail = messages.token_created(
-            user_id=user.id,
-            to=user.email,
-            name=user.name,
-            token_name=token.name,
-            tokens_url=tokens_url,
+        created, mail = await token_flows.mint_announced(
+            session, user, name=redeemed.app_name, tokens_url=tokens_url
         )
-        await record(session, mail)
+        await codes.link_token(session, code_id=redeemed.id, token_id=created.token.id)
     await mailer.send([mail])
-    return ConnectedToken(plaintext, token, redeemed.app_name)
+    return ConnectedToken(created.plaintext, created.token, redeemed.app_name)
