@@ -33,6 +33,7 @@ __all__ = [
     "SignInRequired",
     "SignedIn",
     "client_address",
+    "plugin_settings",
     "reload_user",
     "require_csrf",
 ]
@@ -73,7 +74,7 @@ def _mailer(request: Request) -> Mailer:
     return mailer
 
 
-def _plugin_settings(request: Request) -> PluginSettings:
+def plugin_settings(request: Request) -> PluginSettings:
     """config.yaml's `workforce_gateway:` section, read on first use (the defaults, with a
     warning, when the file is unusable: `gateway-admin config check` says why)."""
     plugin: PluginSettings | None = getattr(request.app.state, "plugin_settings", None)
@@ -90,7 +91,7 @@ def _plugin_settings(request: Request) -> PluginSettings:
 DatabaseDep = Annotated[Database, Depends(_database)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 MailerDep = Annotated[Mailer, Depends(_mailer)]
-PluginSettingsDep = Annotated[PluginSettings, Depends(_plugin_settings)]
+PluginSettingsDep = Annotated[PluginSettings, Depends(plugin_settings)]
 
 
 async def _maybe_user(request: Request, db: DatabaseDep) -> SignedIn | None:
