@@ -177,8 +177,10 @@ async def test_without_stripe_the_billing_page_gives_the_operators_words(
     configured: ConfiguredBrowser,
 ) -> None:
     words = "Credits are granted by the IT desk.\nWrite to it@example.com with your team name."
-    listed = f"  billing:\n    how_to_get_credits: {json.dumps(words)}\n"  # a YAML string
-    browser, _user_id = await configured(lambda text: text.replace("  billing:\n", listed, 1))
+    listed = f"how_to_get_credits: {json.dumps(words)}"  # a YAML string
+    browser, _user_id = await configured(
+        lambda text: text.replace('how_to_get_credits: ""', listed, 1)
+    )
     billing = (await browser.get("/billing")).text
     section = billing[billing.index('id="how-to-get-credits"') :]
     assert "Credits are granted by the IT desk.\nWrite to it@example.com" in section
