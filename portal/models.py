@@ -2,6 +2,7 @@
 
 from portal.accounts.models import AccountLink, ThrottleCounter, User
 from portal.billing.models import BillingAccount, StripeEvent
+from portal.connect.models import ConnectCode
 from portal.credits.models import CreditAccount, LedgerEntry, Reservation
 from portal.db.base import Base
 from portal.email.models import EmailLogEntry
@@ -13,6 +14,7 @@ __all__ = [
     "AccountLink",
     "Base",
     "BillingAccount",
+    "ConnectCode",
     "CreditAccount",
     "EmailLogEntry",
     "GatewayToken",

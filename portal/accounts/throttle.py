@@ -28,6 +28,7 @@ from portal.db.base import utcnow
 from portal.db.upsert import WITHOUT_SESSION_SYNC, insert_ignore
 
 __all__ = [
+    "CONNECT_EXCHANGE",
     "MAIL_CLIENT",
     "MAIL_RECIPIENT",
     "PASSWORD_REENTRY",
@@ -78,6 +79,9 @@ PASSWORD_REENTRY = Rule(
 MAIL_RECIPIENT = Rule("mail-to", 3, timedelta(hours=1))
 # Anonymous requests that send mail (sign-up, reset) from one client.
 MAIL_CLIENT = Rule("mail-client", 20, timedelta(hours=1))
+# Apps exchanging connect codes for tokens from one client (`portal.connect`): a real app
+# makes one exchange per approval; a guesser waits for the window's end.
+CONNECT_EXCHANGE = Rule("connect-exchange", 30, timedelta(minutes=10))
 
 
 def _digest(text: str) -> str:

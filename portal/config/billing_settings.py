@@ -117,6 +117,9 @@ class PackSettings(_Strict):
 class BillingSettings(_Strict):
     plans: dict[CatalogId, PlanSettings] = {}
     packs: dict[CatalogId, PackSettings] = {}
+    how_to_get_credits: str = Field(default="", max_length=2000)
+    """Shown to people where credits cannot be bought here (no Stripe): how to get them on
+    this server, in the operator's words (plain text; line breaks are kept)."""
 
     @model_validator(mode="after")
     def _prices_unique(self) -> BillingSettings:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from portal.config.billing_settings import BillingSettings
 
 __all__ = [
+    "ConnectSettings",
     "CorsSettings",
     "CreditSettings",
     "LimitSettings",
@@ -111,6 +113,23 @@ class CorsSettings(_Strict):
     allowed_origins: list[Annotated[str, Field(pattern=r"^(\*|https?://[^/\s]+)$")]] = []
 
 
+class ConnectSettings(_Strict):
+    """Connecting an app (`docs/connect.md`). Loopback callbacks (http://127.0.0.1:<port>/,
+    http://[::1]:<port>/, http://localhost:<port>/) are always accepted."""
+
+    https_callback_urls: tuple[str, ...] = ()
+    """Further callbacks an app may return to, each an exact https URL."""
+
+    @field_validator("https_callback_urls")
+    @classmethod
+    def _https_only(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.hostname or parts.fragment:
+                raise ValueError(f"{url!r} is not an https URL (without a #fragment)")
+        return urls
+
+
 class PluginSettings(_Strict):
     cors: CorsSettings = CorsSettings()
     credits: CreditSettings = CreditSettings()
@@ -118,3 +137,4 @@ class PluginSettings(_Strict):
     timeouts: TimeoutSettings = TimeoutSettings()
     retention: RetentionSettings = RetentionSettings()
     billing: BillingSettings = BillingSettings()
+    connect: ConnectSettings = ConnectSettings()

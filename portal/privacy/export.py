@@ -36,6 +36,8 @@ _ABOUT = {
     "ledger_entries": "every change to your credit balance",
     "credit_accounts": "your balance and credits held for requests in flight",
     "reservations": "credits held for requests in flight",
+    "connect_codes": "apps you connected: their name, where the one-time code went, when "
+    "(the code itself is never stored)",
     "email_log": "which messages we sent you, and when (not their text)",
     "account_links": "one-time links we emailed you (verification, password reset)",
     "throttle_counters": "recent sign-in attempts and mail to your address, counted to "

@@ -9,6 +9,9 @@ says what happens to them; `count` and `apply` see exactly the same rows.
 - gateway-tokens: revoked or expired more than `token_grace_days` ago; deleted.
 - web-sessions, account-links: portal sessions, verification and reset links past
   their expiry; deleted.
+- connect-codes: app approvals past their code's expiry that name no token (never
+  exchanged, or their token was deleted); deleted. An exchanged code stays while its
+  token does: it names the app on the Tokens page.
 - throttle-counters: abuse-limit counts (sign-in, mail) whose window began more than
   `sign_in_failure_days` ago and that hold no wait; email-log: older than
   `email_log_days`; deleted.
@@ -37,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.accounts.models import AccountLink, ThrottleCounter
 from portal.billing.models import StripeEvent
 from portal.config.plugin_settings import RetentionSettings
+from portal.connect.models import ConnectCode
 from portal.credits import ledger, reservations
 from portal.credits.models import LedgerEntry, Reservation
 from portal.email.models import EmailLogEntry
@@ -105,6 +109,12 @@ def build_rules(settings: RetentionSettings, now: datetime) -> list[Rule]:
             "email verification and password-reset links past their expiry",
             AccountLink,
             AccountLink.expires_at < now,
+        ),
+        _deleting(
+            "connect-codes",
+            "app approvals past their code's expiry that name no token",
+            ConnectCode,
+            (ConnectCode.expires_at < now) & ConnectCode.token_id.is_(None),
         ),
         _deleting(
             "throttle-counters",

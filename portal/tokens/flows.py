@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from portal.accounts.models import User
 from portal.db import Database
 from portal.email import messages
+from portal.email.messages import Mail
 from portal.email.service import Mailer, record
 from portal.errors import NotFound
 from portal.tokens import service as tokens
 from portal.tokens.models import GatewayToken
 
-__all__ = ["CreatedToken", "create_token", "revoke_token"]
+__all__ = ["CreatedToken", "create_token", "mint_announced", "revoke_token"]
 
 
 @dataclass(frozen=True)
@@ -34,17 +37,22 @@ async def create_token(
         user = await session.get(User, user_id)
         if user is None:
             raise NotFound("no such account")
-        plaintext, token = await tokens.create_token(session, user, name=name)
-        mail = messages.token_created(
-            user_id=user.id,
-            to=user.email,
-            name=user.name,
-            token_name=token.name,
-            tokens_url=tokens_url,
-        )
-        await record(session, mail)
+        created, mail = await mint_announced(session, user, name=name, tokens_url=tokens_url)
     await mailer.send([mail])
-    return CreatedToken(plaintext, token)
+    return created
+
+
+async def mint_announced(
+    session: AsyncSession, user: User, *, name: str, tokens_url: str
+) -> tuple[CreatedToken, Mail]:
+    """Mint a token in the caller's transaction, with the mail telling its owner (recorded
+    here; the caller sends it after the commit)."""
+    plaintext, token = await tokens.create_token(session, user, name=name)
+    mail = messages.token_created(
+        user_id=user.id, to=user.email, name=user.name, token_name=token.name, tokens_url=tokens_url
+    )
+    await record(session, mail)
+    return CreatedToken(plaintext, token), mail
 
 
 async def revoke_token(db: Database, *, user_id: str, token_id: str) -> GatewayToken:

@@ -25,7 +25,17 @@ from portal.web.cookies import CookiePolicy
 from portal.web.deps import require_csrf
 from portal.web.errors import install_error_handlers
 from portal.web.middleware import BodySizeLimit, BrowserCookie, SecurityHeaders
-from portal.web.routes import account, api, assets, auth, billing, dashboard, health, tokens
+from portal.web.routes import (
+    account,
+    api,
+    assets,
+    auth,
+    billing,
+    connect,
+    dashboard,
+    health,
+    tokens,
+)
 
 __all__ = ["create_app"]
 
@@ -87,6 +97,8 @@ def create_app(
     app.include_router(tokens.router, dependencies=csrf)
     app.include_router(account.router, dependencies=csrf)
     app.include_router(api.router, dependencies=csrf)
+    app.include_router(connect.pages, dependencies=csrf)
+    app.include_router(connect.token_api)  # no cookie: the app proves itself with PKCE
     app.include_router(billing.router)  # pages CSRF-checked, webhook signed
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 

@@ -4,6 +4,7 @@ routers apply where they are included."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
@@ -13,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts import service as accounts
 from portal.accounts.models import User
+from portal.config import ConfigError, load_plugin_settings
+from portal.config.plugin_settings import PluginSettings
 from portal.db import Database
 from portal.email.service import Mailer
 from portal.sessions.service import resolve_session
@@ -25,14 +28,18 @@ __all__ = [
     "DatabaseDep",
     "MailerDep",
     "MaybeUser",
+    "PluginSettingsDep",
     "SettingsDep",
     "SignInRequired",
     "SignedIn",
+    "client_address",
+    "plugin_settings",
     "reload_user",
     "require_csrf",
 ]
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,9 +74,24 @@ def _mailer(request: Request) -> Mailer:
     return mailer
 
 
+def plugin_settings(request: Request) -> PluginSettings:
+    """config.yaml's `workforce_gateway:` section, read on first use (the defaults, with a
+    warning, when the file is unusable: `gateway-admin config check` says why)."""
+    plugin: PluginSettings | None = getattr(request.app.state, "plugin_settings", None)
+    if plugin is None:
+        try:
+            plugin = load_plugin_settings(_settings(request).config_path)
+        except ConfigError as exc:
+            log.warning("config.yaml unusable, portal uses defaults: %s", exc)
+            plugin = PluginSettings()
+        request.app.state.plugin_settings = plugin
+    return plugin
+
+
 DatabaseDep = Annotated[Database, Depends(_database)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 MailerDep = Annotated[Mailer, Depends(_mailer)]
+PluginSettingsDep = Annotated[PluginSettings, Depends(plugin_settings)]
 
 
 async def _maybe_user(request: Request, db: DatabaseDep) -> SignedIn | None:
@@ -92,7 +114,7 @@ async def _page_user(request: Request, viewer: MaybeUser) -> SignedIn:
         target = request.url.path
         if request.url.query:
             target += "?" + request.url.query
-        raise SignInRequired(quote(target, safe="/?=&"))
+        raise SignInRequired(quote(target, safe="/"))  # `&` too: /connect has several
     return viewer
 
 
@@ -113,6 +135,12 @@ async def reload_user(session: AsyncSession, viewer: SignedIn, *, next_path: str
     if user is None:
         raise SignInRequired(next_path)
     return user
+
+
+def client_address(request: Request) -> str:
+    """The client as uvicorn saw it: behind a proxy listed in FORWARDED_ALLOW_IPS, the
+    address that proxy forwarded (X-Forwarded-For); otherwise the connection's peer."""
+    return request.client.host if request.client else "unknown"
 
 
 async def require_csrf(request: Request) -> None:

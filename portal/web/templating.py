@@ -11,7 +11,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from portal.credits.units import format_units
+from portal.web.amounts import screen_credits, screen_usd, usd_rate
 from portal.web.cookies import csrf_token
+from portal.web.deps import plugin_settings
 from portal.web.routing import iter_routes
 
 __all__ = ["render", "templates"]
@@ -40,11 +42,25 @@ def _billing_available(request: Request) -> bool:
     return bool(request.app.state.settings.stripe_secret_key)
 
 
-templates.env.filters["credits"] = format_units
+def _usd(request: Request, units: int) -> str:
+    """ "$0.0042" where the operator gave credits a dollar rate, else ""."""
+    rate = usd_rate(plugin_settings(request))
+    return screen_usd(units, rate) if rate is not None else ""
+
+
+def _how_to_get_credits(request: Request) -> str:
+    """The operator's own words on getting credits here (config.yaml), or ""."""
+    return plugin_settings(request).billing.how_to_get_credits
+
+
+templates.env.filters["credits"] = screen_credits  # pages: at most 4 significant decimals
+templates.env.filters["exact_credits"] = format_units
 templates.env.filters["when"] = _datetime
 templates.env.globals["csrf_token"] = csrf_token
 templates.env.globals["nav_items"] = _nav_items
 templates.env.globals["billing_available"] = _billing_available
+templates.env.globals["usd"] = _usd
+templates.env.globals["how_to_get_credits"] = _how_to_get_credits
 
 
 def render(

@@ -22,6 +22,7 @@ from portal.accounts.models import AccountLink, LinkPurpose, ThrottleCounter, Us
 from portal.accounts.service import create_user
 from portal.billing.models import StripeEvent
 from portal.config.plugin_settings import RetentionSettings
+from portal.connect.models import ConnectCode
 from portal.credits import ledger
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry, Reservation
 from portal.db import Database
@@ -173,11 +174,27 @@ async def seed(db: Database, now: datetime) -> Seeded:
             )
             for age in (DAY + timedelta(hours=1), timedelta(hours=23))
         ]
+        codes = [
+            ConnectCode(
+                user_id=user.id,
+                code_hash=uuid.uuid4().hex,
+                code_challenge="c" * 43,
+                callback_url="http://127.0.0.1:9/cb",
+                app_name="app",
+                expires_at=expiry,
+                token_id=token_id,
+            )
+            for expiry, token_id in (
+                (now - timedelta(minutes=1), None),  # never exchanged, expired: gone
+                (now - 9 * DAY, tokens_kept[0].id),  # became a live token: kept
+                (now + timedelta(minutes=4), None),  # still exchangeable: kept
+            )
+        ]
         mails = [
             EmailLogEntry(user_id=user.id, kind="low_balance", sent_at=now - age * DAY)
             for age in (91, 89)
         ]
-        session.add_all([*events, *holds, *sessions, *links, *failures, *mails])
+        session.add_all([*events, *holds, *sessions, *links, *codes, *failures, *mails])
         await session.flush()
         seeded.balance = await ledger.balance(session, user.id)
 
@@ -187,6 +204,7 @@ async def seed(db: Database, now: datetime) -> Seeded:
         (Reservation, ([holds[0]], [holds[1]])),
         (WebSession, ([sessions[0]], [sessions[1]])),
         (AccountLink, ([links[0]], [links[1]])),
+        (ConnectCode, ([codes[0]], codes[1:])),
         (ThrottleCounter, ([failures[0]], [failures[1]])),
         (EmailLogEntry, ([mails[0]], [mails[1]])),
     ):
@@ -203,6 +221,7 @@ EXPECTED = {
     "gateway-tokens": 2,
     "web-sessions": 1,
     "account-links": 1,
+    "connect-codes": 1,
     "throttle-counters": 1,
     "email-log": 1,
 }

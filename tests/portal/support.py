@@ -146,3 +146,24 @@ async def grant(db, user_id: str, credits: str) -> None:
             cause_id=f"grant-{uuid.uuid4()}",
             note="test grant",
         )
+
+
+CONNECT_CALLBACK = "http://127.0.0.1:53682/callback"
+
+
+def pkce() -> tuple[str, str]:
+    """A PKCE verifier and its S256 challenge, made as an app makes them (RFC 7636)."""
+    import base64
+    import hashlib
+    import secrets
+
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+async def exchange(client: httpx.AsyncClient, code: str, verifier: str,
+                   callback: str = CONNECT_CALLBACK) -> httpx.Response:  # fmt: skip
+    """The app's exchange of a connect code for a token (no cookie needed)."""
+    body = {"code": code, "code_verifier": verifier, "callback_url": callback}
+    return await client.post("/api/v1/connect/token", json=body)

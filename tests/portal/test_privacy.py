@@ -10,6 +10,7 @@ import json
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from sqlalchemy import String, Text, func, select
@@ -23,7 +24,7 @@ from portal.errors import InvalidToken
 from portal.models import Base
 from portal.tokens.service import authenticate
 from tests.portal.conftest import NewBrowser, SignedInUser
-from tests.portal.support import PASSWORD, Browser, Outbox, add_usage, grant
+from tests.portal.support import PASSWORD, Browser, Outbox, add_usage, exchange, grant, pkce
 
 NAME = "Zebulon Quixote-Marchetti"
 
@@ -52,8 +53,34 @@ async def populate(browser: Browser, db: Database, user_id: str, email: str) -> 
         "/account/email", {"new_email": "elsewhere@example.net", "password": PASSWORD}
     )
     await browser.post("/signin", {"email": email, "password": "wrong wrong"})  # a failure
+    connected = await connect_an_app(browser)
     await fill_other_linked_tables(db, user_id)
-    return {"token_id": created["token"]["id"], "secret": created["secret"], "call_id": call_id}
+    return {
+        "token_id": created["token"]["id"],
+        "secret": created["secret"],
+        "call_id": call_id,
+        "connected_token_id": connected["token_id"],
+        "connected_secret": connected["access_token"],
+    }
+
+
+async def connect_an_app(browser: Browser) -> dict[str, str]:
+    """Approve an app named after the person and exchange its code (a connect_codes row
+    that names its app, callback and token)."""
+    verifier, challenge = pkce()
+    callback = "http://127.0.0.1:43210/for-zebulon"
+    asked = {
+        "callback_url": callback,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "app": f"{NAME}'s laptop",
+    }
+    path = "/connect?" + urlencode(asked)
+    approved = await browser.post("/connect", {**asked, "decision": "approve"}, page=path)
+    code = parse_qs(urlsplit(approved.headers["location"]).query)["code"][0]
+    answer = await exchange(browser.client, code, verifier, callback)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
 
 
 async def fill_other_linked_tables(db: Database, user_id: str) -> None:
@@ -119,7 +146,13 @@ async def test_export_contains_every_user_linked_column(
         table = Base.metadata.tables[table_name]
         async with db.session() as session:
             rows = (
-                (await session.execute(select(table).where(table.c[user_column] == user_id)))
+                (
+                    await session.execute(
+                        select(table)
+                        .where(table.c[user_column] == user_id)
+                        .order_by(*table.primary_key)  # as the export orders them
+                    )
+                )
                 .mappings()
                 .all()
             )
@@ -190,6 +223,7 @@ async def test_deletion_leaves_nothing_that_identifies_the_person(
         NAME,
         account_key(email),
         ids["token_id"],
+        ids["connected_token_id"],
         "elsewhere@example.net",
     }
     async with db.session() as session:
@@ -206,6 +240,8 @@ async def test_deletion_leaves_nothing_that_identifies_the_person(
         assert await _count(session, "ledger_entries") == kept_ledger
         with pytest.raises(InvalidToken):
             await authenticate(session, ids["secret"])
+        with pytest.raises(InvalidToken):
+            await authenticate(session, ids["connected_secret"])
     assert not await browser.signed_in() and not await elsewhere.signed_in()
     # the confirmation was sent, then the development outbox forgot the person with the
     # account (tests/portal/test_deletion_leftovers.py: with SMTP it arrives)

@@ -21,7 +21,9 @@ from tests.portal.support import PASSWORD, Browser
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Routes that must accept posts from elsewhere (signed by their sender instead).
-CSRF_EXEMPT_PATHS = {"/billing/webhook", "/stripe/webhook"}
+# Webhooks are signed; the connect token endpoint reads no cookie (the app proves itself
+# with the PKCE verifier of a code the person approved through a CSRF-checked form).
+CSRF_EXEMPT_PATHS = {"/billing/webhook", "/stripe/webhook", "/api/v1/connect/token"}
 
 
 def _set_cookie(response: httpx.Response) -> str:

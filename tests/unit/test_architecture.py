@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "tokens": 12,
     "credits": 12,
     "usage": 13,
+    "connect": 13,  # connecting an app: codes that become tokens
     "billing": 14,
     "models": 15,  # portal/models.py: every table, for Alembic, privacy and schema.prisma
     "privacy": 16,

@@ -35,6 +35,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     ),
     "reservations": ("portal/credits/reservations.py",),
     "usage_records": ("portal/usage/settlement.py",),
+    "connect_codes": ("portal/connect/service.py",),
     "billing_accounts": ("portal/billing/service.py",),
     "stripe_events": ("portal/billing/events.py",),
     "email_log": ("portal/email/service.py",),

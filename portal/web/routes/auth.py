@@ -19,7 +19,14 @@ from portal.db import Database
 from portal.email.service import Mailer
 from portal.sessions import service as sessions
 from portal.web.cookies import browser_secret, clear_browser_secret, replace_browser_secret
-from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, MaybeUser, SettingsDep
+from portal.web.deps import (
+    CurrentUser,
+    DatabaseDep,
+    MailerDep,
+    MaybeUser,
+    SettingsDep,
+    client_address,
+)
 from portal.web.forms import FormError, read_form
 from portal.web.templating import render
 
@@ -36,12 +43,6 @@ def _safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
     return "/dashboard"
-
-
-def _client_address(request: Request) -> str:
-    """The client as uvicorn saw it: behind a proxy listed in FORWARDED_ALLOW_IPS, the
-    address that proxy forwarded (X-Forwarded-For); otherwise the connection's peer."""
-    return request.client.host if request.client else "unknown"
 
 
 def _too_many(response: Response, problem: Throttled | SignInRefused) -> Response:
@@ -73,7 +74,7 @@ async def signup(
     try:
         form = await read_form(request, {"email": _EMAIL, "name": _NAME, "password": _PASSWORD})
         async with db.transaction() as session:
-            await flows.admit_mail_request(session, client=_client_address(request))
+            await flows.admit_mail_request(session, client=client_address(request))
         async with db.transaction() as session:
             mail = await flows.sign_up(
                 session,
@@ -147,7 +148,7 @@ async def signin(request: Request, db: DatabaseDep) -> Response:
     except FormError as problem:
         return render(request, "signin.html", {"error": str(problem)}, status_code=400)
     refused: SignInRefused | None = None
-    client = _client_address(request)
+    client = client_address(request)
     try:
         async with db.transaction() as session:  # the attempt counts before it is checked
             await flows.admit_sign_in(session, email=form["email"], client=client)
@@ -199,7 +200,7 @@ async def reset_request(
     try:
         form = await read_form(request, {"email": _EMAIL})
         async with db.transaction() as session:
-            await flows.admit_mail_request(session, client=_client_address(request))
+            await flows.admit_mail_request(session, client=client_address(request))
     except FormError as problem:
         return render(request, "reset_request.html", {"error": str(problem)}, status_code=400)
     except Throttled as problem:

@@ -22,7 +22,7 @@ from portal.credits import ledger
 from portal.errors import NotFound
 from portal.web.deps import CurrentUser, DatabaseDep, require_csrf
 from portal.web.forms import FormError, read_form
-from portal.web.middleware import CSP
+from portal.web.middleware import csp_with_form_targets
 from portal.web.templating import render
 
 __all__ = ["app_billing", "router"]
@@ -52,14 +52,14 @@ BillingDep = Annotated[Billing, Depends(_billing)]
 
 
 def _page_csp(billing: Billing) -> str:
-    """The site CSP, letting this page's forms continue to Stripe's hosted pages (browsers
+    """Let this page's forms continue to Stripe's hosted pages (browsers
     check `form-action` on the redirect a form submission gets)."""
     origins = " ".join(STRIPE_PAGE_ORIGINS)
     api_base = billing.stripe_gateway.api_base if billing.stripe_gateway else None
     if api_base:  # a Stripe stand-in (tests, staging) serves its pages itself
         parts = urlsplit(api_base)
         origins = f"{parts.scheme}://{parts.netloc}"
-    return CSP.replace("form-action 'self'", f"form-action 'self' {origins}")
+    return csp_with_form_targets(origins)
 
 
 async def _billing_page(

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from portal.connect import service as connect_service
 from portal.errors import NotFound
 from portal.sessions.flash import put_flash, take_flash
 from portal.tokens import flows
@@ -35,9 +36,11 @@ async def _page(
 ) -> Response:
     async with db.session() as session:
         rows = await tokens.list_tokens(session, viewer.user.id)
+        apps = await connect_service.connected_apps(session, viewer.user.id)
     context = {
         "viewer": viewer,
         "tokens": rows,
+        "connected_apps": apps,
         "base_url": settings.gateway_public_url.rstrip("/") + "/v1",
         **extra,
     }
