@@ -16,6 +16,7 @@ user nothing, as before.
 from __future__ import annotations
 
 import logging
+import uuid
 
 from starlette.datastructures import Headers
 
@@ -38,8 +39,9 @@ async def admit(runtime: GatewayRuntime, headers: Headers) -> tuple[TokenIdentit
     limits = runtime.config.plugin.limits
     budget = runtime.redis_budget()  # everything Redis does for this call, together
     if runtime.auth_cache is not None and looks_like_token(token):
+        member = uuid.uuid4().hex
         cached = await runtime.limiter.admit_cached_token(
-            AuthCache.key(hash_token(token)), limits, runtime.deadline_seconds, budget
+            AuthCache.key(hash_token(token)), limits, runtime.deadline_seconds, budget, member
         )
         identity = decode(cached.entry) if cached is not None else None
         if cached is not None and identity is not None:
@@ -55,7 +57,10 @@ async def admit(runtime: GatewayRuntime, headers: Headers) -> tuple[TokenIdentit
             return identity, slot
         if cached is not None:  # a slot the script took, if any, expires with the deadline
             log.warning("auth cache entry of an unknown format; reading the database")
+        timed_out = budget is not None and budget.timed_out
         identity = await from_database(runtime, token, budget)
+        if cached is None and timed_out:  # the script may have taken entries meanwhile
+            runtime.limiter.forget(identity.user_id, member)
     else:
         identity = await identify(runtime, token, budget)
     slot = await runtime.limiter.admit(

@@ -145,11 +145,13 @@ class Budget:
     together within `seconds` (Redis: `DependencySettings.redis_budget_seconds`). Once
     it is spent, or while the breaker is open, `run` raises DependencyDown without trying."""
 
-    __slots__ = ("guard", "left")
+    __slots__ = ("guard", "left", "timed_out")
 
     def __init__(self, guard: Guard, seconds: float) -> None:
         self.guard = guard
         self.left = seconds
+        self.timed_out = False
+        """An operation was sent and its answer not awaited: it may have happened."""
 
     async def run(self, operation: Callable[[], Awaitable[T]]) -> T:
         if self.left <= 0:
@@ -158,5 +160,14 @@ class Budget:
         try:
             async with self.guard.call(self.left):
                 return await operation()
+        except TimeoutError:
+            self.timed_out = True
+            raise
         finally:
             self.left -= time.monotonic() - started
+
+    def renewed(self) -> Budget:
+        """A fresh allowance on the same guard (freeing a slot at the end of a call must
+        not be skipped because admission spent the first: a slot left behind refuses
+        the user's later calls until it expires)."""
+        return Budget(self.guard, self.guard.deadline_seconds)

@@ -37,6 +37,7 @@ Such admissions are counted in `RateLimiter.unavailable` and logged.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import math
@@ -61,6 +62,7 @@ T = TypeVar("T")
 _PREFIX = "wfg:limits"
 WINDOW_SECONDS = 60
 _NONE = -1  # "no limit of this kind" in the scripts' arguments
+_FORGET_SECONDS = 5.0  # taking back entries of a timed-out admission, in the background
 
 # The admission itself, shared by both scripts below. Returns {0, 0} admitted, else
 # {1 tpm | 2 rpm | 3 in flight, milliseconds until a retry can succeed}. Limits of -1:
@@ -333,6 +335,7 @@ class RateLimiter:
         self._settings = settings or LimitSettings()
         self.unavailable = 0  # calls admitted on the local share while Redis was down
         self._plans: tuple[LimitSettings, list[str | int]] | None = None  # built once
+        self._forgetting: set[asyncio.Future[None]] = set()
 
     async def admit(
         self,
@@ -356,6 +359,8 @@ class RateLimiter:
                 budget, lambda: in_redis.admit(user_id, limits, member, deadline_seconds)
             )
         except Exception as exc:  # Redis unavailable: this process's share (docstring)
+            if isinstance(exc, TimeoutError):
+                self.forget(user_id, member)
             return await self.admit_locally(user_id, limits, deadline_seconds, budget, exc)
         slot = self.admitted(user_id, limits, member, refused)
         slot.budget = budget
@@ -386,18 +391,20 @@ class RateLimiter:
         plans: LimitSettings,
         deadline_seconds: float,
         budget: Budget | None = None,
+        member: str | None = None,
     ) -> CachedAdmission | None:
         """With Redis: the token's auth-cache entry (key `token_key`) and the call's
         admission under the limits of the entry's plan, in one round trip. None when the
         token is not cached (or there is no Redis, or it fails within `budget`): then the
         caller checks the token in the database and calls `admit`. The caller turns the
-        answer into a slot with `admitted`, once it has read the entry."""
+        answer into a slot with `admitted`, once it has read the entry. `member`: the
+        call's entries (the caller `forget`s them if the script timed out)."""
         in_redis = self._in_redis
         if in_redis is None:
             return None
         if self._plans is None or self._plans[0] is not plans:
             self._plans = plans, _plan_table(plans)
-        member, table = uuid.uuid4().hex, self._plans[1]
+        member, table = member or uuid.uuid4().hex, self._plans[1]
         try:
             return await _within(
                 budget,
@@ -419,6 +426,26 @@ class RateLimiter:
         rpm_entry = member if limits.rpm is not None else ""
         return InFlightSlot(self, user_id, taken, limits.tpm is not None, rpm_entry)
 
+    def forget(self, user_id: str, member: str) -> None:
+        """An admission whose script was sent but not answered within the call's budget
+        may have taken its RPM entry and slot in Redis while the call went on locally:
+        take them back in the background (not on the call's time), so a busy moment does
+        not leave slots that refuse the user's later calls until they expire."""
+        in_redis = self._in_redis
+        if in_redis is None:
+            return
+
+        async def take_back() -> None:
+            try:
+                async with asyncio.timeout(_FORGET_SECONDS):
+                    await in_redis.finish(user_id, member, 0, member)
+            except Exception as exc:  # they expire with the request deadline
+                log.warning("rate limiter entries left to expire (%s)", type(exc).__name__)
+
+        task = asyncio.ensure_future(take_back())
+        self._forgetting.add(task)
+        task.add_done_callback(self._forgetting.discard)
+
     async def _finish(self, slot: InFlightSlot, tokens: int, refund: str) -> None:
         if not slot.member and tokens <= 0 and not refund:
             return
@@ -426,9 +453,10 @@ class RateLimiter:
         if slot.local or in_redis is None:
             await self._local.finish(slot.user_id, slot.member, tokens, refund)
             return
+        budget = slot.budget.renewed() if slot.budget is not None else None
         try:
             await _within(
-                slot.budget, lambda: in_redis.finish(slot.user_id, slot.member, tokens, refund)
+                budget, lambda: in_redis.finish(slot.user_id, slot.member, tokens, refund)
             )
         except Exception as exc:  # the slot expires with the request deadline
             log.warning("rate limiter unavailable (%s); slot and tokens left", type(exc).__name__)
