@@ -86,7 +86,7 @@ def _json(data: Any, status: int = 200) -> Response:
 
 async def _authenticated(request: Request) -> Any:
     runtime = _runtime(request)
-    return await identify(runtime.database, runtime.auth_cache, presented_token(request.headers))
+    return await identify(runtime, presented_token(request.headers))
 
 
 def _model_card(name: str) -> dict[str, Any]:
@@ -98,6 +98,9 @@ async def list_models(request: Request) -> Response:
         await _authenticated(request)
     except GatewayError as refused:
         return error_response(from_domain(refused))
+    except Exception as exc:  # the database past its deadline, or its breaker open
+        log.error("token check failed: %s", type(exc).__name__)
+        return error_response(service_unavailable("The gateway"))
     names = _runtime(request).config.prices.model_names
     return _json({"object": "list", "data": [_model_card(name) for name in names]})
 
@@ -110,6 +113,9 @@ async def get_model(request: Request) -> Response:
             raise UnknownModel(f"The model {model_id[:200]!r} does not exist on this gateway.")
     except GatewayError as refused:
         return error_response(from_domain(refused))
+    except Exception as exc:
+        log.error("token check failed: %s", type(exc).__name__)
+        return error_response(service_unavailable("The gateway"))
     return _json(_model_card(model_id))
 
 
@@ -119,7 +125,7 @@ async def credits(request: Request) -> Response:
     runtime = _runtime(request)
     try:
         identity = await _authenticated(request)
-        async with runtime.database.session() as session:
+        async with runtime.postgres.call(), runtime.database.session() as session:
             balance, reserved = await ledger.balance_and_reserved(session, identity.user_id)
     except GatewayError as refused:
         return error_response(from_domain(refused))
@@ -146,11 +152,14 @@ async def healthz(_request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """Ready for traffic when the database answers. Redis is reported; while it is down
-    the gateway still serves (limits fail open, see `rate_limits`), so it does not gate."""
+    the gateway still serves (each process enforces its share of the limits, see
+    `rate_limits`), so it does not gate. `breakers`: each dependency's circuit breaker
+    (`closed`, `open`, `half_open`) with its deadline (`gateway_plugins.breaker`)."""
     runtime = _runtime(request)
     _ready, report = await check_dependencies(runtime.database, runtime.redis)
     ready = report["database"] == "ok"
-    return _json({"status": "ok" if ready else "unavailable", **report}, 200 if ready else 503)
+    body = {"status": "ok" if ready else "unavailable", **report, "breakers": runtime.breakers()}
+    return _json(body, 200 if ready else 503)
 
 
 async def _not_found(request: Request, _exc: Exception) -> Response:

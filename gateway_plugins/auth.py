@@ -8,12 +8,13 @@ otherwise read from the database on every request, which is immediate by constru
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 
-from portal.db import Database
+from gateway_plugins.breaker import Budget
+from gateway_plugins.runtime import GatewayRuntime
 from portal.errors import InvalidToken
-from portal.tokens.auth_cache import AuthCache
 from portal.tokens.secrets import hash_token, looks_like_token
 from portal.tokens.service import (
     TokenIdentity,
@@ -23,6 +24,8 @@ from portal.tokens.service import (
 )
 
 __all__ = ["from_database", "identify", "presented_token"]
+
+log = logging.getLogger(__name__)
 
 _MISSING = "Missing gateway token: send it as 'Authorization: Bearer <token>' or 'x-api-key'."
 
@@ -38,25 +41,44 @@ def presented_token(headers: Mapping[str, str]) -> str:
     raise InvalidToken(_MISSING)
 
 
-async def identify(database: Database, cache: AuthCache | None, token: str) -> TokenIdentity:
-    """The token's identity, or the domain error that says why it is refused."""
-    if cache is not None and looks_like_token(token):
-        cached = await cache.get(hash_token(token))
+async def identify(
+    runtime: GatewayRuntime, token: str, budget: Budget | None = None
+) -> TokenIdentity:
+    """The token's identity, or the domain error that says why it is refused. Redis is
+    used within `budget` (a new one by default); the database within its deadline and
+    breaker (DependencyDown or TimeoutError: the caller answers 503)."""
+    cache = runtime.auth_cache
+    budget = budget or runtime.redis_budget()
+    if cache is not None and budget is not None and looks_like_token(token):
+        try:
+            cached = await budget.run(lambda: cache.get(hash_token(token), quiet=False))
+        except Exception as exc:
+            log.warning("auth cache unavailable (%s); reading the database", type(exc).__name__)
+            cached = None
         if cached is not None:
             check_expiry(cached)
             return cached
-    return await from_database(database, cache, token)
+    return await from_database(runtime, token, budget)
 
 
-async def from_database(database: Database, cache: AuthCache | None, token: str) -> TokenIdentity:
+async def from_database(
+    runtime: GatewayRuntime, token: str, budget: Budget | None = None
+) -> TokenIdentity:
     """The token checked in the database (and the answer cached, if valid)."""
+    database = runtime.database
     read_at = time.monotonic()
-    if database.sends_by_driver:  # one SELECT sent by the driver, no BEGIN/ROLLBACK around it
-        async with database.per_call() as driver:
-            identity = await authenticate_on_driver(driver, token)
-    else:
-        async with database.autocommit() as connection:
-            identity = await authenticate(connection, token)
-    if cache is not None:
-        await cache.put(identity, read_at=read_at)
+    async with runtime.postgres.call():
+        if database.sends_by_driver:  # one SELECT sent by the driver, no BEGIN/ROLLBACK
+            async with database.per_call() as driver:
+                identity = await authenticate_on_driver(driver, token)
+        else:
+            async with database.autocommit() as connection:
+                identity = await authenticate(connection, token)
+    cache = runtime.auth_cache
+    budget = budget or runtime.redis_budget()
+    if cache is not None and budget is not None:
+        try:
+            await budget.run(lambda: cache.put(identity, read_at=read_at, quiet=False))
+        except Exception as exc:  # the next call reads the database again
+            log.warning("auth cache write skipped (%s)", type(exc).__name__)
     return identity

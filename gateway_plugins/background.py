@@ -43,11 +43,13 @@ async def run_once(runtime: GatewayRuntime) -> None:
             await settle_call(session, call)
 
     try:
-        replayed = await runtime.spool.replay(settle)
-        if replayed:
-            log.info("replayed %d spooled usage settlements", replayed)
-        async with runtime.database.transaction() as session:
-            released = await reservations.release_expired(session)
+        # A hung database costs this round its interval, not the process a stuck task.
+        async with asyncio.timeout(min(INTERVAL_SECONDS, runtime.deadline_seconds)):
+            replayed = await runtime.spool.replay(settle)
+            if replayed:
+                log.info("replayed %d spooled usage settlements", replayed)
+            async with runtime.database.transaction() as session:
+                released = await reservations.release_expired(session)
         if released:
             log.info("released %d units held by calls that never finished", released)
     except Exception as exc:  # the database is down: try again next round

@@ -6,7 +6,8 @@
 3. `rate_limits.RateLimiter`   RPM / TPM / calls in flight per plan (429)
    (1 and 3 together in `admission.admit`: one Redis round trip for a cached token)
 2. `validation.validate`       allow-listed, typed body (400, unknown model 404); a
-                               refusal here takes back the call's RPM entry and slot
+                               refusal here takes back the call's RPM entry and slot,
+                               as does a 503 the gateway's dependencies cause later
 4. `reservation.reserve`       estimated credits held in the database (402)
 5. `upstream.call`             the Router, under one deadline; a client leaving cancels
                                nothing: the call runs on and is billed (docs/security.md)
@@ -124,23 +125,33 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
     try:
         settings = runtime.config.plugin
         prompt_tokens = await token_counting.prompt_tokens(kind, valid.params, settings.limits)
-        units, fallbacks = await reservation.hold(
-            runtime,
-            identity.user_id,
-            call_id,
-            with_fallbacks=reservation.estimate_units(
-                settings, price, prompt_tokens, valid.output_tokens
-            ),
-            primary_only=reservation.estimate_units(
-                settings, primary, prompt_tokens, valid.output_tokens
-            ),
-        )
+        async with runtime.postgres.call():  # past the deadline, or breaker open: 503
+            units, fallbacks = await reservation.hold(
+                runtime,
+                identity.user_id,
+                call_id,
+                with_fallbacks=reservation.estimate_units(
+                    settings, price, prompt_tokens, valid.output_tokens
+                ),
+                primary_only=reservation.estimate_units(
+                    settings, primary, prompt_tokens, valid.output_tokens
+                ),
+            )
         if not fallbacks:
             valid.params.update(reservation.NO_FALLBACK)
     except BaseException as refused:
-        await slot.release(refund=isinstance(refused, InvalidRequest))  # too big: no RPM
+        await slot.release(refund=_not_the_callers(refused))
         raise
     return Call(call_id, kind, identity, valid, units, prompt_tokens, slot, utcnow())
+
+
+def _not_the_callers(refused: BaseException) -> bool:
+    """Whether a refusal after admission takes back the call's RPM entry: a request
+    refused as too big (400), and any refusal the gateway's own dependencies caused (503:
+    the database past its deadline or its breaker open). A 402 or a 429 keeps it."""
+    if isinstance(refused, InvalidRequest):
+        return True
+    return isinstance(refused, Exception) and not isinstance(refused, GatewayError)
 
 
 async def _validate(
@@ -287,7 +298,9 @@ async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind
 
 async def _settle(runtime: GatewayRuntime, record: FinishedCall) -> None:
     """`settle`, carried to its end even if a shutdown cancels the request meanwhile."""
-    await settled(asyncio.ensure_future(settle(runtime.database, runtime.spool, record)))
+    await settled(
+        asyncio.ensure_future(settle(runtime.database, runtime.spool, record, runtime.postgres))
+    )
 
 
 async def _done(runtime: GatewayRuntime, call: Call) -> None:

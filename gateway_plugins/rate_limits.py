@@ -23,25 +23,33 @@ window for TPM), and the tests check them on both backends.
 Without `REDIS_URL` the same counters live in process memory (`_InProcess`: one worker
 only; the config check refuses more), updated on the event loop: no thread, no I/O.
 
-While Redis is unreachable the limits are **not** enforced (fail open, logged and counted
-in `wfg_gateway_limiter_unavailable_total`): every call is still authenticated, reserved
-against the database balance and metered, so an outage of Redis costs no money and no
-availability, only rate limiting.
+While Redis is unreachable (an error, the call's Redis budget spent, or its breaker open:
+`gateway_plugins.breaker`) each process enforces its **share** of every limit on its own,
+in process memory (`_InProcess`): ⌊limit ÷ `limits.expected_instances`⌋, at least 1
+(`LimitSettings.local_share`), never unlimited. With the expected number of processes
+running, a user's calls in flight stay within the plan's `max_parallel_requests`, so the
+overspend bound holds with Redis down (docs/operations.md). A call admitted locally frees
+its slot locally; the local counters know nothing of what Redis counted before the outage
+(and Redis nothing of them after), so for one request deadline after Redis goes away a
+user can have the plan's slots taken through Redis still running beside the local share.
+Such admissions are counted in `RateLimiter.unavailable` and logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import redis.asyncio as aioredis
 
+from gateway_plugins.breaker import Budget
 from portal.config.plugin_settings import LimitSettings, PlanLimits
 from portal.errors import RateLimited
 from portal.tokens.auth_cache import FORMAT as AUTH_CACHE_FORMAT
@@ -49,10 +57,12 @@ from portal.tokens.auth_cache import FORMAT as AUTH_CACHE_FORMAT
 __all__ = ["CachedAdmission", "InFlightSlot", "RateLimiter"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _PREFIX = "wfg:limits"
 WINDOW_SECONDS = 60
 _NONE = -1  # "no limit of this kind" in the scripts' arguments
+_FORGET_SECONDS = 5.0  # taking back entries of a timed-out admission, in the background
 
 # The admission itself, shared by both scripts below. Returns {0, 0} admitted, else
 # {1 tpm | 2 rpm | 3 in flight, milliseconds until a retry can succeed}. Limits of -1:
@@ -302,8 +312,12 @@ class InFlightSlot:
     member: str  # the in-flight entry ('' when the plan has no such limit)
     counts_tokens: bool
     rpm_entry: str = ""  # the RPM entry ('' when the plan has no RPM limit)
+    local: bool = False  # admitted on this process's counters (Redis was unavailable)
+    budget: Budget | None = None  # the call's Redis budget, for freeing the slot
 
     async def release(self, tokens: int = 0, *, refund: bool = False) -> None:
+        """Free the slot and count `tokens`; `refund` also takes back the RPM entry (a
+        refusal after admission, by validation or by the gateway's own dependencies)."""
         limiter, self.limiter = self.limiter, None
         if limiter is not None:
             counted = tokens if self.counts_tokens else 0
@@ -311,43 +325,90 @@ class InFlightSlot:
 
 
 class RateLimiter:
-    def __init__(self, redis: aioredis.Redis | None) -> None:
+    """The limits in Redis when there is one (`redis`), with this process's share of
+    them (`settings.local_share`) in memory while it is unavailable; in memory alone,
+    in full, without Redis."""
+
+    def __init__(self, redis: aioredis.Redis | None, settings: LimitSettings | None = None) -> None:
         self._in_redis = _InRedis(redis) if redis is not None else None
-        self._counters: _Counters = self._in_redis or _InProcess()
-        self.unavailable = 0  # calls admitted without a check while Redis was down
+        self._local = _InProcess()
+        self._settings = settings or LimitSettings()
+        self.unavailable = 0  # calls admitted on the local share while Redis was down
         self._plans: tuple[LimitSettings, list[str | int]] | None = None  # built once
+        self._forgetting: set[asyncio.Future[None]] = set()
 
     async def admit(
-        self, user_id: str, limits: PlanLimits, deadline_seconds: float
+        self,
+        user_id: str,
+        limits: PlanLimits,
+        deadline_seconds: float,
+        budget: Budget | None = None,
     ) -> InFlightSlot:
         """Check TPM, RPM and calls in flight and take the call's entries; RateLimited
-        (429, with Retry-After) otherwise."""
+        (429, with Retry-After) otherwise. Redis is used within the call's `budget`;
+        past it (or on any Redis error) the local share decides."""
         if not _has_limits(limits):
             return InFlightSlot(None, user_id, "", False)
         member = uuid.uuid4().hex
+        in_redis = self._in_redis
+        if in_redis is None:
+            refused = await self._local.admit(user_id, limits, member, deadline_seconds)
+            return self.admitted(user_id, limits, member, refused)
         try:
-            refused = await self._counters.admit(user_id, limits, member, deadline_seconds)
-        except Exception as exc:  # Redis unreachable: fail open (module docstring)
-            self._failed_open(exc)
-            return InFlightSlot(None, user_id, "", False)
-        return self.admitted(user_id, limits, member, refused)
+            refused = await _within(
+                budget, lambda: in_redis.admit(user_id, limits, member, deadline_seconds)
+            )
+        except Exception as exc:  # Redis unavailable: this process's share (docstring)
+            if isinstance(exc, TimeoutError):
+                self.forget(user_id, member)
+            return await self.admit_locally(user_id, limits, deadline_seconds, budget, exc)
+        slot = self.admitted(user_id, limits, member, refused)
+        slot.budget = budget
+        return slot
+
+    async def admit_locally(
+        self,
+        user_id: str,
+        limits: PlanLimits,
+        deadline_seconds: float,
+        budget: Budget | None,
+        why: BaseException,
+    ) -> InFlightSlot:
+        """Redis failed (`why`): the call is checked against this process's share of
+        `limits` in memory, and its slot will be freed there."""
+        self.unavailable += 1
+        log.warning("rate limiter unavailable (%s); local share enforced", type(why).__name__)
+        share = self._settings.local_share(limits)
+        member = uuid.uuid4().hex
+        refused = await self._local.admit(user_id, share, member, deadline_seconds)
+        slot = self.admitted(user_id, share, member, refused)
+        slot.local, slot.budget = True, budget
+        return slot
 
     async def admit_cached_token(
-        self, token_key: str, plans: LimitSettings, deadline_seconds: float
+        self,
+        token_key: str,
+        plans: LimitSettings,
+        deadline_seconds: float,
+        budget: Budget | None = None,
+        member: str | None = None,
     ) -> CachedAdmission | None:
         """With Redis: the token's auth-cache entry (key `token_key`) and the call's
         admission under the limits of the entry's plan, in one round trip. None when the
-        token is not cached (or there is no Redis, or it fails): then the caller checks the
-        token in the database and calls `admit`. The caller turns the answer into a slot
-        with `admitted`, once it has read the entry."""
-        if self._in_redis is None:
+        token is not cached (or there is no Redis, or it fails within `budget`): then the
+        caller checks the token in the database and calls `admit`. The caller turns the
+        answer into a slot with `admitted`, once it has read the entry. `member`: the
+        call's entries (the caller `forget`s them if the script timed out)."""
+        in_redis = self._in_redis
+        if in_redis is None:
             return None
         if self._plans is None or self._plans[0] is not plans:
             self._plans = plans, _plan_table(plans)
-        member = uuid.uuid4().hex
+        member, table = member or uuid.uuid4().hex, self._plans[1]
         try:
-            return await self._in_redis.admit_cached_token(
-                token_key, self._plans[1], member, deadline_seconds
+            return await _within(
+                budget,
+                lambda: in_redis.admit_cached_token(token_key, table, member, deadline_seconds),
             )
         except Exception as exc:
             log.warning("auth cache and limiter unavailable (%s)", type(exc).__name__)
@@ -365,17 +426,45 @@ class RateLimiter:
         rpm_entry = member if limits.rpm is not None else ""
         return InFlightSlot(self, user_id, taken, limits.tpm is not None, rpm_entry)
 
-    def _failed_open(self, exc: Exception) -> None:
-        self.unavailable += 1
-        log.warning("rate limiter unavailable (%s); call admitted", type(exc).__name__)
+    def forget(self, user_id: str, member: str) -> None:
+        """An admission whose script was sent but not answered within the call's budget
+        may have taken its RPM entry and slot in Redis while the call went on locally:
+        take them back in the background (not on the call's time), so a busy moment does
+        not leave slots that refuse the user's later calls until they expire."""
+        in_redis = self._in_redis
+        if in_redis is None:
+            return
+
+        async def take_back() -> None:
+            try:
+                async with asyncio.timeout(_FORGET_SECONDS):
+                    await in_redis.finish(user_id, member, 0, member)
+            except Exception as exc:  # they expire with the request deadline
+                log.warning("rate limiter entries left to expire (%s)", type(exc).__name__)
+
+        task = asyncio.ensure_future(take_back())
+        self._forgetting.add(task)
+        task.add_done_callback(self._forgetting.discard)
 
     async def _finish(self, slot: InFlightSlot, tokens: int, refund: str) -> None:
         if not slot.member and tokens <= 0 and not refund:
             return
+        in_redis = self._in_redis
+        if slot.local or in_redis is None:
+            await self._local.finish(slot.user_id, slot.member, tokens, refund)
+            return
+        budget = slot.budget.renewed() if slot.budget is not None else None
         try:
-            await self._counters.finish(slot.user_id, slot.member, tokens, refund)
+            await _within(
+                budget, lambda: in_redis.finish(slot.user_id, slot.member, tokens, refund)
+            )
         except Exception as exc:  # the slot expires with the request deadline
             log.warning("rate limiter unavailable (%s); slot and tokens left", type(exc).__name__)
+
+
+async def _within(budget: Budget | None, operation: Callable[[], Awaitable[T]]) -> T:
+    """`operation` within the call's Redis budget (and breaker), or on its own."""
+    return await (operation() if budget is None else budget.run(operation))
 
 
 def _has_limits(limits: PlanLimits) -> bool:

@@ -9,20 +9,25 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from gateway_plugins import fast_paths, litellm_bridge
+from gateway_plugins.breaker import Breaker, Budget, Guard
 from gateway_plugins.inflight import InFlight
 from gateway_plugins.litellm_bridge import Router
 from gateway_plugins.rate_limits import RateLimiter
 from gateway_plugins.targets import Target, targets_of
 from portal.config import ConfigError
-from portal.config.plugin_settings import PlanLimits
+from portal.config.plugin_settings import DependencySettings, PlanLimits
 from portal.credits.pricing import PricedConfig, load_priced_config
 from portal.db import Database, open_database
+from portal.errors import GatewayError
 from portal.settings import Settings
 from portal.tokens.auth_cache import AuthCache
 from portal.tokens.service import TokenIdentity
@@ -37,10 +42,10 @@ REDIS_TIMEOUT_SECONDS = 5.0
 
 def redis_client(url: str, timeout_seconds: float = REDIS_TIMEOUT_SECONDS) -> aioredis.Redis:
     """redis-py's client and pool for the limiter's scripts and the auth cache: one
-    deadline per round trip, so a Redis that does not answer costs a call at most
-    `timeout_seconds` (then the limiter fails open, the auth cache reads the
-    database), not redis-py's default of three retries after it; a connection error (a
-    connection Redis dropped, as after its restart) is retried once on a new one."""
+    deadline per round trip (the gateway passes its per-call Redis budget; each call's
+    uses together are held to that budget by `breaker.Budget`), not redis-py's default
+    of three retries after it; a connection error (a connection Redis dropped, as after
+    its restart) is retried once on a new one."""
     return aioredis.Redis.from_url(
         url,
         socket_timeout=timeout_seconds,
@@ -63,6 +68,22 @@ class GatewayRuntime:
     output_limits: dict[str, int] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
     """Model group → the providers its calls may reach, and whether it embeds."""
+
+    postgres: Guard = field(default_factory=lambda: _guard("database", DependencySettings()))
+    """PostgreSQL's (or SQLite's) breaker and per-operation deadline."""
+    redis_guard: Guard | None = None
+    """Redis's breaker; each call spends at most `redis_budget()` on Redis."""
+
+    def redis_budget(self) -> Budget | None:
+        """A new call's Redis allowance (None without Redis)."""
+        if self.redis_guard is None:
+            return None
+        return Budget(self.redis_guard, self.config.plugin.dependencies.redis_budget_seconds)
+
+    def breakers(self) -> dict[str, dict[str, object]]:
+        """Each dependency's breaker, as /readyz reports it."""
+        guards = [self.postgres, *([self.redis_guard] if self.redis_guard else [])]
+        return {guard.name: guard.report() for guard in guards}
 
     @property
     def deadline_seconds(self) -> int:
@@ -87,6 +108,30 @@ class GatewayRuntime:
             await litellm_bridge.close_upstream_clients(self.router)
 
 
+def database_outage(exc: BaseException) -> bool:
+    """Whether a database operation's error means the database is not answering (counted
+    by its breaker), rather than an answer: a refusal of ours (401, 402) or a statement
+    the server rejected on its data."""
+    answered = (GatewayError, IntegrityError, DataError, asyncpg.IntegrityConstraintViolationError)
+    return not isinstance(exc, answered)
+
+
+def redis_outage(exc: BaseException) -> bool:
+    """Whether a Redis error means Redis is not answering (a script error is an answer)."""
+    return not isinstance(exc, ResponseError)
+
+
+def _guard(name: str, dependencies: DependencySettings) -> Guard:
+    breaker = Breaker(
+        name,
+        failures=dependencies.breaker_failures,
+        probe_seconds=dependencies.breaker_probe_seconds,
+    )
+    if name == "redis":
+        return Guard(breaker, dependencies.redis_budget_seconds, redis_outage)
+    return Guard(breaker, dependencies.database_seconds, database_outage)
+
+
 def open_runtime(settings: Settings) -> GatewayRuntime:
     # Unpriced models do not stop the gateway; they are refused per request.
     config = load_priced_config(settings.config_path, require_prices=False)
@@ -95,7 +140,12 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
         raise ConfigError(problems)
     litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
     router = litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
-    redis = redis_client(settings.redis_url) if settings.redis_url else None
+    dependencies = config.plugin.dependencies
+    redis = (
+        redis_client(settings.redis_url, dependencies.redis_budget_seconds)
+        if settings.redis_url
+        else None
+    )
     off = fast_paths.turned_off(settings.fast_paths_off)
     return GatewayRuntime(
         settings=settings,
@@ -109,10 +159,13 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
             pre_ping=False,
             inline_sqlite="inline_sqlite" not in off,
             by_driver="driver" not in off,
+            deadline_seconds=dependencies.database_seconds,
         ),
+        postgres=_guard("database", dependencies),
+        redis_guard=_guard("redis", dependencies) if redis is not None else None,
         spool=Spool(settings.spool_dir),
         router=router,
-        limiter=RateLimiter(redis),
+        limiter=RateLimiter(redis, config.plugin.limits),
         redis=redis,
         auth_cache=(
             AuthCache(redis, settings.auth_cache_ttl_seconds) if redis is not None else None

@@ -15,10 +15,12 @@ call twice (replay, a retry after a lost commit acknowledgement) writes nothing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 from gateway_plugins import metrics
+from gateway_plugins.breaker import DependencyDown, Guard
 from portal.db import Database
 from portal.tokens.service import touch_last_used
 from portal.usage.settlement import FinishedCall, settle_call, settle_new
@@ -47,15 +49,24 @@ def _touch_due(token_id: str | None) -> bool:
     return True
 
 
-async def settle(database: Database, spool: Spool, call: FinishedCall) -> None:
-    """Commit the call's record and debit, or spool it durably. Never raises."""
+async def settle(
+    database: Database, spool: Spool, call: FinishedCall, guard: Guard | None = None
+) -> None:
+    """Commit the call's record and debit, or spool it durably. Never raises.
+
+    With the database's `guard` (the gateway): each attempt runs within its deadline; a
+    deadline passed is not retried and an open breaker is not tried at all, so a hung
+    database costs a settlement at most one deadline before the spool takes it."""
     touch = _touch_due(call.token_id)
     for attempt in range(ATTEMPTS):
         try:
-            settled = await commit_settlement(database, call, touch_token=touch)
+            async with guard.call() if guard is not None else contextlib.nullcontext():
+                settled = await commit_settlement(database, call, touch_token=touch)
         except Exception as exc:
             metrics.USAGE_WRITE_FAILURES.inc()
             log.warning("usage settlement attempt %d failed: %s", attempt + 1, type(exc).__name__)
+            if isinstance(exc, TimeoutError | DependencyDown):
+                break
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
             continue
         if settled:

@@ -216,7 +216,7 @@ class MeteredStream:
             http_status=499 if outcome == "client_gone" else 200,
             error_type=None if complete else outcome[:100],
         )
-        await settle(self.runtime.database, self.runtime.spool, record)
+        await settle(self.runtime.database, self.runtime.spool, record, self.runtime.postgres)
         # Before the final event (the client may go on at once): slot freed, tokens counted.
         await call.slot.release(tokens=usage.total)
         metrics.answered(model_group, usage, call.upstream_since, outcome=outcome)

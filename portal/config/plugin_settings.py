@@ -15,6 +15,7 @@ __all__ = [
     "ConnectSettings",
     "CorsSettings",
     "CreditSettings",
+    "DependencySettings",
     "LimitSettings",
     "PlanLimits",
     "PluginSettings",
@@ -73,6 +74,22 @@ class LimitSettings(_Strict):
     instance and worker through Redis (`gateway_plugins.rate_limits`)."""
     default_plan: str = "free"
     """Limits for a user whose plan has no entry under `plans`."""
+    expected_instances: int = Field(default=1, gt=0)
+    """Gateway processes (instances × workers) expected to share the limits. While Redis
+    is unreachable each one enforces its share of every limit on its own: ⌊limit ÷
+    expected_instances⌋, at least 1, never unlimited (`gateway_plugins.rate_limits`)."""
+
+    def local_share(self, limits: PlanLimits) -> PlanLimits:
+        """`limits` as one process enforces them without Redis."""
+
+        def share(value: int | None) -> int | None:
+            return None if value is None else max(1, value // self.expected_instances)
+
+        return PlanLimits(
+            rpm=share(limits.rpm),
+            tpm=share(limits.tpm),
+            max_parallel_requests=share(limits.max_parallel_requests),
+        )
 
     def for_plan(self, plan: str) -> PlanLimits:
         return self.plans.get(plan) or self.plans.get(self.default_plan) or PlanLimits()
@@ -89,6 +106,23 @@ class TimeoutSettings(_Strict):
     abandoned_read_seconds: int = Field(default=30, gt=0)
     """A stream whose client left is read on for at most this long (and never past the
     request deadline) to get the usage the upstream reports (`gateway_plugins.streaming`)."""
+
+
+class DependencySettings(_Strict):
+    """Deadlines and circuit breakers of the gateway's own dependencies
+    (`gateway_plugins.breaker`; docs/operations.md, "Deadlines, breakers and fallbacks")."""
+
+    database_seconds: float = Field(default=2.0, gt=0, le=60)
+    """Each per-call database operation (token check, hold, settlement) must finish within
+    this: past it the call gets 503 (admission) or its settlement is spooled."""
+    redis_budget_seconds: float = Field(default=0.25, gt=0, le=5)
+    """Everything Redis does for one call (admission, auth-cache fill, freeing the slot)
+    together; past it the call goes on with the local fallback (database token check,
+    per-process limits)."""
+    breaker_failures: int = Field(default=3, gt=0)
+    """Consecutive failures or timeouts after which a dependency's breaker opens."""
+    breaker_probe_seconds: float = Field(default=5.0, gt=0)
+    """How long a breaker stays open before one call is let through as a probe."""
 
 
 class RetentionSettings(_Strict):
@@ -135,6 +169,7 @@ class PluginSettings(_Strict):
     credits: CreditSettings = CreditSettings()
     limits: LimitSettings = LimitSettings()
     timeouts: TimeoutSettings = TimeoutSettings()
+    dependencies: DependencySettings = DependencySettings()
     retention: RetentionSettings = RetentionSettings()
     billing: BillingSettings = BillingSettings()
     connect: ConnectSettings = ConnectSettings()

@@ -160,6 +160,7 @@ def open_database(
     inline_sqlite: bool = False,
     sqlite_lock_timeout: float = sqlite_inline.LOCK_TIMEOUT_SECONDS,
     by_driver: bool = True,
+    deadline_seconds: float | None = None,
 ) -> Database:
     """Up to `pool_size` kept connections plus `max_overflow` (default: as many again) that
     are closed when returned. `pre_ping=False` skips a round trip per checkout (the
@@ -170,7 +171,14 @@ def open_database(
     which runs each statement on the event loop thread instead of aiosqlite's worker
     thread and waits for other processes' locks with `asyncio.sleep`, up to
     `sqlite_lock_timeout`. Elsewhere (the portal, the CLI, migrations) SQLite stays on
-    aiosqlite."""
+    aiosqlite.
+
+    `deadline_seconds` (the gateway, PostgreSQL): opening a connection (asyncpg's
+    `timeout`) and waiting for one of the pool's (`pool_timeout`) each give up after it,
+    so a server that accepts and never answers fails a call instead of holding it; the
+    gateway also runs each per-call operation under that deadline
+    (`gateway_plugins.breaker.Guard`), which covers the statements themselves on both the
+    driver and the Core path."""
     url = to_async_url(raw_url)
     inline_path = _file_path(url) if inline_sqlite and is_sqlite(url) else None
     if inline_path is not None:
@@ -200,6 +208,14 @@ def open_database(
             pool_size=pool_size,
             max_overflow=pool_size if max_overflow is None else max_overflow,
             pool_pre_ping=pre_ping,
+            **(
+                {}
+                if deadline_seconds is None
+                else {
+                    "connect_args": {"timeout": deadline_seconds},
+                    "pool_timeout": deadline_seconds,
+                }
+            ),
         )
     database = Database(url, engine, async_sessionmaker(engine, expire_on_commit=False))
     database.by_driver = by_driver

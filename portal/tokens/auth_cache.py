@@ -96,10 +96,14 @@ class AuthCache:
     def from_url(cls, url: str, ttl_seconds: int) -> AuthCache:
         return cls(redis_client(url), ttl_seconds)
 
-    async def get(self, token_hash: str) -> TokenIdentity | None:
+    async def get(self, token_hash: str, *, quiet: bool = True) -> TokenIdentity | None:
+        """The cached identity, or None; a Redis error is None too unless `quiet` is
+        False (the gateway: its Redis breaker counts the error)."""
         try:
             raw = await self.client.get(_TOKEN + token_hash)
         except Exception as exc:
+            if not quiet:
+                raise
             log.warning("auth cache read failed (%s); reading the database", type(exc).__name__)
             return None
         return decode(raw) if raw is not None else None
@@ -109,9 +113,10 @@ class AuthCache:
         """The Redis key of a token's entry."""
         return _TOKEN + token_hash
 
-    async def put(self, identity: TokenIdentity, *, read_at: float) -> bool:
+    async def put(self, identity: TokenIdentity, *, read_at: float, quiet: bool = True) -> bool:
         """Cache `identity`, read from the database at `read_at` (time.monotonic()).
-        False when a fence or the age of the read forbade it, or Redis failed."""
+        False when a fence or the age of the read forbade it, or Redis failed (raised
+        instead unless `quiet`)."""
         if time.monotonic() - read_at > FENCE_SECONDS / 2:
             return False
         try:
@@ -127,6 +132,8 @@ class AuthCache:
                 identity.token_hash,
             )
         except Exception as exc:
+            if not quiet:
+                raise
             log.warning("auth cache write failed (%s)", type(exc).__name__)
             return False
         return bool(written)
