@@ -125,6 +125,8 @@ from litellm.responses.main import responses as responses_setup
 from litellm.router import Router
 from litellm.types.router import AllowedFailsPolicy
 
+from gateway_plugins.bridge_switches import without
+
 __all__ = [
     "COOLDOWN_POLICY",
     "INLINE_SETUP_PROVIDERS",
@@ -246,12 +248,15 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
     litellm.failure_callback = []
     litellm._async_success_callback = []
     litellm._async_failure_callback = []
-    skip_success_logging()
-    skip_litellm_pricing()
+    if not without("skip_success_logging"):
+        skip_success_logging()
+    if not without("skip_litellm_pricing"):
+        skip_litellm_pricing()
     drop_litellm_access_log_filters()
     keep_no_upstream_cookies()
     keep_text_completion_clients()
-    build_each_stream_once()
+    if not without("build_each_stream_once"):
+        build_each_stream_once()
 
 
 def drop_litellm_access_log_filters() -> None:
@@ -326,6 +331,8 @@ def keep_no_upstream_cookies() -> None:
     """The upstream clients LiteLLM builds, shared by every user's calls, keep no cookie
     an upstream sets and parse none (module docstring)."""
     BaseOpenAILLM._get_async_http_client = staticmethod(_cookieless_openai_http_client)  # type: ignore[method-assign]
+    if without("no_cookies_on_litellm_clients"):
+        return
     AsyncHTTPHandler.create_client = _cookieless_litellm_http_client  # type: ignore[method-assign]
 
 
@@ -429,6 +436,8 @@ def _provider_of(deployment: Mapping[str, Any]) -> str | None:
 def run_request_setup_inline(loop: asyncio.AbstractEventLoop, router: Router) -> bool:
     """Makes LiteLLM's request set-up run in the loop's thread (module docstring) if every
     deployment's provider is in `INLINE_SETUP_PROVIDERS`; says whether it did."""
+    if without("run_request_setup_inline"):
+        return False
     if not all(_provider_of(d) in INLINE_SETUP_PROVIDERS for d in router.registry().all()):
         return False
     loop.set_default_executor(_InlineRequestSetup())
@@ -486,12 +495,14 @@ async def close_upstream_clients(router: Router | None) -> None:
         router.health().store.in_memory_cache.flush_cache()  # type: ignore[no-untyped-call]
 
 
-@functools.lru_cache(maxsize=1024)
-def _deployment(router: Router, model_id: str) -> Any:
-    """`Router.get_deployment` builds a new pydantic `Deployment` on every call (~0.1 ms);
-    the gateway never changes a Router's model list, so one per (router, id) is enough.
-    Callers only read it."""
+def _look_up(router: Router, model_id: str) -> Any:
     return router.registry().deployment(model_id)
+
+
+# `Router.get_deployment` builds a new pydantic `Deployment` on every call (~0.1 ms); the
+# gateway never changes a Router's model list, so one per (router, id) is enough.
+# Callers only read it.
+_deployment = _look_up if without("deployment_cache") else functools.lru_cache(1024)(_look_up)
 
 
 def deployment_of(router: Router, model_id: str | None) -> tuple[str, str | None]:
