@@ -23,6 +23,7 @@ SPEED_PATCHES = frozenset(
         "chat_without_openai_sdk",
         "no_cookies_on_litellm_clients",
         "deployment_cache",
+        "drop_litellm_access_log_filters",
     }
 )
 
