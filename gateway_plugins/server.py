@@ -21,7 +21,7 @@ __all__ = ["CHAT_WITHOUT_OPENAI_SDK", "create_app", "main", "prepare_environment
 log = logging.getLogger(__name__)
 
 # LiteLLM's switch, read per call: chat on OpenAI deployments goes through its own HTTP
-# handler, not the OpenAI SDK (gateway_plugins/litellm_bridge.py says why).
+# handler, not the OpenAI SDK (gateway_plugins/litellm_bridge/openai_chat.py says why).
 CHAT_WITHOUT_OPENAI_SDK = ("EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER", "true")
 
 
