@@ -452,6 +452,17 @@ def _without(args: argparse.Namespace) -> str:
     return f"SQLite without {args.without}"
 
 
+def _in_order(servers: list[Server], args: argparse.Namespace, round_: int) -> list[Server]:
+    """An A/B's B goes first every other round, so neither is favoured by its place."""
+    names = [server.name for server in servers]
+    if not (args.without and round_ % 2 and OURS_SQLITE in names):
+        return servers
+    a, b = names.index(OURS_SQLITE), names.index(_without(args))
+    swapped = list(servers)
+    swapped[a], swapped[b] = swapped[b], swapped[a]
+    return swapped
+
+
 def a_b(run: Run, round_: int) -> list[str]:
     """What the patches `--without` names save, per mode: CPU per request, A and B."""
     phases = {(p.target, p.mode): p for p in run.phases if p.round == round_}
@@ -684,7 +695,7 @@ def main() -> None:
                 measure(server, upstream.pid, mode, args.warmup, args, round_=-1)
         for round_ in range(args.rounds):
             for mode in ("plain", "stream"):
-                for server in servers:
+                for server in _in_order(servers, args, round_):
                     phase = measure(server, upstream.pid, mode, args.requests, args, round_)
                     run.phases.append(phase)
                     print(
