@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
-from portal.settings import PROJECT_ROOT
+from tests.gateway.litellm_pins.support import run_python
 
 _PATCHES_IN_PLACE = """
 import asyncio, logging
@@ -50,14 +49,7 @@ print(*sorted(name for name, on in in_place.items() if on))
 def _run(without: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WFG_BRIDGE_WITHOUT": without}
     env.pop("EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER", None)
-    return subprocess.run(
-        [sys.executable, "-c", _PATCHES_IN_PLACE],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_python(_PATCHES_IN_PLACE, env)
 
 
 def test_the_named_speed_patches_are_left_out_and_the_others_stay() -> None:

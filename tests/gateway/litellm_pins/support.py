@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 
 from gateway_plugins import litellm_bridge
 from gateway_plugins.litellm_bridge import Router
+from portal.settings import PROJECT_ROOT
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway.support import gateway_config
 
@@ -60,3 +63,16 @@ def open_sessions() -> set[int]:
     return {
         id(o) for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed
     }
+
+
+def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter from the project root: what LiteLLM does at import or
+    on a first call, before anything else in this process loaded it."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

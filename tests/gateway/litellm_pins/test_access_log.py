@@ -5,11 +5,9 @@ removes them. What keeps a token sent as `?key=` out of the access log is ours
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 
 from gateway_plugins.litellm_bridge import access_log
-from portal.settings import PROJECT_ROOT
+from tests.gateway.litellm_pins.support import run_python
 
 _FILTERS_AT_IMPORT = """
 import logging
@@ -20,13 +18,7 @@ print(*sorted(type(f).__name__ for f in logging.getLogger("uvicorn.access").filt
 
 def test_litellm_still_adds_the_filters_the_bridge_removes() -> None:
     """In a fresh process: were they gone from LiteLLM, the patch would be dead code."""
-    done = subprocess.run(
-        [sys.executable, "-c", _FILTERS_AT_IMPORT],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_python(_FILTERS_AT_IMPORT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["AccessLogPathFilter", "AccessLogRedactionFilter"]
 

@@ -4,11 +4,9 @@ and that the first failed call imports none of LiteLLM's proxy server."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 from gateway_plugins import litellm_bridge
-from portal.settings import PROJECT_ROOT
+from tests.gateway.litellm_pins.support import run_python
 from tests.gateway.support import gateway_config
 
 
@@ -76,14 +74,7 @@ def test_the_first_failed_call_imports_nothing() -> None:
     blocked, in the middle of serving. In a fresh process with the gateway's imports, so
     nothing else imported them yet."""
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    done = subprocess.run(
-        [sys.executable, "-c", _FIRST_FAILURE],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_python(_FIRST_FAILURE, env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "failed with 500" in done.stdout
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("new modules:")]
