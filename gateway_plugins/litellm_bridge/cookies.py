@@ -4,9 +4,8 @@ The httpx clients LiteLLM builds for the OpenAI SDK (`BaseOpenAILLM._get_async_h
 embeddings, text completions, chat where the SDK path is taken) keep a cookie jar, so a
 cookie one upstream answer sets (api.openai.com's Cloudflare front sets `__cf_bm`) is sent
 with every later call on that shared client, whoever makes it. They get a cookie store
-that keeps nothing. LiteLLM's own clients (`AsyncHTTPHandler.create_client`) already
-block cookies after parsing each answer's; theirs parses none either (speed only, with
-a bench switch).
+that keeps nothing. LiteLLM's own clients (`AsyncHTTPHandler`) block cookies by their
+own policy (`blocked_cookie_jar`); the pin checks they still do.
 """
 
 from __future__ import annotations
@@ -15,10 +14,7 @@ from typing import Any
 
 import httpx
 import litellm
-from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 from litellm.llms.openai.common_utils import BaseOpenAILLM
-
-from gateway_plugins.bridge_switches import without
 
 __all__ = ["keep_no_upstream_cookies"]
 
@@ -43,16 +39,5 @@ def _cookieless_openai_http_client(shared_session: Any = None) -> Any:
     return client
 
 
-_build_litellm_http_client = AsyncHTTPHandler.create_client
-
-
-def _cookieless_litellm_http_client(self: AsyncHTTPHandler, *args: Any, **kwargs: Any) -> Any:
-    client: Any = _build_litellm_http_client(self, *args, **kwargs)
-    client._cookies = _NoCookies()
-    return client
-
-
 def keep_no_upstream_cookies() -> None:
     BaseOpenAILLM._get_async_http_client = staticmethod(_cookieless_openai_http_client)  # type: ignore[method-assign]
-    if not without("no_cookies_on_litellm_clients"):
-        AsyncHTTPHandler.create_client = _cookieless_litellm_http_client  # type: ignore[method-assign]

@@ -15,9 +15,8 @@ prepare_environment()
 from litellm import _logging
 from litellm.litellm_core_utils import streaming_handler
 from litellm.litellm_core_utils.litellm_logging import Logging
-from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 from gateway_plugins import litellm_bridge
-from gateway_plugins.litellm_bridge import cookies, litellm_pricing, router, stream_build
+from gateway_plugins.litellm_bridge import litellm_pricing, router, stream_build
 from gateway_plugins.litellm_bridge import success_logging
 litellm_bridge.apply_litellm_settings({})
 built = litellm_bridge.build_router(
@@ -31,9 +30,6 @@ in_place = {
     "skip_success_logging": Logging.success_handler is success_logging._no_success_log,
     "skip_litellm_pricing": Logging.response_cost_calculator is litellm_pricing._no_response_cost,
     "build_each_stream_once": streaming_handler.asyncify is stream_build._stream_builds_once,
-    "no_cookies_on_litellm_clients": (
-        AsyncHTTPHandler.create_client is cookies._cookieless_litellm_http_client
-    ),
     "deployment_cache": router._deployment is not router._look_up,
     "run_request_setup_inline": litellm_bridge.run_request_setup_inline(
         asyncio.new_event_loop(), built
@@ -57,7 +53,6 @@ def test_the_named_speed_patches_are_left_out_and_the_others_stay() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [
         "drop_litellm_access_log_filters",
-        "no_cookies_on_litellm_clients",
         "run_request_setup_inline",
         "skip_litellm_pricing",
         "skip_success_logging",

@@ -1,7 +1,8 @@
 """cookies.py: LiteLLM's factory for the OpenAI SDK's httpx clients keeps cookies (the
 defect: a cookie one user's answer set was sent with everyone's later calls); through the
-bridge, its clients and LiteLLM's own store nothing and parse nothing, and real calls
-still build their clients through the two factories the bridge wraps. End to end, every
+bridge, its clients store none, LiteLLM's own clients still send none by their own
+policy, and real calls still build their SDK clients through the factory the bridge
+wraps. End to end, every
 route: tests/gateway/test_upstream_cookies_e2e.py."""
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import pytest
 from gateway_plugins import litellm_bridge
 from gateway_plugins.litellm_bridge import Router, cookies
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway.litellm_pins.support import MESSAGES
 
 
 async def _cookies_sent(client: Any) -> list[str | None]:
@@ -41,16 +41,14 @@ async def test_the_upstream_clients_litellm_builds_keep_no_cookie() -> None:
     litellm_alone = await _cookies_sent(cookies._build_openai_http_client())
     assert litellm_alone == [None, "__cf_bm=a"]  # the defect is still LiteLLM's
     assert await _cookies_sent(BaseOpenAILLM._get_async_http_client()) == [None, None]
-    own = AsyncHTTPHandler().client
-    assert isinstance(own.cookies, cookies._NoCookies)  # parses no answer's cookies
-    assert await _cookies_sent(own) == [None, None]
+    assert await _cookies_sent(AsyncHTTPHandler().client) == [None, None]  # LiteLLM's policy
 
 
-async def test_real_calls_build_their_clients_through_the_wrapped_factories(
+async def test_real_calls_build_their_sdk_clients_through_the_wrapped_factory(
     router: Router, fresh_upstream: FakeUpstream
 ) -> None:
-    """Chat (LiteLLM's own handler) and embeddings (the OpenAI SDK's path), with no client
-    cached yet: each builds one through the factory the bridge wraps."""
+    """Embeddings (the OpenAI SDK's path), with no client cached yet, build one through
+    the factory the bridge wraps."""
     built: list[str] = []
 
     def counted(name: str, original: Any) -> Any:
@@ -65,11 +63,5 @@ async def test_real_calls_build_their_clients_through_the_wrapped_factories(
         patch.setattr(
             cookies, "_build_openai_http_client", counted("sdk", cookies._build_openai_http_client)
         )
-        patch.setattr(
-            cookies,
-            "_build_litellm_http_client",
-            counted("litellm", cookies._build_litellm_http_client),
-        )
-        await router.acompletion(model="gpt-4.1-nano", messages=MESSAGES, max_tokens=9)
         await router.aembedding(model="gpt-4.1-nano", input="hello")
-    assert "litellm" in built and "sdk" in built, built
+    assert built == ["sdk"], built
