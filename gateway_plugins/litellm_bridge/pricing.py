@@ -68,7 +68,7 @@ def usage_cost(
 @functools.lru_cache(maxsize=1024)
 def _custom_price(router: Router, model_id: str | None) -> Any:
     """The deployment's configured per-token prices, if any (a Router's deployments never
-    change)."""
+    change: read once per deployment)."""
     deployment = _deployment(router, model_id) if model_id else None
     if deployment is None:
         return None

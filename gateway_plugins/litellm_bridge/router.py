@@ -12,14 +12,11 @@ SDK's path); the gateway answers that as a failed call (502).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 from litellm.router import Router
 from litellm.types.router import AllowedFailsPolicy
-
-from gateway_plugins.bridge_switches import without
 
 __all__ = [
     "COOLDOWN_POLICY",
@@ -66,13 +63,8 @@ def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str,
     return router
 
 
-def _look_up(router: Router, model_id: str) -> Any:
+def _deployment(router: Router, model_id: str) -> Any:
     return router.registry().deployment(model_id)
-
-
-# LiteLLM builds a new pydantic `Deployment` on every look-up; the gateway never changes
-# a Router's model list, so one per (router, id) is enough. Callers only read it.
-_deployment = _look_up if without("deployment_cache") else functools.lru_cache(1024)(_look_up)
 
 
 def deployment_of(router: Router, model_id: str | None) -> tuple[str, str | None]:

@@ -16,7 +16,7 @@ from litellm import _logging
 from litellm.litellm_core_utils import streaming_handler
 from litellm.litellm_core_utils.litellm_logging import Logging
 from gateway_plugins import litellm_bridge
-from gateway_plugins.litellm_bridge import litellm_pricing, router, stream_build
+from gateway_plugins.litellm_bridge import litellm_pricing, stream_build
 from gateway_plugins.litellm_bridge import success_logging
 litellm_bridge.apply_litellm_settings({})
 built = litellm_bridge.build_router(
@@ -30,7 +30,6 @@ in_place = {
     "skip_success_logging": Logging.success_handler is success_logging._no_success_log,
     "skip_litellm_pricing": Logging.response_cost_calculator is litellm_pricing._no_response_cost,
     "build_each_stream_once": streaming_handler.asyncify is stream_build._stream_builds_once,
-    "deployment_cache": router._deployment is not router._look_up,
     "run_request_setup_inline": litellm_bridge.run_request_setup_inline(
         asyncio.new_event_loop(), built
     ),
@@ -49,7 +48,7 @@ def _run(without: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_named_speed_patches_are_left_out_and_the_others_stay() -> None:
-    done = _run("build_each_stream_once, deployment_cache,chat_without_openai_sdk")
+    done = _run("build_each_stream_once, chat_without_openai_sdk")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [
         "drop_litellm_access_log_filters",
