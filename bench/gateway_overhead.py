@@ -448,6 +448,27 @@ def table(run: Run, round_: int) -> list[str]:
     return lines
 
 
+def _without(args: argparse.Namespace) -> str:
+    return f"SQLite without {args.without}"
+
+
+def a_b(run: Run, round_: int) -> list[str]:
+    """What the patches `--without` names save, per mode: CPU per request, A and B."""
+    phases = {(p.target, p.mode): p for p in run.phases if p.round == round_}
+    lines = []
+    for mode in ("plain", "stream"):
+        a, b = phases.get((OURS_SQLITE, mode)), phases.get((_without(run.args), mode))
+        if a is None or b is None:
+            continue
+        saved = 100 * (b.cpu_ms_per_request - a.cpu_ms_per_request) / b.cpu_ms_per_request
+        lines.append(
+            f"- A/B {mode}: with {a.cpu_ms_per_request:.2f} ms, without "
+            f"{b.cpu_ms_per_request:.2f} ms ({run.args.without}): saves **{saved:.1f}%**"
+            f" (rest of machine {a.rest_ms_per_request:.2f} / {b.rest_ms_per_request:.2f})"
+        )
+    return lines
+
+
 def ratios(run: Run, round_: int) -> list[str]:
     phases = {(p.target, p.mode): p for p in run.phases if p.round == round_}
     lines = []
@@ -497,6 +518,11 @@ def parse_args() -> argparse.Namespace:
     add("--rounds", type=int, default=1, help="repeat the measurement (targets interleaved)")
     add("--phase-seconds", type=float, default=25, help="time ceiling of one phase")
     add("--targets", default="fake,stock,sqlite,postgres", help="comma-separated subset")
+    add(
+        "--without",
+        default="",
+        help="A/B: also run the SQLite gateway with WFG_BRIDGE_WITHOUT set to these patches",
+    )
     add(
         "--stock-litellm",
         default=".venv-bench-stock/bin/litellm",
@@ -560,6 +586,12 @@ def start_targets(
             tag = f"postgres{number or ''}"
             servers.append(start_ours(OURS_PG + suffix, pg_env, work, tag, tokens, url))
             run.notes.append(_startup_note(servers[-1], "/readyz", load))
+    if args.without:  # the B of an A/B: the same gateway, the named patches left out
+        (work / "var-without").mkdir()
+        url = f"sqlite:///{work / 'var-without' / 'workforce.db'}"
+        tokens = asyncio.run(prepare_database(url, args.users))
+        b_env = {**env, "WFG_BRIDGE_WITHOUT": args.without}
+        servers.append(start_ours(_without(args), b_env, work, "without", tokens, url))
     if "stock" in wanted:
         load = os.getloadavg()[0]
         servers.insert(0, start_stock(env, work, args.stock_litellm))
@@ -579,7 +611,15 @@ def report(run: Run, checks: list[str], profiles: list[Any], seconds: float, loa
         f"{args.connections} connections, {args.users} gateway users; whole run {seconds:.0f} s"
     )
     for round_ in range(args.rounds):
-        lines += ["", f"## Round {round_ + 1}", "", *table(run, round_), "", *ratios(run, round_)]
+        lines += [
+            "",
+            f"## Round {round_ + 1}",
+            "",
+            *table(run, round_),
+            "",
+            *ratios(run, round_),
+            *a_b(run, round_),
+        ]
     lines += ["", "## Usage records vs answered", "", *checks]
     lines += ["", "## Start-up", "", *(f"- {note}" for note in run.notes)]
     for name, mode, phase, summary in profiles:

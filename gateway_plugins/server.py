@@ -14,12 +14,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gateway_plugins.bridge_switches import without
+
 __all__ = ["CHAT_WITHOUT_OPENAI_SDK", "create_app", "main", "prepare_environment"]
 
 log = logging.getLogger(__name__)
 
 # LiteLLM's switch, read per call: chat on OpenAI deployments goes through its own HTTP
-# handler, not the OpenAI SDK (gateway_plugins/litellm_bridge.py says why).
+# handler, not the OpenAI SDK (gateway_plugins/litellm_bridge/openai_chat.py says why).
 CHAT_WITHOUT_OPENAI_SDK = ("EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER", "true")
 
 
@@ -28,6 +30,8 @@ def prepare_environment(env: Any = os.environ) -> None:
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch prices from the internet
     switch, on = CHAT_WITHOUT_OPENAI_SDK
     env[switch] = on
+    if without("chat_without_openai_sdk"):  # the bench's A/B only
+        del env[switch]
     env.setdefault("LITELLM_DONT_SHOW_FEEDBACK_BOX", "True")
     # LiteLLM's JSON_LOGS mode formats uncaught exceptions around the log-record factory,
     # message (and so content) included; our LOG_FORMAT=json replaces it.

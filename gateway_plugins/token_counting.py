@@ -4,18 +4,13 @@
   for on the output side — the text the upstream sent (delivered, and read on after the
   client left; reasoning and tool arguments included), counted with the answering model's
   own tokenizer as LiteLLM selects it (`litellm.token_counter(model=…)`), never
-  characters ÷ 4. CJK text runs ~1 token per character, where ÷ 4 billed a quarter.
+  characters ÷ 4 (`litellm_bridge.count_output_tokens`). CJK text runs ~1 token per
+  character, where ÷ 4 billed a quarter.
 - `prompt_tokens`: the prompt, counted in full — its size checked first
   (`limits.max_input_characters`, `limits.max_messages`; 400 beyond), because LiteLLM's
   counter samples text over 4,000,000 characters — and, above `INLINE_COUNT_CHARACTERS`,
   in a worker thread, so an 8 MB prompt does not stall other users' calls on the loop
   (a small prompt is counted inline: a thread hop would cost more than the count).
-
-LiteLLM detail kept here rather than in `litellm_bridge` (being upgraded separately):
-`token_counter` loads a Hugging Face tokenizer for Cohere and Llama model names, which is
-a download from huggingface.co at the first call; those fall back to tiktoken here (the
-gateway never fetches anything on a caller's behalf). Anthropic's tokenizer ships inside
-LiteLLM and is used.
 """
 
 from __future__ import annotations
@@ -25,47 +20,23 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import litellm
-
 from gateway_plugins import litellm_bridge
 from gateway_plugins.validation import InvalidRequest
 from portal.config.plugin_settings import LimitSettings
 
-__all__ = ["INLINE_COUNT_CHARACTERS", "output_tokens", "prompt_tokens", "tokenizer_model"]
+__all__ = ["INLINE_COUNT_CHARACTERS", "output_tokens", "prompt_tokens"]
 
 log = logging.getLogger(__name__)
 
-_LOCAL_TOKENIZERS = (None, "anthropic")  # huggingface_tokenizer_kind values needing no download
 INLINE_COUNT_CHARACTERS = 20_000  # ~0.5 ms of tiktoken; larger prompts go to a thread
 _INPUT_FIELDS = ("messages", "system", "tools", "prompt", "input", "instructions")
-
-
-def tokenizer_model(model: str) -> str:
-    """The model name to hand `token_counter`: the model itself when its tokenizer is
-    local, "" (tiktoken's default) when LiteLLM would download one."""
-    bare = model.split("/", 1)[-1] if "/" in model else model
-    try:
-        kind = litellm.utils.huggingface_tokenizer_kind(bare)
-    except Exception:  # an older or newer LiteLLM without it: tiktoken
-        return ""
-    return bare if kind in _LOCAL_TOKENIZERS else ""
-
-
-def _count_text(model: str, text: str) -> int:
-    if not text:
-        return 0
-    try:
-        return int(litellm.token_counter(model=tokenizer_model(model), text=text))
-    except Exception as exc:  # never 0 for text that was sent: one token per character
-        log.warning("output token count fell back to characters (%s)", type(exc).__name__)
-        return len(text)
 
 
 async def output_tokens(model: str, pieces: Sequence[str]) -> int:
     """Tokens of the output text `pieces` with `model`'s tokenizer, counted in a thread."""
     if not pieces:
         return 0
-    return await asyncio.to_thread(_count_text, model, "".join(pieces))
+    return await asyncio.to_thread(litellm_bridge.count_output_tokens, model, "".join(pieces))
 
 
 def _characters(value: Any) -> int:

@@ -71,7 +71,7 @@ async def _noting_when_client_leaves(http: Request, call: Call, work: Awaitable[
         answer = await work
     finally:
         watcher.cancel()
-    if answer is None:  # LiteLLM gave up without raising (litellm_bridge docstring)
+    if answer is None:  # LiteLLM gave up without raising (litellm_bridge/router.py)
         raise UpstreamFailure(502, "NoAnswer", "The upstream provider failed to answer.")
     return answer
 

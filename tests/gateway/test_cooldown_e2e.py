@@ -70,7 +70,7 @@ async def test_one_users_bad_request_never_cools_the_model_down_for_another(
     fresh_upstream.fail_next(status, "the upstream refuses this request", count=20)
 
     # A gets the upstream's status (a 422 too: chat goes through LiteLLM's own HTTP
-    # handler; on the OpenAI SDK's path it became a 502, litellm_bridge's docstring).
+    # handler; on the OpenAI SDK's path it became a 502, litellm_bridge/openai_chat.py).
     assert await ask(client_a, model) == status
     assert providers(fresh_upstream)[0] == "openai"  # the upstream itself refused A
     fresh_upstream.reset()  # the upstream is healthy again

@@ -1,0 +1,43 @@
+"""`WFG_BRIDGE_WITHOUT`: the bench's A/B switch for the LiteLLM bridge's speed patches.
+
+A comma-separated list of names from `SPEED_PATCHES`; each named patch is left out of
+this process, so the A and the B of an A/B (bench/README.md) run the same commit. Read
+once, at import. For the bench only, never set in production: a patch that fixes a
+defect (cookies, text-completion clients, closing clients) has no switch, and an unknown
+name stops the start rather than measure nothing. Free of LiteLLM imports: `server`
+reads it before LiteLLM is imported."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["SPEED_PATCHES", "VARIABLE", "without"]
+
+VARIABLE = "WFG_BRIDGE_WITHOUT"
+SPEED_PATCHES = frozenset(
+    {
+        "skip_success_logging",
+        "skip_litellm_pricing",
+        "run_request_setup_inline",
+        "build_each_stream_once",
+        "chat_without_openai_sdk",
+        "drop_litellm_access_log_filters",
+    }
+)
+
+
+def _named(value: str) -> frozenset[str]:
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    if unknown := sorted(names - SPEED_PATCHES):
+        known = ", ".join(sorted(SPEED_PATCHES))
+        raise ValueError(f"{VARIABLE}: unknown {', '.join(unknown)} (known: {known})")
+    return names
+
+
+_LEFT_OUT = _named(os.environ.get(VARIABLE, ""))
+
+
+def without(name: str) -> bool:
+    """Whether this process leaves the speed patch `name` out (bench A/B only)."""
+    assert name in SPEED_PATCHES, name
+    return name in _LEFT_OUT

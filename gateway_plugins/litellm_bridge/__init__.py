@@ -1,0 +1,72 @@
+"""Every LiteLLM detail the gateway relies on, one module per reliance.
+
+LiteLLM is used as a library: one `litellm.Router`, built from config.yaml's `model_list`,
+`router_settings` and `litellm_settings` (LiteLLM's own conventions), does provider
+routing, fallbacks, retries, streaming and format translation; its cost map prices calls.
+Nothing else in `gateway_plugins` imports LiteLLM. Each module says what it relies on and
+why; `tests/gateway/litellm_pins/test_<module>.py` pins it, so an upgrade that changes one
+fails loudly (`make litellm-check`).
+
+- `router`        the Router, its calls, the cooldown policy, which deployment answered
+- `settings`      config.yaml's LiteLLM sections: accepted, forced, applied
+- `pricing`       a call's price from its reported usage
+- `errors`        LiteLLM's exceptions as what the client sees
+- `tokens`        prompt tokens and output limits before a call
+- `clients`       LiteLLM's upstream clients, closed at shutdown
+- `openai_chat`   chat on OpenAI deployments without the OpenAI SDK (an env switch)
+
+Patches of LiteLLM internals, installed by `settings.apply_litellm_settings` (and the
+app's lifespan for `request_setup`); the speed ones can be left out for an A/B
+(`gateway_plugins.bridge_switches`, bench/README.md), the figures are in bench/RESULTS.md:
+
+- `success_logging`          LiteLLM's success logging skipped (speed)
+- `litellm_pricing`          LiteLLM's own pricing of each response skipped (speed)
+- `request_setup`            each call's request set-up in the loop's thread (speed)
+- `stream_build`             each stream's answer built once (speed)
+- `access_log`               LiteLLM's access-log filters removed (speed)
+- `cookies`                  upstream clients keep no cookie (a defect: shared clients)
+- `text_completion_clients`  one client per key for text completions (a defect: a new
+                             connection per call, sessions leaked)
+"""
+
+from gateway_plugins.litellm_bridge.clients import close_upstream_clients
+from gateway_plugins.litellm_bridge.errors import UpstreamFailure, upstream_failure
+from gateway_plugins.litellm_bridge.pricing import usage_cost
+from gateway_plugins.litellm_bridge.request_setup import run_request_setup_inline
+from gateway_plugins.litellm_bridge.router import (
+    COOLDOWN_POLICY,
+    ROUTER_METHODS,
+    Router,
+    build_router,
+    deployment_of,
+    group_of,
+    model_id_of,
+    to_jsonable,
+)
+from gateway_plugins.litellm_bridge.settings import apply_litellm_settings, config_problems
+from gateway_plugins.litellm_bridge.tokens import (
+    count_output_tokens,
+    count_prompt_tokens,
+    output_limits,
+)
+
+__all__ = [
+    "COOLDOWN_POLICY",
+    "ROUTER_METHODS",
+    "Router",
+    "UpstreamFailure",
+    "apply_litellm_settings",
+    "build_router",
+    "close_upstream_clients",
+    "config_problems",
+    "count_output_tokens",
+    "count_prompt_tokens",
+    "deployment_of",
+    "group_of",
+    "model_id_of",
+    "output_limits",
+    "run_request_setup_inline",
+    "to_jsonable",
+    "upstream_failure",
+    "usage_cost",
+]

@@ -1,0 +1,64 @@
+"""WFG_BRIDGE_WITHOUT (the bench's A/B switch): each named speed patch is left out of
+the process, the others stay, and a name that is no patch stops the start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from tests.gateway.litellm_pins.support import run_python
+
+_PATCHES_IN_PLACE = """
+import asyncio, logging
+from gateway_plugins.server import prepare_environment
+prepare_environment()
+from litellm import _logging
+from litellm.litellm_core_utils import streaming_handler
+from litellm.litellm_core_utils.litellm_logging import Logging
+from gateway_plugins import litellm_bridge
+from gateway_plugins.litellm_bridge import litellm_pricing, stream_build
+from gateway_plugins.litellm_bridge import success_logging
+litellm_bridge.apply_litellm_settings({})
+built = litellm_bridge.build_router(
+    [{"model_name": "m", "litellm_params": {"model": "openai/gpt-4.1-nano", "api_key": "k"}}], {}
+)
+access = logging.getLogger("uvicorn.access").filters
+in_place = {
+    "drop_litellm_access_log_filters": not any(
+        isinstance(f, _logging.AccessLogPathFilter) for f in access
+    ),
+    "skip_success_logging": Logging.success_handler is success_logging._no_success_log,
+    "skip_litellm_pricing": Logging.response_cost_calculator is litellm_pricing._no_response_cost,
+    "build_each_stream_once": streaming_handler.asyncify is stream_build._stream_builds_once,
+    "run_request_setup_inline": litellm_bridge.run_request_setup_inline(
+        asyncio.new_event_loop(), built
+    ),
+    "chat_without_openai_sdk": __import__("os").environ.get(
+        "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER"
+    ) == "true",
+}
+print(*sorted(name for name, on in in_place.items() if on))
+"""
+
+
+def _run(without: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WFG_BRIDGE_WITHOUT": without}
+    env.pop("EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER", None)
+    return run_python(_PATCHES_IN_PLACE, env)
+
+
+def test_the_named_speed_patches_are_left_out_and_the_others_stay() -> None:
+    done = _run("build_each_stream_once, chat_without_openai_sdk")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [
+        "drop_litellm_access_log_filters",
+        "run_request_setup_inline",
+        "skip_litellm_pricing",
+        "skip_success_logging",
+    ]
+
+
+def test_a_name_that_is_no_speed_patch_stops_the_start() -> None:
+    done = _run("keep_no_upstream_cookies")
+    assert done.returncode != 0
+    assert "WFG_BRIDGE_WITHOUT: unknown keep_no_upstream_cookies" in done.stderr
