@@ -2,14 +2,16 @@
 
 A comma-separated list of names from `SPEED_PATCHES`; each named patch is left out of
 this process, so the A and the B of an A/B (bench/README.md) run the same commit. Read
-once, at import. For the bench only, never set in production: a patch that fixes a
-defect (cookies, text-completion clients, closing clients) has no switch, and an unknown
-name stops the start rather than measure nothing. Free of LiteLLM imports: `server`
+once (`Settings.bridge_without`). For the bench only, never set in production: a patch
+that fixes a defect (cookies, text-completion clients, closing clients) has no switch,
+and an unknown name stops the start rather than measure nothing. Free of LiteLLM imports: `server`
 reads it before LiteLLM is imported."""
 
 from __future__ import annotations
 
-import os
+import functools
+
+from portal.settings import get_settings
 
 __all__ = ["SPEED_PATCHES", "VARIABLE", "without"]
 
@@ -34,10 +36,12 @@ def _named(value: str) -> frozenset[str]:
     return names
 
 
-_LEFT_OUT = _named(os.environ.get(VARIABLE, ""))
+@functools.cache
+def _left_out() -> frozenset[str]:
+    return _named(get_settings().bridge_without)
 
 
 def without(name: str) -> bool:
     """Whether this process leaves the speed patch `name` out (bench A/B only)."""
     assert name in SPEED_PATCHES, name
-    return name in _LEFT_OUT
+    return name in _left_out()

@@ -174,6 +174,8 @@ class Settings(BaseSettings):
     gateway_drain_seconds: int = Field(default=20, validation_alias=_var("GATEWAY_DRAIN_SECONDS"))
     # Benchmarks only: fast paths replaced by their library path (gateway_plugins/fast_paths.py)
     fast_paths_off: str = Field(default="", validation_alias=_var("WFG_FAST_PATHS_OFF"))
+    # Benchmarks only: LiteLLM speed patches left out (gateway_plugins/bridge_switches.py)
+    bridge_without: str = Field(default="", validation_alias=_var("WFG_BRIDGE_WITHOUT"))
 
     @field_validator("gateway_port", "portal_port", mode="before")
     @classmethod

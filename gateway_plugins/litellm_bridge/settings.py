@@ -11,7 +11,6 @@ proxy headers here). `apply_litellm_settings` also installs the bridge's patches
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,71 +20,23 @@ from gateway_plugins.bridge_switches import without
 from gateway_plugins.litellm_bridge.access_log import drop_litellm_access_log_filters
 from gateway_plugins.litellm_bridge.cookies import keep_no_upstream_cookies
 from gateway_plugins.litellm_bridge.litellm_pricing import skip_litellm_pricing
-from gateway_plugins.litellm_bridge.router import Router
 from gateway_plugins.litellm_bridge.stream_build import build_each_stream_once
 from gateway_plugins.litellm_bridge.success_logging import skip_success_logging
 from gateway_plugins.litellm_bridge.text_completion_clients import keep_text_completion_clients
+from portal.config.routing import LITELLM_SETTINGS_ALLOWED, section_problems
 
 __all__ = ["LITELLM_SETTINGS_ALLOWED", "apply_litellm_settings", "config_problems"]
 
-# litellm_settings keys an operator may set; each is applied as `litellm.<key> = value`.
-# Callbacks are refused: a third-party logger would receive prompts and completions.
-LITELLM_SETTINGS_ALLOWED = frozenset(
-    {
-        "drop_params",
-        "modify_params",
-        "turn_off_message_logging",
-        "request_timeout",
-        "num_retries",
-        "max_budget",
-        "set_verbose",
-        "json_logs",
-        "suppress_debug_info",
-    }
-)
+# litellm_settings keys an operator may set (each applied as `litellm.<key> = value`) and
+# the check of config.yaml's LiteLLM sections live in `portal.config.routing`, which the
+# config check runs without importing LiteLLM; the gateway runs the same check at start.
+config_problems = section_problems
 _FORCED_LITELLM_SETTINGS = {
     "turn_off_message_logging": True,
     "set_verbose": False,  # print()s request bodies
     "suppress_debug_info": True,
     "json_logs": False,  # formats exceptions around our log scrubbing
 }
-# router_settings keys we own: an operator's value would undo a gateway guarantee.
-_ROUTER_KEYS_OWNED = frozenset({"allowed_fails_policy", "model_list"})
-_TOP_LEVEL = frozenset({"model_list", "router_settings", "litellm_settings", "workforce_gateway"})
-
-
-def config_problems(raw: Mapping[str, Any]) -> list[str]:
-    """What config.yaml's LiteLLM sections ask that the gateway cannot honour (the
-    `workforce_gateway` section and prices are checked by `portal.config`)."""
-    problems = [
-        f"{key}: not used by this gateway (LiteLLM's proxy server is not run); remove it"
-        for key in raw
-        if key not in _TOP_LEVEL
-    ]
-    router, settings = raw.get("router_settings") or {}, raw.get("litellm_settings") or {}
-    if not isinstance(router, Mapping) or not isinstance(settings, Mapping):
-        return [*problems, "router_settings and litellm_settings must be mappings"]
-    return problems + _router_settings_problems(router) + _litellm_settings_problems(settings)
-
-
-def _router_settings_problems(settings: Mapping[str, Any]) -> list[str]:
-    accepted = set(inspect.signature(Router.__init__).parameters) - {"self"}
-    problems = []
-    for key in settings:
-        if key in _ROUTER_KEYS_OWNED:
-            problems.append(f"router_settings.{key}: set by the gateway, remove it")
-        elif key not in accepted:
-            problems.append(f"router_settings.{key}: not a litellm.Router setting")
-    return problems
-
-
-def _litellm_settings_problems(settings: Mapping[str, Any]) -> list[str]:
-    return [
-        f"litellm_settings.{key}: not supported by the gateway"
-        + (" (a logging callback would receive prompt text)" if "callback" in key else "")
-        for key in settings
-        if key not in LITELLM_SETTINGS_ALLOWED
-    ]
 
 
 def apply_litellm_settings(settings: Mapping[str, Any]) -> None:

@@ -9,8 +9,8 @@ What the Router accepts but gets wrong at run time, each named by its key:
   runs: LiteLLM passes None on and the provider refuses every call (401 -> 500). Only
   `api_base` may stay unset (LiteLLM then uses the provider's own endpoint).
 
-`section_problems` repeats `gateway_plugins.litellm_bridge.config_problems` (which needs
-LiteLLM imported) with the same key lists; tests/cli/test_config_check.py keeps them equal.
+The gateway runs the same `section_problems` at start (`litellm_bridge.config_problems`);
+tests/cli/test_config_check.py checks `router_parameters` against the imported Router.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ _OPTIONAL_ENV_PARAMS = frozenset({"api_base"})
 
 
 def section_problems(raw: Mapping[str, Any]) -> list[str]:
-    """Keys the gateway does not use or owns itself, as `litellm_bridge.config_problems`."""
+    """What config.yaml's LiteLLM sections ask that the gateway cannot honour: keys it does
+    not use, router_settings it owns itself or LiteLLM's Router does not take, and
+    litellm_settings off the allow-list (a logging callback would receive prompt text)."""
     problems = [
         f"{key}: not used by this gateway (LiteLLM's proxy server is not run); remove it"
         for key in raw

@@ -45,6 +45,7 @@ DEFAULTS = {
     "gateway_graceful_seconds": 30,
     "gateway_drain_seconds": 20,
     "fast_paths_off": "",
+    "bridge_without": "",
 }
 
 
