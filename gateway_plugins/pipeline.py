@@ -55,7 +55,7 @@ from gateway_plugins.validation import (
 )
 from portal.credits.pricing import ModelPrice
 from portal.db.base import utcnow
-from portal.errors import GatewayError, ModelNotPriced, UnknownModel
+from portal.errors import GatewayError, ModelNotPriced, RateLimited, UnknownModel
 from portal.observability import context
 from portal.tokens.service import TokenIdentity
 from portal.usage.models import CallStatus
@@ -124,6 +124,7 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
     try:
         settings = runtime.config.plugin
         prompt_tokens = await token_counting.prompt_tokens(kind, valid.params, settings.limits)
+        await slot.reserve_tokens(prompt_tokens + valid.output_tokens)  # TPM, as reserved
         units, fallbacks = await reservation.hold(
             runtime,
             identity.user_id,
@@ -138,7 +139,8 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
         if not fallbacks:
             valid.params.update(reservation.NO_FALLBACK)
     except BaseException as refused:
-        await slot.release(refund=isinstance(refused, InvalidRequest))  # too big: no RPM
+        # too big, or over TPM: no RPM entry taken; the TPM reservation is given back
+        await slot.release(refund=isinstance(refused, InvalidRequest | RateLimited))
         raise
     return Call(call_id, kind, identity, valid, units, prompt_tokens, slot, utcnow())
 
@@ -267,6 +269,7 @@ async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind
     metrics.failed(call.request.model, status)
     log.info("call failed upstream: %s %s", status, kind)
     billed = status in _BILLED_FAILURES
+    usage = Usage(prompt=call.estimated_prompt_tokens) if billed else Usage()
     await _settle(
         runtime,
         finished_call(
@@ -274,7 +277,7 @@ async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind
             call_id=call.call_id,
             identity=call.identity,
             model_group=call.request.model,
-            usage=Usage(prompt=call.estimated_prompt_tokens) if billed else Usage(),
+            usage=usage,
             cost_usd=Decimal(0),
             started_at=call.started_at,
             ended_at=utcnow(),
@@ -283,6 +286,7 @@ async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind
             error_type=kind[:100],
         ),
     )
+    await call.slot.release(tokens=usage.total)  # TPM corrected to what was billed
 
 
 async def _settle(runtime: GatewayRuntime, record: FinishedCall) -> None:
