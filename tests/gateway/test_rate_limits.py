@@ -1,8 +1,8 @@
 """The limiter's counters, the same behaviours in Redis and in process memory: RPM as a
 moving window, TPM as a fixed window counted as reserved and corrected at settlement,
-calls in flight with a slot freed by its call or by its deadline, one atomic admission (a refused call takes no
-entry), and no thread per call in memory. End to end through the gateway process:
-tests/gateway/test_limits_e2e.py."""
+calls in flight with a slot freed by its call or by its deadline, one atomic admission
+(a refused call takes no entry), and no thread per call in memory. End to end through
+the gateway process: tests/gateway/test_limits_e2e.py."""
 
 from __future__ import annotations
 
