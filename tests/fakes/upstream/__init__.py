@@ -45,7 +45,10 @@ included in ``completion_tokens``; Responses
 ``output_tokens_details.reasoning_tokens``, included in ``output_tokens``; Anthropic:
 included in ``output_tokens``; Gemini ``thoughtsTokenCount``, separate from
 ``candidatesTokenCount``). So LiteLLM should always see prompt = the word count
-formula and completion = reply words + M.
+formula and completion = reply words + M. On Anthropic, ``usage_extra``
+``cache_write_5m_tokens`` / ``cache_write_1h_tokens`` report prompt tokens written to
+the prompt cache (``cache_creation_input_tokens`` and its ``cache_creation`` split by
+lifetime, out of ``input_tokens``).
 
 Faults (``faults`` module): ``fail_next`` (provider error JSON), ``hang_next`` (no
 response headers), ``cut_stream_after`` (connection dropped mid-stream) and

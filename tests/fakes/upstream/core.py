@@ -53,11 +53,18 @@ class UpstreamCore(FaultsMixin):
     def usage(self, prompt_tokens: int, *, choices: int = 1) -> Usage:
         """Usage for a reply of ``reply_text`` per choice plus the ``usage_extra`` tokens."""
         extra = self.usage_extra or {}
+        cached = min(int(extra.get("cached_tokens", 0)), prompt_tokens)
+        write_1h = min(int(extra.get("cache_write_1h_tokens", 0)), prompt_tokens - cached)
+        write_5m = min(
+            int(extra.get("cache_write_5m_tokens", 0)), prompt_tokens - cached - write_1h
+        )
         return Usage(
             prompt=prompt_tokens,
             completion=words(self.reply_text) * choices,
-            cached=min(int(extra.get("cached_tokens", 0)), prompt_tokens),
+            cached=cached,
             reasoning=int(extra.get("reasoning_tokens", 0)),
+            cache_write_5m=write_5m,
+            cache_write_1h=write_1h,
         )
 
     async def pace(self) -> None:

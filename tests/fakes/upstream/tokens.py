@@ -132,6 +132,8 @@ class Usage:
     completion: int  # visible reply tokens (all choices)
     cached: int
     reasoning: int
+    cache_write_5m: int = 0  # prompt tokens written to a 5-minute / 1-hour cache
+    cache_write_1h: int = 0
 
     @property
     def output(self) -> int:
@@ -168,13 +170,20 @@ class Usage:
         }
 
     def anthropic(self, *, output_tokens: int | None = None) -> dict[str, Any]:
-        return {
-            "input_tokens": self.prompt - self.cached,
-            "cache_creation_input_tokens": 0,
+        written = self.cache_write_5m + self.cache_write_1h
+        usage: dict[str, Any] = {
+            "input_tokens": self.prompt - self.cached - written,
+            "cache_creation_input_tokens": written,
             "cache_read_input_tokens": self.cached,
             "output_tokens": self.output if output_tokens is None else output_tokens,
             "service_tier": "standard",
         }
+        if written:  # Anthropic's split by lifetime (priced 1.25x and 2x the input)
+            usage["cache_creation"] = {
+                "ephemeral_5m_input_tokens": self.cache_write_5m,
+                "ephemeral_1h_input_tokens": self.cache_write_1h,
+            }
+        return usage
 
     def gemini(self, *, final: bool = True) -> dict[str, Any]:
         meta: dict[str, Any] = {"promptTokenCount": self.prompt}
