@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from gateway_plugins import (
     admission,
+    input_bounds,
     litellm_bridge,
     metrics,
     reservation,
@@ -123,17 +124,25 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
     context.call_id.set(call_id)
     try:
         settings = runtime.config.plugin
-        prompt_tokens = await token_counting.prompt_tokens(kind, valid.params, settings.limits)
-        await slot.reserve_tokens(prompt_tokens + valid.output_tokens)  # TPM, as reserved
+        text_tokens = await token_counting.prompt_tokens(kind, valid.params, settings.limits)
+        target = runtime.targets.get(valid.model)
+        images = {  # each image at its ceiling: with fallbacks, and sent without
+            reach: input_bounds.reserved_image_tokens(
+                valid.params, settings.credits, valid.model, providers
+            )
+            for reach, providers in (("all", target.providers if target else ()),
+                                     ("own", target.own if target else ()))
+        }  # fmt: skip
+        await slot.reserve_tokens(text_tokens + images["own"] + valid.output_tokens)  # TPM
         units, fallbacks = await reservation.hold(
             runtime,
             identity.user_id,
             call_id,
             with_fallbacks=reservation.estimate_units(
-                settings, price, prompt_tokens, valid.output_tokens
+                settings, price, text_tokens + images["all"], valid.output_tokens
             ),
             primary_only=reservation.estimate_units(
-                settings, primary, prompt_tokens, valid.output_tokens
+                settings, primary, text_tokens + images["own"], valid.output_tokens
             ),
         )
         if not fallbacks:
@@ -142,6 +151,7 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
         # too big, or over TPM: no RPM entry taken; the TPM reservation is given back
         await slot.release(refund=isinstance(refused, InvalidRequest | RateLimited))
         raise
+    prompt_tokens = text_tokens + images["all" if fallbacks else "own"]
     return Call(call_id, kind, identity, valid, units, prompt_tokens, slot, utcnow())
 
 

@@ -116,6 +116,32 @@ def item_text(item: str | list[int]) -> str:
     return item if isinstance(item, str) else " ".join(map(str, item))
 
 
+_IMAGE_TYPES = frozenset({"image_url", "image", "input_image"})
+_IMAGE_KEYS = frozenset({"inline_data", "inlineData", "file_data", "fileData"})  # Gemini parts
+_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens", "maxOutputTokens")
+
+
+def image_parts(value: Any) -> int:
+    """Image parts anywhere in a request body (OpenAI, Anthropic, Responses, Gemini)."""
+    if isinstance(value, list):
+        return sum(image_parts(item) for item in value)
+    if isinstance(value, dict):
+        own = value.get("type") in _IMAGE_TYPES or bool(_IMAGE_KEYS & value.keys())
+        return int(own) + sum(image_parts(item) for item in value.values())
+    return 0
+
+
+def output_cap(body: dict[str, Any]) -> int | None:
+    """The request's output cap: ``max_tokens`` & co., or Gemini's ``maxOutputTokens``."""
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    for source in (body, config):
+        for field in _CAP_FIELDS:
+            value = source.get(field) if isinstance(source, dict) else None
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
 def split_reply(text: str) -> list[str]:
     """Roughly one word per chunk; the chunks concatenate back to ``text`` exactly."""
     pieces = re.findall(r"\S+\s*", text)
