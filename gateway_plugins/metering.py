@@ -2,8 +2,9 @@
 
 Usage comes from the upstream's own report (a plain response's `usage`, a stream's final
 usage chunk / `message_delta` / `response.completed`); the price from LiteLLM's cost map
-or the deployment's configured price (`usage_cost_usd`: cached input, cache writes and
-reasoning priced as LiteLLM does; plain and streamed calls alike), or from the price book
+or the deployment's configured price (`usage_cost_usd`: cached input, cache writes (at
+the rate of their lifetime: Anthropic's 1-hour writes at 2x input, 5-minute ones at
+1.25x) and reasoning priced as LiteLLM does; plain and streamed calls alike), or from the price book
 when LiteLLM prices a call at 0 (a model is never served free).
 
 A call the upstream worked on but that ended without its usage report (the client left
@@ -35,7 +36,8 @@ class Usage:
     prompt: int = 0
     completion: int = 0
     cached: int = 0
-    cache_creation: int = 0
+    cache_creation: int = 0  # prompt tokens written to a prompt cache, of them:
+    cache_creation_1h: int = 0  # written to Anthropic's 1-hour cache (2x input, not 1.25x)
     reasoning: int = 0
 
     @property
@@ -56,10 +58,17 @@ def usage_from(report: Any) -> Usage | None:
     if "prompt_tokens" in report:
         prompt_details = report.get("prompt_tokens_details") or {}
         completion_details = report.get("completion_tokens_details") or {}
+        creation = _int(prompt_details.get("cache_write_tokens")) or _int(
+            prompt_details.get("cache_creation_tokens")
+        )  # LiteLLM's names for Anthropic's cache writes on chat completions
         return Usage(
             prompt=_int(report.get("prompt_tokens")),
             completion=_int(report.get("completion_tokens")),
             cached=_int(prompt_details.get("cached_tokens")),
+            cache_creation=creation,
+            cache_creation_1h=_one_hour(
+                prompt_details.get("cache_creation_token_details"), creation
+            ),
             reasoning=_int(completion_details.get("reasoning_tokens")),
         )
     if "input_tokens" in report or "output_tokens" in report:
@@ -72,9 +81,20 @@ def usage_from(report: Any) -> Usage | None:
             completion=_int(report.get("output_tokens")),
             cached=read or _int(details.get("cached_tokens")),
             cache_creation=creation,
+            cache_creation_1h=_one_hour(report.get("cache_creation"), creation),
             reasoning=_int(output_details.get("reasoning_tokens")),
         )
     return None
+
+
+def _one_hour(split: Any, creation: int) -> int:
+    """Of `creation` cache-write tokens, those Anthropic wrote to its 1-hour cache
+    (`cache_creation.ephemeral_1h_input_tokens`; the rest are 5-minute writes)."""
+    return (
+        min(_int(split.get("ephemeral_1h_input_tokens")), creation)
+        if isinstance(split, dict)
+        else 0
+    )
 
 
 def unreported_usage(counted_prompt: int, reported: Usage | None, output_tokens: int) -> Usage:
@@ -86,6 +106,7 @@ def unreported_usage(counted_prompt: int, reported: Usage | None, output_tokens:
         completion=max(partial.completion, output_tokens),
         cached=partial.cached,
         cache_creation=partial.cache_creation,
+        cache_creation_1h=partial.cache_creation_1h,
         reasoning=partial.reasoning,
     )
 
@@ -100,6 +121,7 @@ def usage_cost_usd(router: litellm_bridge.Router, model_id: str | None, usage: U
         completion_tokens=usage.completion,
         cached_tokens=usage.cached,
         cache_creation_tokens=usage.cache_creation,
+        cache_creation_1h_tokens=usage.cache_creation_1h,
         reasoning_tokens=usage.reasoning,
     )
 

@@ -34,6 +34,7 @@ from starlette.responses import Response
 
 from gateway_plugins import (
     admission,
+    input_bounds,
     litellm_bridge,
     metrics,
     reservation,
@@ -56,7 +57,7 @@ from gateway_plugins.validation import (
 )
 from portal.credits.pricing import ModelPrice
 from portal.db.base import utcnow
-from portal.errors import GatewayError, ModelNotPriced, UnknownModel
+from portal.errors import GatewayError, ModelNotPriced, RateLimited, UnknownModel
 from portal.observability import context
 from portal.tokens.service import TokenIdentity
 from portal.usage.models import CallStatus
@@ -124,32 +125,44 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
     context.call_id.set(call_id)
     try:
         settings = runtime.config.plugin
-        prompt_tokens = await token_counting.prompt_tokens(kind, valid.params, settings.limits)
+        text_tokens = await token_counting.prompt_tokens(kind, valid.params, settings.limits)
+        target = runtime.targets.get(valid.model)
+        images = {  # each image at its ceiling: with fallbacks, and sent without
+            reach: input_bounds.reserved_image_tokens(
+                valid.params, settings.credits, valid.model, providers
+            )
+            for reach, providers in (("all", target.providers if target else ()),
+                                     ("own", target.own if target else ()))
+        }  # fmt: skip
+        await slot.reserve_tokens(text_tokens + images["own"] + valid.output_tokens)  # TPM
         async with runtime.postgres.call():  # past the deadline, or breaker open: 503
             units, fallbacks = await reservation.hold(
                 runtime,
                 identity.user_id,
                 call_id,
                 with_fallbacks=reservation.estimate_units(
-                    settings, price, prompt_tokens, valid.output_tokens
+                    settings, price, text_tokens + images["all"], valid.output_tokens
                 ),
                 primary_only=reservation.estimate_units(
-                    settings, primary, prompt_tokens, valid.output_tokens
+                    settings, primary, text_tokens + images["own"], valid.output_tokens
                 ),
             )
         if not fallbacks:
             valid.params.update(reservation.NO_FALLBACK)
     except BaseException as refused:
+        # the TPM reservation is given back; the RPM entry too unless the caller caused it
         await slot.release(refund=_not_the_callers(refused))
         raise
+    prompt_tokens = text_tokens + images["all" if fallbacks else "own"]
     return Call(call_id, kind, identity, valid, units, prompt_tokens, slot, utcnow())
 
 
 def _not_the_callers(refused: BaseException) -> bool:
     """Whether a refusal after admission takes back the call's RPM entry: a request
-    refused as too big (400), and any refusal the gateway's own dependencies caused (503:
-    the database past its deadline or its breaker open). A 402 or a 429 keeps it."""
-    if isinstance(refused, InvalidRequest):
+    refused as too big (400) or over TPM (429: it was never sent), and any refusal the
+    gateway's own dependencies caused (503: the database past its deadline or its breaker
+    open). A 402 keeps it."""
+    if isinstance(refused, InvalidRequest | RateLimited):
         return True
     return isinstance(refused, Exception) and not isinstance(refused, GatewayError)
 
@@ -278,6 +291,7 @@ async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind
     metrics.failed(call.request.model, status)
     log.info("call failed upstream: %s %s", status, kind)
     billed = status in _BILLED_FAILURES
+    usage = Usage(prompt=call.estimated_prompt_tokens) if billed else Usage()
     await _settle(
         runtime,
         finished_call(
@@ -285,7 +299,7 @@ async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind
             call_id=call.call_id,
             identity=call.identity,
             model_group=call.request.model,
-            usage=Usage(prompt=call.estimated_prompt_tokens) if billed else Usage(),
+            usage=usage,
             cost_usd=Decimal(0),
             started_at=call.started_at,
             ended_at=utcnow(),
@@ -294,6 +308,7 @@ async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind
             error_type=kind[:100],
         ),
     )
+    await call.slot.release(tokens=usage.total)  # TPM corrected to what was billed
 
 
 async def _settle(runtime: GatewayRuntime, record: FinishedCall) -> None:

@@ -3,10 +3,14 @@ shared by every gateway instance and worker through Redis.
 
 - RPM: a moving window (exact: a burst can never exceed the plan's number in any 60 s),
   one entry per admitted call.
-- TPM: a fixed one-minute window that starts with the first tokens counted, counted from
-  actual usage once a call is settled; a call is admitted while the window still has
-  room. (Counting before the call would need a second tokenizer pass; credits, not TPM,
-  bound what a user can spend.)
+- TPM: a fixed one-minute window that starts with the first tokens counted. A call's
+  tokens are counted at admission, as reserved (its counted prompt plus the output cap),
+  once the prompt is counted (`InFlightSlot.reserve_tokens`: one more round trip, only
+  on plans with a TPM limit): it is refused (429) unless they fit in what the window has
+  left — or the window is empty, so one call larger than the limit still runs, alone.
+  At settlement the count is corrected to the tokens used (`release(tokens)`; a call
+  with no answer gives its reservation back). So no burst takes more than the plan's
+  TPM (or one call) in any window: calls in flight count before they finish.
 - In flight: one entry per call, which expires with the request deadline, so a slot held
   by a process that died frees itself. A call frees its slot when it is settled (a
   stream: before its final event), and that same step counts its tokens.
@@ -134,9 +138,22 @@ local result = admit(p .. 'tpm:' .. user, p .. 'rpm:' .. user, p .. 'inflight:' 
 return {result[1], result[2], entry}
 """
 )
-# KEYS: in-flight, tpm, rpm. ARGV: the slot's member ('' when no slot was taken), tokens
-# to count, the RPM entry to take back ('' to keep it: only a call refused after its
-# admission, by validation, gets it back).
+# KEYS: tpm. ARGV: the call's reserved tokens, the tpm limit. Returns {0, 0} counted,
+# else {1, milliseconds until the window ends}: refused unless the tokens fit in what the
+# window has left, or the window is empty.
+_RESERVE_TOKENS = """
+local tokens, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used > 0 and used + tokens > limit then return {1, redis.call('PTTL', KEYS[1])} end
+if tokens > 0 and redis.call('INCRBY', KEYS[1], tokens) == tokens then
+  redis.call('EXPIRE', KEYS[1], 60)
+end
+return {0, 0}
+"""
+# KEYS: in-flight, tpm, rpm. ARGV: the slot's member ('' when no slot was taken), the
+# tokens to add to TPM (used − reserved: negative gives back what was reserved but not
+# used, in the window still open, never below 0), the RPM entry to take back ('' to keep
+# it: only a call refused after its admission, by validation or TPM, gets it back).
 _FINISH = """
 if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
 if ARGV[3] ~= '' then redis.call('ZREM', KEYS[3], ARGV[3]) end
@@ -144,6 +161,10 @@ local tokens = tonumber(ARGV[2])
 if tokens > 0 then
   if redis.call('INCRBY', KEYS[2], tokens) == tokens then
     redis.call('EXPIRE', KEYS[2], 60)
+  end
+elseif tokens < 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('INCRBY', KEYS[2], tokens) < 0 then
+    redis.call('SET', KEYS[2], 0, 'KEEPTTL')
   end
 end
 return 1
@@ -173,9 +194,12 @@ class _Counters(Protocol):
     ) -> tuple[str, float] | None:
         """None when admitted, else (which limit, seconds until a retry can succeed)."""
 
+    async def reserve_tokens(self, user_id: str, tokens: int, tpm: int) -> float | None:
+        """Count `tokens` toward TPM if they fit (None), else the seconds until they may."""
+
     async def finish(self, user_id: str, member: str, tokens: int, refund: str) -> None:
-        """Free the call's slot (member '' if none was taken), count its tokens, take back
-        the RPM entry `refund` ('' for none)."""
+        """Free the call's slot (member '' if none was taken), add `tokens` (negative:
+        take back) to TPM, take back the RPM entry `refund` ('' for none)."""
 
 
 def _limit(value: int | None) -> int:
@@ -209,6 +233,7 @@ class _InRedis:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._admit = redis.register_script(_ADMIT)
         self._admit_cached_token = redis.register_script(_ADMIT_CACHED_TOKEN)
+        self._reserve_tokens = redis.register_script(_RESERVE_TOKENS)
         self._finish = redis.register_script(_FINISH)
 
     async def admit(
@@ -230,6 +255,10 @@ class _InRedis:
         if int(answer[0]) < 0:
             return None
         return CachedAdmission(answer[2], _refused(int(answer[0]), int(answer[1])), member)
+
+    async def reserve_tokens(self, user_id: str, tokens: int, tpm: int) -> float | None:
+        refused, wait_ms = await self._reserve_tokens([_keys(user_id)[0]], [tokens, tpm])
+        return max(int(wait_ms), 0) / 1000 if int(refused) else None
 
     async def finish(self, user_id: str, member: str, tokens: int, refund: str) -> None:
         tpm, rpm, inflight = _keys(user_id)
@@ -275,6 +304,15 @@ class _InProcess:
             admitted.append((now, member))
         return None
 
+    async def reserve_tokens(self, user_id: str, tokens: int, tpm: int) -> float | None:
+        now = time.monotonic()
+        user = self._users.setdefault(user_id, _UserCounters())
+        used = user.tpm_used if now < user.tpm_window_ends else 0
+        if used > 0 and used + tokens > tpm:
+            return user.tpm_window_ends - now
+        self._count(user, tokens, now)
+        return None
+
     async def finish(self, user_id: str, member: str, tokens: int, refund: str) -> None:
         user = self._users.get(user_id)
         if user is None:
@@ -283,11 +321,19 @@ class _InProcess:
         if refund:
             kept = [entry for entry in user.rpm_admitted if entry[1] != refund]
             user.rpm_admitted = collections.deque(kept)
+        now = time.monotonic()
         if tokens > 0:
-            now = time.monotonic()
-            if now >= user.tpm_window_ends:
-                user.tpm_used, user.tpm_window_ends = 0, now + WINDOW_SECONDS
-            user.tpm_used += tokens
+            self._count(user, tokens, now)
+        elif tokens < 0 and now < user.tpm_window_ends:  # what was reserved and not used
+            user.tpm_used = max(0, user.tpm_used + tokens)
+
+    @staticmethod
+    def _count(user: _UserCounters, tokens: int, now: float) -> None:
+        if tokens <= 0:
+            return
+        if now >= user.tpm_window_ends:
+            user.tpm_used, user.tpm_window_ends = 0, now + WINDOW_SECONDS
+        user.tpm_used += tokens
 
     def _sweep(self, now: float) -> None:
         """Forget users with nothing left to count, once a minute (bounds memory)."""
@@ -303,24 +349,34 @@ class _InProcess:
 
 @dataclass
 class InFlightSlot:
-    """An admitted call's hold on its limits. `release(tokens)` frees the slot and counts
-    the call's tokens toward TPM; `release(refund=True)` (a call refused after its
-    admission) also takes back its RPM entry. Only the first release does anything."""
+    """An admitted call's hold on its limits. `reserve_tokens(n)` counts the call's
+    reserved tokens toward TPM (RateLimited when they do not fit); `release(tokens)`
+    frees the slot and corrects TPM to the tokens used (0: no answer, the reservation is
+    given back); `release(refund=True)` (a call refused after its admission) also takes
+    back its RPM entry. Only the first release does anything."""
 
     limiter: RateLimiter | None
     user_id: str
     member: str  # the in-flight entry ('' when the plan has no such limit)
     counts_tokens: bool
     rpm_entry: str = ""  # the RPM entry ('' when the plan has no RPM limit)
+    tpm: int | None = None  # the plan's TPM limit
     local: bool = False  # admitted on this process's counters (Redis was unavailable)
     budget: Budget | None = None  # the call's Redis budget, for freeing the slot
+    reserved_tokens: int = 0  # counted toward TPM at admission
+
+    async def reserve_tokens(self, tokens: int) -> None:
+        """Count the call's reserved tokens toward TPM, or RateLimited (429)."""
+        limiter, tpm = self.limiter, self.tpm
+        if limiter is not None and tpm is not None and tokens > 0:
+            self.reserved_tokens = tokens if await limiter._reserve_tokens(self, tokens, tpm) else 0
 
     async def release(self, tokens: int = 0, *, refund: bool = False) -> None:
         """Free the slot and count `tokens`; `refund` also takes back the RPM entry (a
         refusal after admission, by validation or by the gateway's own dependencies)."""
         limiter, self.limiter = self.limiter, None
         if limiter is not None:
-            counted = tokens if self.counts_tokens else 0
+            counted = tokens - self.reserved_tokens if self.counts_tokens else 0
             await limiter._finish(self, counted, self.rpm_entry if refund else "")
 
 
@@ -424,7 +480,7 @@ class RateLimiter:
             return InFlightSlot(None, user_id, "", False)
         taken = member if limits.max_parallel_requests is not None else ""
         rpm_entry = member if limits.rpm is not None else ""
-        return InFlightSlot(self, user_id, taken, limits.tpm is not None, rpm_entry)
+        return InFlightSlot(self, user_id, taken, limits.tpm is not None, rpm_entry, limits.tpm)
 
     def forget(self, user_id: str, member: str) -> None:
         """An admission whose script was sent but not answered within the call's budget
@@ -446,8 +502,32 @@ class RateLimiter:
         self._forgetting.add(task)
         task.add_done_callback(self._forgetting.discard)
 
+    async def _reserve_tokens(self, slot: InFlightSlot, tokens: int, tpm: int) -> bool:
+        """True when counted, False when Redis failed within the call's budget (the
+        tokens are then counted at the end alone); RateLimited when the tokens do not fit
+        in the window. A slot admitted locally reserves on this process's counters."""
+        in_redis = self._in_redis
+        try:
+            if slot.local or in_redis is None:
+                wait = await self._local.reserve_tokens(slot.user_id, tokens, tpm)
+            else:
+                budget = slot.budget
+                wait = await _within(
+                    budget, lambda: in_redis.reserve_tokens(slot.user_id, tokens, tpm)
+                )
+        except Exception as exc:  # Redis unavailable: counted at settlement instead
+            log.warning("rate limiter unavailable (%s); TPM counted at the end", type(exc).__name__)
+            return False
+        if wait is not None:
+            raise RateLimited(
+                f"Rate limit reached: {tpm} tokens per minute on your plan "
+                f"(this call reserves {tokens}: its prompt and max_tokens).",
+                _retry_after(wait),
+            )
+        return True
+
     async def _finish(self, slot: InFlightSlot, tokens: int, refund: str) -> None:
-        if not slot.member and tokens <= 0 and not refund:
+        if not slot.member and tokens == 0 and not refund:
             return
         in_redis = self._in_redis
         if slot.local or in_redis is None:

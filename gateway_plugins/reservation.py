@@ -15,11 +15,12 @@ only when the balance allows it; otherwise it is priced for the requested model 
 alone and the call goes without fallback (`NO_FALLBACK`), rather than being refused. A
 refusal (402) names the balance, the amount needed and what to do.
 
-Overspend bound: docs/security.md ("Overspend bound") states it as a formula. In short:
-the output cap sent upstream is the output reserved and the prompt is counted in full,
-so a call's cost exceeds its hold only by the tokenizer's error on the prompt (covered by
+Overspend bound: docs/security.md ("Reservations and the overspend bound") states it as
+a formula. In short: the output cap sent upstream is the output reserved, the prompt's
+text is counted in full and each image at its ceiling (`input_bounds`), so a call's cost
+exceeds its hold only by the tokenizer's error on the prompt (covered by
 `input_estimate_factor`) — k calls in flight can overspend by at most
-k × max(0, true − factor × counted prompt tokens) × input price.
+k × (max(0, true − factor × counted prompt tokens) × input price + 1 unit).
 """
 
 from __future__ import annotations

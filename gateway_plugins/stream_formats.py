@@ -160,6 +160,7 @@ class MessagesRelay(Relay):
                     completion=reported.completion,
                     cached=reported.cached or base.cached,
                     cache_creation=reported.cache_creation or base.cache_creation,
+                    cache_creation_1h=reported.cache_creation_1h or base.cache_creation_1h,
                     reasoning=reported.reasoning,
                 )
                 self.usage_final = True

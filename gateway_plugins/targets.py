@@ -23,6 +23,8 @@ class Target:
     providers: frozenset[str] = frozenset()
     """Providers of the group's deployments and of its fallback groups."""
     embedding: bool = False
+    own: frozenset[str] = frozenset()
+    """Providers of the group's own deployments (a call sent without fallbacks)."""
 
 
 def _provider(entry: Mapping[str, Any]) -> str:
@@ -62,5 +64,5 @@ def targets_of(raw: Mapping[str, Any]) -> dict[str, Target]:
         reach = set(providers)
         for other in [*fallbacks.get(group, ()), *fallbacks.get("*", ())]:
             reach |= own.get(other, set())
-        targets[group] = Target(frozenset(reach), embedding[group])
+        targets[group] = Target(frozenset(reach), embedding[group], frozenset(providers))
     return targets

@@ -30,6 +30,7 @@ def usage_cost(
     cached_tokens: int = 0,
     cache_creation_tokens: int = 0,
     reasoning_tokens: int = 0,
+    cache_creation_1h_tokens: int = 0,
 ) -> Decimal:
     """US$ of a call's reported usage at the answering deployment's price (LiteLLM's cost
     map or the deployment's configured price), cached input and reasoning priced as LiteLLM
@@ -47,6 +48,10 @@ def usage_cost(
         prompt_tokens_details={
             "cached_tokens": cached_tokens,
             "cache_write_tokens": cache_creation_tokens,
+            "cache_creation_token_details": {  # Anthropic's 1-hour writes: their own rate
+                "ephemeral_5m_input_tokens": cache_creation_tokens - cache_creation_1h_tokens,
+                "ephemeral_1h_input_tokens": cache_creation_1h_tokens,
+            },
         },
         completion_tokens_details={"reasoning_tokens": reasoning_tokens},
     )

@@ -28,6 +28,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEFAULT_IMAGE_TOKENS: dict[str, int] = {
+    # gpt-4o-mini, OpenAI's dearest image in tokens: 2,833 + 5,667 per 512-px tile, at most
+    # 8 tiles (fit in 2048 x 2048, shortest side scaled to 768); gpt-4o's is 85 + 170 x 8.
+    "openai": 48_169,
+    "openrouter": 48_169,  # OpenAI models through OpenRouter are billed as OpenAI bills
+    # Claude: width x height / 750, images scaled to at most ~1.15 megapixels: ~1,600.
+    "anthropic": 1_600,
+    # Gemini: 258 per 768-px tile, images scaled to fit 3072 x 3072: 16 tiles.
+    "gemini": 4_128,
+}
+
+
 class CreditSettings(_Strict):
     usd_per_credit: Decimal = Field(default=Decimal("1"), gt=0)
     """What one credit is worth in US dollars of upstream cost (before markup)."""
@@ -42,6 +54,18 @@ class CreditSettings(_Strict):
     """Prompt tokens are reserved × this: LiteLLM's tokenizer only approximates other
     providers' counts (the overspend bound is stated in gateway_plugins/reservation.py)."""
     low_balance_credits: Decimal = Field(default=Decimal("1"), ge=0)
+    image_tokens: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(DEFAULT_IMAGE_TOKENS)
+    )
+    """Input tokens reserved per image a request carries (by URL or inline), keyed by
+    provider or by model group (a group's own entry wins; it must then cover its
+    fallbacks): each provider's documented maximum for one image (docs/security.md).
+    Entries given replace the defaults; providers left out keep them."""
+
+    @field_validator("image_tokens", mode="after")
+    @classmethod
+    def _keep_default_image_tokens(cls, value: dict[str, int]) -> dict[str, int]:
+        return {**DEFAULT_IMAGE_TOKENS, **value}
 
 
 class PlanLimits(_Strict):

@@ -50,10 +50,11 @@ pytestmark = [pytest.mark.gateway, pytest.mark.redis]
 
 MODEL = "gpt-4.1-nano"
 MESSAGES = [{"role": "user", "content": "Count slowly to sixty"}]
-PARALLEL, RPM = 32, 5
+PARALLEL, RPM, TPM = 32, 5, 1000
 PLANS = {
     "wide": {"max_parallel_requests": PARALLEL, "rpm": 100_000, "tpm": 1_000_000_000},
     "rpm-5": {"rpm": RPM},
+    "tpm-1000": {"tpm": TPM},
 }
 FUNDING = 10**9
 
@@ -220,6 +221,38 @@ async def test_rpm_admits_exactly_n_calls_a_minute_redis(
     assert 1 <= retry_after <= 60
     assert f"{RPM} requests per minute" in refused.value.message
     assert len(await settled_usage(limits_db, user.user_id, RPM)) == RPM
+
+
+async def test_a_burst_takes_no_more_than_the_tpm_limit_before_its_calls_finish_redis(
+    limited: RunningGateway,
+    limits_db: Database,
+    redis_up: OwnRedis,
+    fresh_upstream: FakeUpstream,
+    closing: Closing,
+) -> None:
+    """TPM counts each call's reserved tokens (prompt + max_tokens) when it is admitted:
+    20 concurrent streams reserving ~110 tokens each under a limit of 1,000 — at most 9
+    start, the rest get 429 at once (TPM counted only at settlement admitted all 20)."""
+    fresh_upstream.reply_text = " ".join(f"n{i}" for i in range(20))
+    fresh_upstream.chunk_delay = 0.05  # the streams overlap
+    user = await funded_user(limits_db, units=FUNDING, plan="tpm-1000")
+    client = closing(limited.async_client(user.token, timeout=120))
+
+    async def one() -> str | openai.APIStatusError:
+        try:
+            return await streamed(client)
+        except openai.APIStatusError as refused:
+            return refused
+
+    outcomes = await asyncio.gather(*(one() for _ in range(20)))
+    served = [o for o in outcomes if isinstance(o, str)]
+    refused = [o for o in outcomes if not isinstance(o, str)]
+    assert served == [fresh_upstream.reply_text] * len(served)
+    assert 1 <= len(served) <= TPM // 100, len(served)  # each holds 100 + its prompt
+    for error in refused:
+        assert error.status_code == 429 and f"{TPM} tokens per minute" in error.message
+    records = await settled_usage(limits_db, user.user_id, len(served))
+    assert len(records) == len(served)
 
 
 async def test_while_redis_is_down_calls_are_answered_reserved_and_metered_redis(

@@ -1,8 +1,8 @@
 """The limiter's counters, the same behaviours in Redis and in process memory: RPM as a
-moving window, TPM as a fixed window counted from settled usage, calls in flight with a
-slot freed by its call or by its deadline, one atomic admission (a refused call takes no
-entry), and no thread per call in memory. End to end through the gateway process:
-tests/gateway/test_limits_e2e.py."""
+moving window, TPM as a fixed window counted as reserved and corrected at settlement,
+calls in flight with a slot freed by its call or by its deadline, one atomic admission
+(a refused call takes no entry), and no thread per call in memory. End to end through
+the gateway process: tests/gateway/test_limits_e2e.py."""
 
 from __future__ import annotations
 
@@ -70,6 +70,42 @@ async def test_tpm_counts_settled_tokens_and_refuses_once_the_minute_is_spent(
     refusal = await refused(limiter, user, plan)
     assert "100 tokens per minute" in refusal.message
     assert 1 <= refusal.retry_after <= 60
+
+
+async def test_tpm_counts_reserved_tokens_at_admission_and_corrects_them_at_settlement(
+    limiter: RateLimiter,
+) -> None:
+    """Calls in flight count toward TPM as reserved: a burst cannot take more than the
+    plan's tokens before any of its calls finish; settlement corrects to what was used."""
+    plan = PlanLimits(tpm=1000)
+    user = someone()
+    first = await limiter.admit(user, plan, DEADLINE)
+    await first.reserve_tokens(600)
+    second = await limiter.admit(user, plan, DEADLINE)  # 600 used: room is left
+    with pytest.raises(RateLimited) as caught:
+        await second.reserve_tokens(600)  # 1,200 would not fit
+    assert "1000 tokens per minute" in caught.value.message
+    assert 1 <= caught.value.retry_after <= 60
+    await second.release(refund=True)
+    await first.release(tokens=100)  # used 100 of its 600: the window holds 100
+    third = await limiter.admit(user, plan, DEADLINE)
+    await third.reserve_tokens(800)  # 900
+    await third.release()  # no answer: its 800 given back
+    fourth = await limiter.admit(user, plan, DEADLINE)
+    await fourth.reserve_tokens(900)  # 1,000: exactly the limit
+    await fourth.release(tokens=900)
+    assert "1000 tokens per minute" in (await refused(limiter, user, plan)).message
+
+
+async def test_one_call_larger_than_tpm_runs_alone_in_an_empty_window(
+    limiter: RateLimiter,
+) -> None:
+    plan = PlanLimits(tpm=100)
+    user = someone()
+    big = await limiter.admit(user, plan, DEADLINE)
+    await big.reserve_tokens(5000)
+    assert "100 tokens per minute" in (await refused(limiter, user, plan)).message
+    await big.release(tokens=5000)
 
 
 async def test_calls_in_flight_are_freed_by_their_call(limiter: RateLimiter) -> None:

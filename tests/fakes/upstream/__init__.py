@@ -35,6 +35,11 @@ Token accounting is deterministic, identical for every provider and endpoint:
 * completion tokens = words in ``reply_text`` (per choice: legacy completions answer
   each prompt of a list) + ``usage_extra["reasoning_tokens"]``.
 
+The reply is cut at the request's output cap (``max_tokens``, ``max_completion_tokens``,
+``max_output_tokens``, Gemini's ``maxOutputTokens``; one word per token) and its usage
+says so, as a provider stops there. ``usage_extra["image_tokens"]`` adds that many
+prompt tokens per image part (URL or inline), as providers bill images.
+
 ``usage_extra = {"cached_tokens": N, "reasoning_tokens": M}`` is reported the way
 each provider reports it: N of the prompt tokens were read from cache (OpenAI
 ``prompt_tokens_details.cached_tokens`` / Responses
@@ -45,7 +50,10 @@ included in ``completion_tokens``; Responses
 ``output_tokens_details.reasoning_tokens``, included in ``output_tokens``; Anthropic:
 included in ``output_tokens``; Gemini ``thoughtsTokenCount``, separate from
 ``candidatesTokenCount``). So LiteLLM should always see prompt = the word count
-formula and completion = reply words + M.
+formula and completion = reply words + M. On Anthropic, ``usage_extra``
+``cache_write_5m_tokens`` / ``cache_write_1h_tokens`` report prompt tokens written to
+the prompt cache (``cache_creation_input_tokens`` and its ``cache_creation`` split by
+lifetime, out of ``input_tokens``).
 
 Faults (``faults`` module): ``fail_next`` (provider error JSON), ``hang_next`` (no
 response headers), ``cut_stream_after`` (connection dropped mid-stream) and

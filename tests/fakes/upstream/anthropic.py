@@ -40,8 +40,8 @@ async def messages(up: UpstreamCore, request: Request) -> Response:
         return error_response("anthropic", 400, "max_tokens: Field required")
     if refused := await up.admit("anthropic", request, last_user_text(body["messages"])):
         return refused
-    usage = up.usage(count(anthropic_message_texts(body)))
-    reply = up.reply_text
+    usage = up.usage(count(anthropic_message_texts(body)), body=body)
+    reply = up.reply_for(body)
     message: dict[str, Any] = {
         "id": ANTHROPIC_ID,
         "type": "message",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from .faults import FaultsMixin
-from .tokens import Usage, words
+from .tokens import Usage, image_parts, output_cap, split_reply, words
 from .wire import DEFAULT_REPLY_TEXT, Provider
 
 if TYPE_CHECKING:
@@ -50,14 +50,41 @@ class UpstreamCore(FaultsMixin):
         with self._lock:
             self.requests.append(entry)
 
-    def usage(self, prompt_tokens: int, *, choices: int = 1) -> Usage:
-        """Usage for a reply of ``reply_text`` per choice plus the ``usage_extra`` tokens."""
+    def reply_for(self, body: dict[str, Any] | None) -> str:
+        """``reply_text``, cut at the request's output cap (in the fake's tokens: words), as
+        a provider stops at ``max_tokens``."""
+        cap = output_cap(body) if body is not None else None
+        if cap is None or words(self.reply_text) <= cap:
+            return self.reply_text
+        return "".join(split_reply(self.reply_text)[:cap])
+
+    def usage(
+        self,
+        prompt_tokens: int,
+        *,
+        choices: int = 1,
+        body: dict[str, Any] | None = None,
+        capped: bool = True,
+    ) -> Usage:
+        """Usage for a reply of ``reply_text`` per choice (cut at the request's output cap
+        when ``body`` is given and ``capped``) plus the ``usage_extra`` tokens; with
+        ``body``, ``usage_extra["image_tokens"]`` more prompt tokens per image part."""
         extra = self.usage_extra or {}
+        if body is not None:
+            prompt_tokens += image_parts(body) * int(extra.get("image_tokens", 0))
+        reply = self.reply_for(body) if capped else self.reply_text
+        cached = min(int(extra.get("cached_tokens", 0)), prompt_tokens)
+        write_1h = min(int(extra.get("cache_write_1h_tokens", 0)), prompt_tokens - cached)
+        write_5m = min(
+            int(extra.get("cache_write_5m_tokens", 0)), prompt_tokens - cached - write_1h
+        )
         return Usage(
             prompt=prompt_tokens,
-            completion=words(self.reply_text) * choices,
-            cached=min(int(extra.get("cached_tokens", 0)), prompt_tokens),
+            completion=words(reply) * choices,
+            cached=cached,
             reasoning=int(extra.get("reasoning_tokens", 0)),
+            cache_write_5m=write_5m,
+            cache_write_1h=write_1h,
         )
 
     async def pace(self) -> None:

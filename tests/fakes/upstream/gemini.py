@@ -37,8 +37,8 @@ async def generate(up: UpstreamCore, request: Request) -> Response:
         )
     if refused := await up.admit("gemini", request, last_user_text(body["contents"], key="parts")):
         return refused
-    usage = up.usage(count(gemini_message_texts(body)))
-    reply = up.reply_text
+    usage = up.usage(count(gemini_message_texts(body)), body=body)
+    reply = up.reply_for(body)
 
     def response(text: str, *, final: bool) -> dict[str, Any]:
         candidate: dict[str, Any] = {

@@ -2,7 +2,8 @@
 
 ``prompt`` is a string, a list of strings, a token array or a list of token arrays.
 Each prompt item gets its own choice (``index`` = item position), as the real
-endpoint does; ``n``, ``echo``, ``suffix``, ``logprobs`` and ``max_tokens`` are ignored.
+endpoint does; ``n``, ``echo``, ``suffix`` and ``logprobs`` are ignored; ``max_tokens``
+cuts each reply (as every fake provider does, ``UpstreamCore.reply_for``).
 
 Usage: prompt tokens = words (or ints of a token array) + 3 per prompt item;
 completion tokens = reply words x items + ``usage_extra["reasoning_tokens"]``;
@@ -47,8 +48,8 @@ async def completions(up: UpstreamCore, provider: Provider, request: Request) ->
         return refused
     openrouter = provider == "openrouter"
     prompt_tokens = sum(item_tokens(i) for i in items) + PER_MESSAGE_TOKENS * len(items)
-    usage = up.usage(prompt_tokens, choices=len(items))
-    reply = up.reply_text
+    usage = up.usage(prompt_tokens, choices=len(items), body=body)
+    reply = up.reply_for(body)
     base: dict[str, Any] = {
         "id": OPENROUTER_ID if openrouter else OPENAI_COMPLETION_ID,
         "object": "text_completion",

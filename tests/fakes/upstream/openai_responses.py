@@ -90,7 +90,7 @@ async def responses(up: UpstreamCore, provider: Provider, request: Request) -> R
     if refused := await up.admit(provider, request, _last_user_text(body)):
         return refused
 
-    usage = up.usage(count(input_texts(body)))
+    usage = up.usage(count(input_texts(body)), body=body, capped=False)  # capped below
     pieces = split_reply(up.reply_text)
     incomplete = False
     if limit is not None and usage.output > limit:

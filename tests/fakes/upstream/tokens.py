@@ -116,6 +116,32 @@ def item_text(item: str | list[int]) -> str:
     return item if isinstance(item, str) else " ".join(map(str, item))
 
 
+_IMAGE_TYPES = frozenset({"image_url", "image", "input_image"})
+_IMAGE_KEYS = frozenset({"inline_data", "inlineData", "file_data", "fileData"})  # Gemini parts
+_CAP_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens", "maxOutputTokens")
+
+
+def image_parts(value: Any) -> int:
+    """Image parts anywhere in a request body (OpenAI, Anthropic, Responses, Gemini)."""
+    if isinstance(value, list):
+        return sum(image_parts(item) for item in value)
+    if isinstance(value, dict):
+        own = value.get("type") in _IMAGE_TYPES or bool(_IMAGE_KEYS & value.keys())
+        return int(own) + sum(image_parts(item) for item in value.values())
+    return 0
+
+
+def output_cap(body: dict[str, Any]) -> int | None:
+    """The request's output cap: ``max_tokens`` & co., or Gemini's ``maxOutputTokens``."""
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    for source in (body, config):
+        for field in _CAP_FIELDS:
+            value = source.get(field) if isinstance(source, dict) else None
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
 def split_reply(text: str) -> list[str]:
     """Roughly one word per chunk; the chunks concatenate back to ``text`` exactly."""
     pieces = re.findall(r"\S+\s*", text)
@@ -132,6 +158,8 @@ class Usage:
     completion: int  # visible reply tokens (all choices)
     cached: int
     reasoning: int
+    cache_write_5m: int = 0  # prompt tokens written to a 5-minute / 1-hour cache
+    cache_write_1h: int = 0
 
     @property
     def output(self) -> int:
@@ -168,13 +196,20 @@ class Usage:
         }
 
     def anthropic(self, *, output_tokens: int | None = None) -> dict[str, Any]:
-        return {
-            "input_tokens": self.prompt - self.cached,
-            "cache_creation_input_tokens": 0,
+        written = self.cache_write_5m + self.cache_write_1h
+        usage: dict[str, Any] = {
+            "input_tokens": self.prompt - self.cached - written,
+            "cache_creation_input_tokens": written,
             "cache_read_input_tokens": self.cached,
             "output_tokens": self.output if output_tokens is None else output_tokens,
             "service_tier": "standard",
         }
+        if written:  # Anthropic's split by lifetime (priced 1.25x and 2x the input)
+            usage["cache_creation"] = {
+                "ephemeral_5m_input_tokens": self.cache_write_5m,
+                "ephemeral_1h_input_tokens": self.cache_write_1h,
+            }
+        return usage
 
     def gemini(self, *, final: bool = True) -> dict[str, Any]:
         meta: dict[str, Any] = {"promptTokenCount": self.prompt}
