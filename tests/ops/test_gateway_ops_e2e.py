@@ -216,7 +216,9 @@ async def test_metrics_count_calls_tokens_credits_and_refusals_with_bounded_labe
     async with httpx.AsyncClient(base_url=ops_gateway.url, timeout=5) as http:
         health, ready = await http.get("/healthz"), await http.get("/readyz")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
-    assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
+    report = ready.json()
+    assert (ready.status_code, report["status"], report["database"]) == (200, "ok", "ok")
+    assert report["breakers"]["database"]["state"] == "closed"
 
 
 async def test_sigterm_during_a_burst_of_streams_keeps_every_answered_calls_usage(
