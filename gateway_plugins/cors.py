@@ -10,9 +10,11 @@ from __future__ import annotations
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway_plugins.call import CALL_ID_HEADER
+
 __all__ = ["ApiCors"]
 
-_EXPOSED = ["x-litellm-call-id", "retry-after"]
+_EXPOSED = [CALL_ID_HEADER, "retry-after"]
 
 
 class ApiCors:

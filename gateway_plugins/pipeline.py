@@ -2,20 +2,18 @@
 
     authenticate + limit → validate → reserve → call LiteLLM → meter → settle → answer
 
-1. `auth`                      token → user (401/403)
-3. `rate_limits.RateLimiter`   RPM / TPM / calls in flight per plan (429)
-   (1 and 3 together in `admission.admit`: one Redis round trip for a cached token)
+1. `admission.admit`           token → user (401/403) and RPM / in flight per plan (429):
+                               `auth` + `rate_limits`, one Redis round trip for a cached token
 2. `validation.validate`       allow-listed, typed body (400, unknown model 404); a
-                               refusal here takes back the call's RPM entry and slot,
-                               as does a 503 the gateway's dependencies cause later
-4. `reservation.reserve`       estimated credits held in the database (402)
-5. `upstream.call`             the Router, under one deadline; a client leaving cancels
+                               refusal here takes back the call's RPM entry and slot
+3. `reservation.hold`          TPM counted (429) and estimated credits held (402)
+4. `upstream.call`             the Router, under one deadline; a client leaving cancels
                                nothing: the call runs on and is billed (docs/security.md)
-6. `metering`                  usage and price of what was answered
-7. `settlement.settle`         usage row + debit + release committed (or spooled)
-8. answer                      JSON body, or the stream's final event, only after 7
+5. `metering`                  usage and price of what was answered
+6. `settlement.settle`         usage row + debit + release committed (or spooled)
+7. answer                      JSON body, or the stream's final event, only after 6
 
-Refusals in steps 1–4 leave no usage row and hold nothing.
+Refusals in steps 1–3 leave no usage row and hold nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -41,9 +37,9 @@ from gateway_plugins import (
     token_counting,
     upstream,
 )
-from gateway_plugins.errors import ApiFormat, error_response, from_domain, service_unavailable
+from gateway_plugins.call import Call, api_of, call_id_header
+from gateway_plugins.errors import error_response, from_domain, service_unavailable
 from gateway_plugins.metering import Usage, finished_call, usage_cost_usd, usage_from
-from gateway_plugins.rate_limits import InFlightSlot
 from gateway_plugins.response_ids import with_public_response_id
 from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
@@ -59,38 +55,12 @@ from portal.credits.pricing import ModelPrice
 from portal.db.base import utcnow
 from portal.errors import GatewayError, ModelNotPriced, RateLimited, UnknownModel
 from portal.observability import context
-from portal.tokens.service import TokenIdentity
 from portal.usage.models import CallStatus
 from portal.usage.settlement import FinishedCall
 
-__all__ = ["Call", "handle"]
+__all__ = ["handle"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Call:
-    """One admitted call: who, what, what is held."""
-
-    call_id: str
-    kind: str
-    identity: TokenIdentity
-    request: ValidRequest
-    reserved_units: int
-    estimated_prompt_tokens: int
-    slot: InFlightSlot
-    started_at: datetime
-    upstream_since: float = 0.0  # time.time() when the Router was called
-    client_left: bool = False  # the client disconnected; the call runs on and is billed
-
-    @property
-    def api(self) -> ApiFormat:
-        return api_of(self.kind)
-
-
-def api_of(kind: str) -> ApiFormat:
-    """The error format of an endpoint: Anthropic's on /v1/messages, OpenAI's elsewhere."""
-    return "anthropic" if kind == "messages" else "openai"
 
 
 async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response | MeteredStream:
@@ -276,13 +246,6 @@ async def _no_answer(runtime: GatewayRuntime, call: Call, error: Exception | Non
         body = upstream.failure_body(failure)
     await _record_failure(runtime, call, failure.status, failure.kind)
     return error_response(body, call.api, call_id_header(call))
-
-
-CALL_ID_HEADER = "x-litellm-call-id"  # kept from the proxy days: clients match usage rows by it
-
-
-def call_id_header(call: Call) -> dict[str, str]:
-    return {CALL_ID_HEADER: call.call_id}
 
 
 async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind: str) -> None:

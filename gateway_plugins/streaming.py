@@ -23,11 +23,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from gateway_plugins import metrics
+from gateway_plugins.call import CALL_ID_HEADER, Call
 from gateway_plugins.errors import ErrorBody
 from gateway_plugins.litellm_bridge import deployment_of, group_of, model_id_of, upstream_failure
 from gateway_plugins.metering import finished_call, unreported_usage, usage_cost_usd
@@ -37,9 +38,6 @@ from gateway_plugins.stream_formats import RELAYS, Relay
 from gateway_plugins.token_counting import output_tokens
 from portal.db.base import utcnow
 from portal.usage.models import CallStatus
-
-if TYPE_CHECKING:
-    from gateway_plugins.pipeline import Call
 
 __all__ = ["SHUTDOWN", "MeteredStream", "settled", "uncancel"]
 
@@ -101,7 +99,7 @@ class MeteredStream:
 
         watcher = asyncio.create_task(watch())
         try:
-            headers = [*_HEADERS, (b"x-litellm-call-id", self.call.call_id.encode())]
+            headers = [*_HEADERS, (CALL_ID_HEADER.encode(), self.call.call_id.encode())]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await self._relay(send)
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -16,17 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 
 from gateway_plugins import metrics
+from gateway_plugins.call import Call
 from gateway_plugins.errors import ErrorBody
 from gateway_plugins.litellm_bridge import ROUTER_METHODS, UpstreamFailure
 from gateway_plugins.runtime import GatewayRuntime
-
-if TYPE_CHECKING:
-    from gateway_plugins.pipeline import Call
 
 __all__ = ["CLIENT_LEFT_LOG", "call", "failure_body", "open_stream"]
 
