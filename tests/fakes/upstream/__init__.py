@@ -35,6 +35,10 @@ Token accounting is deterministic, identical for every provider and endpoint:
 * completion tokens = words in ``reply_text`` (per choice: legacy completions answer
   each prompt of a list) + ``usage_extra["reasoning_tokens"]``.
 
+A chat completions prompt containing ``[reply with N words]`` is answered with N words
+instead of ``reply_text`` (streamed: N content chunks), so one fake serves short calls
+and long streams at once (``tokens.LONG_REPLY``).
+
 ``usage_extra = {"cached_tokens": N, "reasoning_tokens": M}`` is reported the way
 each provider reports it: N of the prompt tokens were read from cache (OpenAI
 ``prompt_tokens_details.cached_tokens`` / Responses

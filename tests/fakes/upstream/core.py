@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from .faults import FaultsMixin
-from .tokens import Usage, words
+from .tokens import LONG_REPLY, Usage, long_reply, words
 from .wire import DEFAULT_REPLY_TEXT, Provider
 
 if TYPE_CHECKING:
@@ -50,12 +50,23 @@ class UpstreamCore(FaultsMixin):
         with self._lock:
             self.requests.append(entry)
 
-    def usage(self, prompt_tokens: int, *, choices: int = 1) -> Usage:
-        """Usage for a reply of ``reply_text`` per choice plus the ``usage_extra`` tokens."""
+    def reply_for(self, prompt: str) -> str:
+        """``reply_text``, or N words when the prompt asks for them (``LONG_REPLY``): one
+        fake serves short calls and long streams side by side (bench, fairness tests)."""
+        asked = LONG_REPLY.search(prompt)
+        if asked is None:
+            return self.reply_text
+        return long_reply(int(asked.group(1)))
+
+    def usage(
+        self, prompt_tokens: int, *, choices: int = 1, reply: str | None = None
+    ) -> Usage:
+        """Usage for a reply of ``reply`` (default ``reply_text``) per choice plus the
+        ``usage_extra`` tokens."""
         extra = self.usage_extra or {}
         return Usage(
             prompt=prompt_tokens,
-            completion=words(self.reply_text) * choices,
+            completion=words(self.reply_text if reply is None else reply) * choices,
             cached=min(int(extra.get("cached_tokens", 0)), prompt_tokens),
             reasoning=int(extra.get("reasoning_tokens", 0)),
         )

@@ -61,9 +61,9 @@ async def chat_completions(up: UpstreamCore, provider: Provider, request: Reques
     model = str(body.get("model", ""))
     # ``n`` choices (plain calls), each the same reply; usage counts every choice.
     n = body.get("n") if isinstance(body.get("n"), int) and not body.get("stream") else 1
-    usage = up.usage(count(openai_message_texts(body)), choices=max(n, 1))
+    reply = up.reply_for(last_user_text(body["messages"]))
+    usage = up.usage(count(openai_message_texts(body)), choices=max(n, 1), reply=reply)
     openrouter = provider == "openrouter"
-    reply = up.reply_text
     created = int(time.time())
     base: dict[str, Any] = {"id": OPENROUTER_ID if openrouter else OPENAI_ID}
     if openrouter:
