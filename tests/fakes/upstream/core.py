@@ -58,9 +58,7 @@ class UpstreamCore(FaultsMixin):
             return self.reply_text
         return long_reply(int(asked.group(1)))
 
-    def usage(
-        self, prompt_tokens: int, *, choices: int = 1, reply: str | None = None
-    ) -> Usage:
+    def usage(self, prompt_tokens: int, *, choices: int = 1, reply: str | None = None) -> Usage:
         """Usage for a reply of ``reply`` (default ``reply_text``) per choice plus the
         ``usage_extra`` tokens."""
         extra = self.usage_extra or {}
