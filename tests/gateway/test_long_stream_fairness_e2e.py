@@ -10,8 +10,8 @@ shared machine hits both alike; then:
 
 1. no call waits long for the event loop: the gateway's own watchdog
    (`wfg_gateway_event_loop_wait_seconds`: the CPU of one round of the loop, so the
-   machine being busy elsewhere does not count) saw 99% of rounds within 20 ms and none
-   of 250 ms while the test ran; this is the main check, robust on a busy machine;
+   machine being busy elsewhere does not count) saw 95% of rounds within 10 ms, 99% within
+   50 ms and none of 250 ms while the test ran; the main check, robust on a busy machine;
 2. the short calls' p99 beside the streams stays within `P99_RATIO_LIMIT` of their p99
    alone, rounds pooled (compared as a ratio, never as absolute times); the loop
    thread's wait for a CPU (/proc schedstat) is printed beside it;
@@ -54,14 +54,16 @@ LONG_CHUNKS = 5_000
 ROUNDS = 3
 SHORT_CONNECTIONS = 2
 MIN_SAMPLES = 40  # short calls per window at least
-# Bucket bounds of loop_lag.WAIT: 99% of the loop's rounds take at most 20 ms of CPU, none
-# 250 ms (measured on a 2-core machine at load 11-19: ~97% within 5 ms, 99.5-99.8% within
-# 20 ms, the rest garbage collections of LiteLLM's kept chunks, 20-100 ms; before the
-# relay gave way: 94% within 20 ms, holds of 0.5-1 s).
-ROUND_P99_LIMIT_SECONDS = 0.02
+# Bucket bounds of loop_lag.WAIT: 95% of the loop's rounds take at most 10 ms of CPU, 99%
+# at most 50 ms, none 250 ms. Measured on a 2-core machine at load 7-19: 92-97% within
+# 5 ms, 98.2-99.1% within 10 ms, 99.8-100% within 50 ms, the longest being garbage
+# collections of LiteLLM's kept chunks (20-100 ms); before the relay gave way: 83-85%
+# within 5 ms, 89% within 10 ms, 96% within 50 ms, holds of 0.25-1 s.
+ROUND_P95_LIMIT_SECONDS = 0.01
+ROUND_P99_LIMIT_SECONDS = 0.05
 ROUND_MAX_SECONDS = 0.25
 # Short calls' p99 beside the streams ÷ alone. 2× is the aim; on this shared 2-core
-# machine at load 11-19 it measured 2.1-4.5× (44-52× before the relay gave way): a worker
+# machine at load 7-19 it measured 1.5-4.5× (11-52× before the relay gave way): a worker
 # busy all along gets the machine's cores later than an idle one (its loop thread's wait
 # for a CPU is printed), so the bound that holds there is 6×.
 P99_RATIO_LIMIT = 6.0
@@ -72,7 +74,7 @@ LONG = {
     "max_tokens": 4 * LONG_CHUNKS,
     "stream": True,
 }
-HELD_BUCKET = re.compile(
+WAIT_BUCKET = re.compile(
     r'^wfg_gateway_event_loop_wait_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.MULTILINE
 )
 
@@ -135,10 +137,10 @@ async def users(fair_gateway: RunningGateway) -> AsyncIterator[list[FundedUser]]
         await database.dispose()
 
 
-def held_counts(gateway: RunningGateway) -> dict[float, float]:
+def wait_counts(gateway: RunningGateway) -> dict[float, float]:
     """Cumulative watchdog samples per bucket bound (`le`)."""
     text = httpx.get(f"{gateway.url}/metrics", timeout=60).text
-    counts = {float(le): float(n) for le, n in HELD_BUCKET.findall(text)}
+    counts = {float(le): float(n) for le, n in WAIT_BUCKET.findall(text)}
     assert counts, "the gateway does not export wfg_gateway_event_loop_wait_seconds"
     return counts
 
@@ -255,7 +257,7 @@ async def test_two_long_streams_leave_short_calls_their_speed(
         alone: list[float] = []
         beside: list[float] = []
         cpu_alone, cpu_beside = CpuWait(pid), CpuWait(pid)
-        held_before = held_counts(fair_gateway)
+        wait_before = wait_counts(fair_gateway)
         for _ in range(ROUNDS):
             with cpu_beside.window():
                 latencies, delivered = await load.beside_two_long_streams()
@@ -263,11 +265,11 @@ async def test_two_long_streams_leave_short_calls_their_speed(
             beside += latencies
             with cpu_alone.window():
                 alone += await load.short_calls(max(MIN_SAMPLES, len(latencies)))
-        held_after = held_counts(fair_gateway)
+        wait_after = wait_counts(fair_gateway)
     finally:
         await load.client.aclose()
 
-    wait = {le: held_after[le] - held_before.get(le, 0) for le in held_after}
+    wait = {le: wait_after[le] - wait_before.get(le, 0) for le in wait_after}
     rounds = wait[float("inf")]
     summary = ", ".join(f"≤{le * 1000:g} ms: {n:.0f}" for le, n in sorted(wait.items()))
     ratio = p99(beside) / p99(alone)
@@ -278,6 +280,7 @@ async def test_two_long_streams_leave_short_calls_their_speed(
         f"{cpu_beside.stretch:.1f}×; loop rounds (CPU): {summary}"
     )
     assert rounds > 0
+    assert wait[ROUND_P95_LIMIT_SECONDS] >= 0.95 * rounds, f"loop rounds: {summary}"
     assert wait[ROUND_P99_LIMIT_SECONDS] >= 0.99 * rounds, f"loop rounds: {summary}"
     assert wait[ROUND_MAX_SECONDS] == rounds, f"loop rounds: {summary}"
     assert len(beside) >= MIN_SAMPLES, f"only {len(beside)} short calls beside the streams"
