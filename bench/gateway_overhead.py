@@ -38,6 +38,12 @@ import httpx
 import yaml
 
 from bench.loadgen import LoadResult, run_load
+from bench.long_streams import (
+    LongStream,
+    long_stream_json,
+    long_stream_lines,
+    long_stream_phase,
+)
 from bench.profile_summary import EVENT_LOOP, LAYERS, Profile, read_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,6 +355,7 @@ class Phase:
 class Run:
     args: argparse.Namespace
     phases: list[Phase] = field(default_factory=list)
+    long_streams: list[LongStream] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -364,8 +371,11 @@ def measure(
     requests: int,
     args: argparse.Namespace,
     round_: int = 0,
+    *,
+    body: dict[str, Any] | None = None,
+    connections: int | None = None,
 ) -> Phase:
-    body = STREAM if mode == "stream" else PLAIN
+    body = body or (STREAM if mode == "stream" else PLAIN)
     machine_before = machine_cpu()
     before = (cpu_seconds(server.pid), cpu_seconds(upstream_pid), _client_cpu())
     load = asyncio.run(
@@ -374,7 +384,7 @@ def measure(
             body,
             server.tokens,
             requests=requests,
-            connections=args.connections,
+            connections=connections or args.connections,
             max_seconds=args.phase_seconds,
         )
     )
@@ -541,6 +551,12 @@ def parse_args() -> argparse.Namespace:
     add("--profile", default="postgres,stock", help="targets to profile (sqlite, postgres, stock)")
     add("--profile-requests", type=int, default=500, help="per profiled target and mode")
     add("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    add(
+        "--long-stream-chunks",
+        type=int,
+        default=1000,
+        help="long-stream phase: content chunks per stream, CPU per chunk (0: skip it)",
+    )
     add("--json", type=Path, help="also write the figures here")
     add("--keep", action="store_true", help="keep the work dir (logs, raw profiles)")
     return parser.parse_args()
@@ -620,6 +636,10 @@ def report(run: Run, checks: list[str], profiles: list[Any], seconds: float, loa
             *ratios(run, round_),
             *a_b(run, round_),
         ]
+    if run.long_streams:
+        short = [p for p in run.phases if p.round == 0 and p.mode == "stream"]
+        lines += ["", f"## Long streams ({args.long_stream_chunks} chunks)", ""]
+        lines += long_stream_lines(run.long_streams, short, STOCK, FAKE)
     lines += ["", "## Usage records vs answered", "", *checks]
     lines += ["", "## Start-up", "", *(f"- {note}" for note in run.notes)]
     for name, mode, phase, summary in profiles:
@@ -655,7 +675,14 @@ def as_json(run: Run, checks: list[str], profiles: list[Any]) -> str:
         if summary
     }
     return json.dumps(
-        {"phases": phases, "notes": run.notes, "checks": checks, "profile_ms": shares}, indent=2
+        {
+            "phases": phases,
+            "long_streams": long_stream_json(run.long_streams),
+            "notes": run.notes,
+            "checks": checks,
+            "profile_ms": shares,
+        },
+        indent=2,
     )
 
 
@@ -710,6 +737,17 @@ def main() -> None:
                         + (f" ({phase.load.failure_summary()})" if phase.load.failures else ""),
                         flush=True,
                     )
+
+        if args.long_stream_chunks:
+
+            def measure_long(server: Server, body: dict[str, Any], n: int, conns: int) -> Phase:
+                return measure(
+                    server, upstream.pid, "long-stream", n, args, body=body, connections=conns
+                )
+
+            run.long_streams = long_stream_phase(
+                servers, MODEL, args.long_stream_chunks, measure_long
+            )
 
         profiles = []
         keys = {"sqlite": OURS_SQLITE, "postgres": OURS_PG, "stock": STOCK}

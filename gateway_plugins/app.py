@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway_plugins import background, litellm_bridge, metrics, pipeline, warmup
+from gateway_plugins import background, litellm_bridge, loop_lag, metrics, pipeline, warmup
 from gateway_plugins.auth import identify, presented_token
 from gateway_plugins.cors import ApiCors
 from gateway_plugins.count_tokens import count_tokens
@@ -188,7 +188,8 @@ def build_app(settings: Settings) -> Starlette:
         missing = sorted(runtime.config.prices.unpriced)
         if missing:
             log.error("models with no price are refused until priced: %s", ", ".join(missing))
-        jobs = background.start(runtime)
+        loop_lag.share_the_gil()
+        jobs = [*background.start(runtime), loop_lag.start()]
         if not litellm_bridge.run_request_setup_inline(asyncio.get_running_loop(), runtime.router):
             log.info("LiteLLM's request set-up runs in threads: a provider may do I/O there")
         warmup.import_lazy_modules()

@@ -15,6 +15,15 @@ stream ends, the call is settled exactly once, before anything else is sent:
 - the server shuts down past its graceful window (uvicorn cancels the request): the
   client gets the API's error event (`gateway_shutdown`), and the call is billed as a
   cut one before the process exits.
+
+Fair to the other calls on the worker: when the upstream is ahead of us, its chunks wait
+in the HTTP client's buffer and reading the next one does not suspend, so a long stream
+would relay a whole burst back to back, holding the event loop (every other call on the
+worker waits) for as long as that takes — seconds for a few thousand chunks. The relay
+gives the loop back once it has run `SLICE_SECONDS` without doing so, and gives way to the
+other calls while they keep the loop busy (`give_way`): a burst is relayed when the loop
+has nothing else to do, and the other calls' steps never wait for more than one slice of
+one stream (`loop_lag` measures how long a ready call waits).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,7 +49,7 @@ from gateway_plugins.token_counting import output_tokens
 from portal.db.base import utcnow
 from portal.usage.models import CallStatus
 
-__all__ = ["SHUTDOWN", "MeteredStream", "settled", "uncancel"]
+__all__ = ["SHUTDOWN", "SLICE_SECONDS", "MeteredStream", "give_way", "settled", "uncancel"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,9 @@ _HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+SLICE_SECONDS = 0.001  # longest a stream relays before letting the loop run other calls
+QUIET_ROUND_SECONDS = 0.0002  # a round of the loop this short: nothing else wants to run
+GIVE_WAY_ROUNDS = 8
 _CUT = ErrorBody(
     502,
     "The upstream provider closed the stream before it finished.",
@@ -125,10 +138,12 @@ class MeteredStream:
         call, relay = self.call, self.relay
         reading_on = False  # the client left: read on, send nothing, until `deadline`
         timer = asyncio.timeout(None)
+        clock = time.perf_counter
         try:
             async with timer:
                 iterator = aiter(self.stream)
                 expires = 0.0
+                slice_ends = clock() + SLICE_SECONDS
                 while True:
                     if call.client_left and not reading_on:
                         reading_on = True
@@ -149,6 +164,9 @@ class MeteredStream:
                             )
                         except OSError:  # the connection broke under a send
                             call.client_left = True
+                    if clock() >= slice_ends:  # a burst: let the other calls run
+                        await give_way()
+                        slice_ends = clock() + SLICE_SECONDS
         except TimeoutError:
             failure = _STALLED
         except Exception as exc:  # the upstream broke off mid-stream
@@ -225,6 +243,19 @@ class MeteredStream:
             return
         with contextlib.suppress(Exception):
             await settled(asyncio.ensure_future(close()))
+
+
+async def give_way() -> None:
+    """Step aside for one round of the loop, and again while the other calls keep it busy
+    (a round longer than `QUIET_ROUND_SECONDS`), at most `GIVE_WAY_ROUNDS` times: bulk
+    work runs when the loop is otherwise idle, and never starves (wall time, so a round
+    the machine stretched counts as busy: at worst a few more rounds stepped aside)."""
+    clock = time.perf_counter
+    for _ in range(GIVE_WAY_ROUNDS):
+        began = clock()
+        await asyncio.sleep(0)
+        if clock() - began < QUIET_ROUND_SECONDS:
+            return
 
 
 def uncancel() -> None:

@@ -357,6 +357,31 @@ def test_openai_wire_stream(upstream: FakeUpstream) -> None:
     assert text == DEFAULT_REPLY_TEXT
 
 
+def test_prompt_asks_for_a_long_streamed_reply(upstream: FakeUpstream) -> None:
+    """`[reply with N words]` in the prompt: N content chunks, usage counting them; other
+    calls at the same time keep `reply_text`."""
+    asked = "Write a lot. [reply with 1200 words]"
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": asked}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    headers = {"authorization": f"Bearer {upstream.api_key}"}
+    response = httpx.post(f"{upstream.url}/v1/chat/completions", json=body, headers=headers)
+
+    chunks = [json.loads(data) for _, data in _sse_payloads(response.text)[:-1]]
+    contents = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert len([piece for piece in contents if piece]) == 1200
+    assert chunks[-1]["usage"]["completion_tokens"] == 1200
+    short = httpx.post(
+        f"{upstream.url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES},
+        headers=headers,
+    ).json()
+    assert short["choices"][0]["message"]["content"] == DEFAULT_REPLY_TEXT
+
+
 def test_anthropic_wire_stream_and_headers(upstream: FakeUpstream) -> None:
     body = {"model": "claude-3-5-haiku-20241022", "max_tokens": 100, "messages": MESSAGES[1:]}
     headers = {"x-api-key": upstream.api_key, "anthropic-version": "2023-06-01"}

@@ -40,6 +40,10 @@ The reply is cut at the request's output cap (``max_tokens``, ``max_completion_t
 says so, as a provider stops there. ``usage_extra["image_tokens"]`` adds that many
 prompt tokens per image part (URL or inline), as providers bill images.
 
+A chat completions prompt containing ``[reply with N words]`` is answered with N words
+instead of ``reply_text`` (streamed: N content chunks), so one fake serves short calls
+and long streams at once (``tokens.LONG_REPLY``).
+
 ``usage_extra = {"cached_tokens": N, "reasoning_tokens": M}`` is reported the way
 each provider reports it: N of the prompt tokens were read from cache (OpenAI
 ``prompt_tokens_details.cached_tokens`` / Responses

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from .faults import FaultsMixin
-from .tokens import Usage, image_parts, output_cap, split_reply, words
+from .tokens import LONG_REPLY, Usage, image_parts, long_reply, output_cap, split_reply, words
 from .wire import DEFAULT_REPLY_TEXT, Provider
 
 if TYPE_CHECKING:
@@ -50,13 +50,20 @@ class UpstreamCore(FaultsMixin):
         with self._lock:
             self.requests.append(entry)
 
+    def full_reply(self, body: dict[str, Any] | None) -> str:
+        """``reply_text``, or N words when a chat prompt asks for them (``LONG_REPLY``): one
+        fake serves short calls and long streams side by side (bench, fairness tests)."""
+        asked = LONG_REPLY.search(str(body.get("messages", ""))) if body else None
+        return self.reply_text if asked is None else long_reply(int(asked.group(1)))
+
     def reply_for(self, body: dict[str, Any] | None) -> str:
-        """``reply_text``, cut at the request's output cap (in the fake's tokens: words), as
+        """`full_reply`, cut at the request's output cap (in the fake's tokens: words), as
         a provider stops at ``max_tokens``."""
+        reply = self.full_reply(body)
         cap = output_cap(body) if body is not None else None
-        if cap is None or words(self.reply_text) <= cap:
-            return self.reply_text
-        return "".join(split_reply(self.reply_text)[:cap])
+        if cap is None or words(reply) <= cap:
+            return reply
+        return "".join(split_reply(reply)[:cap])
 
     def usage(
         self,
@@ -72,7 +79,7 @@ class UpstreamCore(FaultsMixin):
         extra = self.usage_extra or {}
         if body is not None:
             prompt_tokens += image_parts(body) * int(extra.get("image_tokens", 0))
-        reply = self.reply_for(body) if capped else self.reply_text
+        reply = self.reply_for(body) if capped else self.full_reply(body)
         cached = min(int(extra.get("cached_tokens", 0)), prompt_tokens)
         write_1h = min(int(extra.get("cache_write_1h_tokens", 0)), prompt_tokens - cached)
         write_5m = min(

@@ -142,6 +142,16 @@ def output_cap(body: dict[str, Any]) -> int | None:
     return None
 
 
+LONG_REPLY = re.compile(r"\[reply with (\d{1,6}) words\]")
+"""A prompt containing ``[reply with N words]`` gets an N-word reply (chat completions),
+streamed as N content chunks: the fake serves short calls and long streams at once."""
+
+
+def long_reply(count: int) -> str:
+    """``count`` words (``word0 word1 …``: a few tokens each, like real prose)."""
+    return " ".join(f"word{i}" for i in range(count))
+
+
 def split_reply(text: str) -> list[str]:
     """Roughly one word per chunk; the chunks concatenate back to ``text`` exactly."""
     pieces = re.findall(r"\S+\s*", text)

@@ -1,0 +1,291 @@
+"""Long streams are fair (issue 21): two 5,000-chunk streams on a worker do not starve the
+other users' short calls on it.
+
+The fake upstream sends a long answer as fast as it can, so its chunks pile up in the
+gateway's HTTP client buffer and a relay that never gives the loop back would hold it for
+the whole burst (measured before: other users' p99 12 s with two such streams). Here one
+real gateway process (one worker, PostgreSQL + Redis) serves short plain calls alone and
+beside two 5,000-chunk streams, in alternating rounds so that a change of load on the
+shared machine hits both alike; then:
+
+1. no call waits long for the event loop: the gateway's own watchdog
+   (`wfg_gateway_event_loop_wait_seconds`: the CPU of one round of the loop, so the
+   machine being busy elsewhere does not count) saw 95% of rounds within 10 ms, 99% within
+   50 ms and none of 250 ms while the test ran; the main check, robust on a busy machine;
+2. the short calls' p99 beside the streams stays within `P99_RATIO_LIMIT` of their p99
+   alone, rounds pooled (compared as a ratio, never as absolute times); the loop
+   thread's wait for a CPU (/proc schedstat) is printed beside it;
+3. each long stream arrived whole (every chunk, then `[DONE]`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from portal.credits.units import credits_to_units
+from portal.db import open_database
+from portal.db.migrate import upgrade
+from portal.settings import PROJECT_ROOT
+from tests.fakes.upstream import FakeUpstream
+from tests.fixtures.gateway import (
+    FundedUser,
+    RunningGateway,
+    funded_user,
+    start_gateway,
+    stop_gateway,
+)
+from tests.fixtures.services import scratch_postgres_database
+
+pytestmark = [pytest.mark.gateway, pytest.mark.postgres, pytest.mark.redis]
+
+MODEL = "gpt-4.1-nano"
+LONG_CHUNKS = 5_000
+ROUNDS = 3
+SHORT_CONNECTIONS = 2
+MIN_SAMPLES = 40  # short calls per window at least
+# Bucket bounds of loop_lag.WAIT: 95% of the loop's rounds take at most 10 ms of CPU, 99%
+# at most 50 ms, none 250 ms. Measured on a 2-core machine at load 7-19: 92-98% within
+# 5 ms, 98.2-99.3% within 10 ms, 99.8-100% within 50 ms, the longest being garbage
+# collections of LiteLLM's kept chunks (20-100 ms); before the relay gave way: 72-85%
+# within 5 ms, 81-89% within 10 ms, 95-96% within 50 ms, holds of 0.25-1 s.
+ROUND_P95_LIMIT_SECONDS = 0.01
+ROUND_P99_LIMIT_SECONDS = 0.05
+ROUND_MAX_SECONDS = 0.25
+# Short calls' p99 beside the streams ÷ alone. 2× is the aim; on this shared 2-core
+# machine at load 7-19 it measured 1.5-4.5× (11-52× before the relay gave way): a worker
+# busy all along gets the machine's cores later than an idle one (its loop thread's wait
+# for a CPU is printed), so the bound that holds there is 6×.
+P99_RATIO_LIMIT = 6.0
+SHORT = {"model": MODEL, "messages": [{"role": "user", "content": "Hi there"}], "max_tokens": 16}
+LONG = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": f"Go on. [reply with {LONG_CHUNKS} words]"}],
+    "max_tokens": 4 * LONG_CHUNKS,
+    "stream": True,
+}
+WAIT_BUCKET = re.compile(
+    r'^wfg_gateway_event_loop_wait_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.MULTILINE
+)
+
+
+@pytest.fixture(scope="module")
+def own_process_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The fake upstream in a process of its own (`python -m tests.fakes.upstream`): in a
+    thread of this one it would take the GIL from the client measuring the latencies.
+    Yields the environment that points at it."""
+    log = tmp_path_factory.mktemp("fair-upstream") / "upstream.log"
+    with open(log, "wb") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.upstream"],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+    try:
+        assert process.stdout is not None
+        text = ""
+        while not text.rstrip().endswith("}"):  # it prints its environment, then serves
+            line = process.stdout.readline().decode()
+            assert line, f"the fake upstream did not start: {log.read_text()}"
+            text += line
+        yield json.loads(text)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def fair_gateway(
+    redis_url: str,
+    upstream: FakeUpstream,
+    own_process_upstream: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningGateway]:
+    with scratch_postgres_database("wfg_test_fair") as url:
+        upgrade(url)
+        running = start_gateway(
+            database_url=url,
+            upstream=upstream,  # not called: own_process_upstream's environment wins
+            work_dir=tmp_path_factory.mktemp("fair-gateway"),
+            extra_env={**own_process_upstream, "REDIS_URL": redis_url, "GATEWAY_WORKERS": "1"},
+        )
+        try:
+            yield running
+        finally:
+            stop_gateway(running)
+
+
+@pytest.fixture
+async def users(fair_gateway: RunningGateway) -> AsyncIterator[list[FundedUser]]:
+    database = open_database(fair_gateway.database_url)
+    try:
+        yield [await funded_user(database, units=credits_to_units("50")) for _ in range(8)]
+    finally:
+        await database.dispose()
+
+
+def wait_counts(gateway: RunningGateway) -> dict[float, float]:
+    """Cumulative watchdog samples per bucket bound (`le`)."""
+    text = httpx.get(f"{gateway.url}/metrics", timeout=60).text
+    counts = {float(le): float(n) for le, n in WAIT_BUCKET.findall(text)}
+    assert counts, "the gateway does not export wfg_gateway_event_loop_wait_seconds"
+    return counts
+
+
+class CpuWait:
+    """Time the gateway's event-loop thread ran and waited for a CPU (/proc schedstat),
+    summed over the windows measured: (ran + waited) ÷ ran is how much the machine
+    stretched the loop's work in them."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = Path(f"/proc/{pid}/task/{pid}/schedstat")
+        self.ran = self.waited = 0
+
+    def _read(self) -> tuple[int, int]:
+        ran, waited, _slices = self.path.read_text().split()
+        return int(ran), int(waited)
+
+    @contextlib.contextmanager
+    def window(self) -> Iterator[None]:
+        ran, waited = self._read()
+        yield
+        now_ran, now_waited = self._read()
+        self.ran += now_ran - ran
+        self.waited += now_waited - waited
+
+    @property
+    def stretch(self) -> float:
+        return (self.ran + self.waited) / self.ran if self.ran else 1.0
+
+
+def quantile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def p99(samples: list[float]) -> float:
+    return quantile(samples, 0.99)
+
+
+class Load:
+    def __init__(self, gateway: RunningGateway, users: list[FundedUser]) -> None:
+        self.url = f"{gateway.url}/v1/chat/completions"
+        self.users = users
+        self.sent = 0
+        self.client = httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=8))
+
+    def _headers(self) -> dict[str, str]:
+        self.sent += 1
+        return {"authorization": f"Bearer {self.users[self.sent % len(self.users)].token}"}
+
+    async def short_call(self) -> float:
+        started = time.perf_counter()
+        answer = await self.client.post(self.url, json=SHORT, headers=self._headers())
+        elapsed = time.perf_counter() - started
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"]
+        return elapsed
+
+    async def short_calls(self, count: int) -> list[float]:
+        latencies: list[float] = []
+
+        async def one_connection() -> None:
+            while len(latencies) < count:
+                latencies.append(await self.short_call())
+
+        await asyncio.gather(*(one_connection() for _ in range(SHORT_CONNECTIONS)))
+        return latencies
+
+    async def long_stream(self, started: asyncio.Event) -> int:
+        """Content chunks of one long stream, read to its end (which must be [DONE]);
+        counted once it has ended (parsing each event as it comes would take the client's
+        CPU from the short calls it times)."""
+        parts: list[bytes] = []
+        async with self.client.stream("POST", self.url, json=LONG, headers=self._headers()) as r:
+            assert r.status_code == 200
+            started.set()
+            async for part in r.aiter_bytes():
+                parts.append(part)
+        body = b"".join(parts)
+        assert body.endswith(b"data: [DONE]\n\n")
+        return body.count(b'"content":"word')
+
+    async def beside_two_long_streams(self) -> tuple[list[float], list[int]]:
+        """Short calls' latencies while both long streams run (those that ended while
+        both still ran), and the content chunks each stream delivered."""
+        began = [asyncio.Event(), asyncio.Event()]
+        streams = [asyncio.create_task(self.long_stream(event)) for event in began]
+        latencies: list[float] = []
+        try:
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in began)), timeout=120)
+
+            async def one_connection() -> None:
+                while not any(stream.done() for stream in streams):
+                    latency = await self.short_call()
+                    if not any(stream.done() for stream in streams):
+                        latencies.append(latency)
+
+            await asyncio.gather(*(one_connection() for _ in range(SHORT_CONNECTIONS)))
+            delivered = list(await asyncio.wait_for(asyncio.gather(*streams), timeout=600))
+        finally:
+            for stream in streams:
+                stream.cancel()
+        return latencies, delivered
+
+
+async def test_two_long_streams_leave_short_calls_their_speed(
+    fair_gateway: RunningGateway, users: list[FundedUser]
+) -> None:
+    load = Load(fair_gateway, users)
+    pid = fair_gateway.process.pid
+    try:
+        await load.short_calls(20)  # warm: connections, first-call work
+        await load.beside_two_long_streams()
+        alone: list[float] = []
+        beside: list[float] = []
+        cpu_alone, cpu_beside = CpuWait(pid), CpuWait(pid)
+        wait_before = wait_counts(fair_gateway)
+        for _ in range(ROUNDS):
+            with cpu_beside.window():
+                latencies, delivered = await load.beside_two_long_streams()
+            assert delivered == [LONG_CHUNKS, LONG_CHUNKS]
+            beside += latencies
+            with cpu_alone.window():
+                alone += await load.short_calls(max(MIN_SAMPLES, len(latencies)))
+        wait_after = wait_counts(fair_gateway)
+    finally:
+        await load.client.aclose()
+
+    wait = {le: wait_after[le] - wait_before.get(le, 0) for le in wait_after}
+    rounds = wait[float("inf")]
+    summary = ", ".join(f"≤{le * 1000:g} ms: {n:.0f}" for le, n in sorted(wait.items()))
+    ratio = p99(beside) / p99(alone)
+    print(
+        f"\nshort calls' p99 alone {p99(alone) * 1000:.0f} ms ({len(alone)} calls), beside two "
+        f"long streams {p99(beside) * 1000:.0f} ms ({len(beside)}), ratio {ratio:.2f}; the "
+        f"machine stretched the loop's thread {cpu_alone.stretch:.1f}× / "
+        f"{cpu_beside.stretch:.1f}×; loop rounds (CPU): {summary}"
+    )
+    assert rounds > 0
+    assert wait[ROUND_P95_LIMIT_SECONDS] >= 0.95 * rounds, f"loop rounds: {summary}"
+    assert wait[ROUND_P99_LIMIT_SECONDS] >= 0.99 * rounds, f"loop rounds: {summary}"
+    assert wait[ROUND_MAX_SECONDS] == rounds, f"loop rounds: {summary}"
+    assert len(beside) >= MIN_SAMPLES, f"only {len(beside)} short calls beside the streams"
+    assert ratio <= P99_RATIO_LIMIT, (
+        f"short calls' p99 {p99(beside) * 1000:.0f} ms beside two long streams vs "
+        f"{p99(alone) * 1000:.0f} ms alone ({ratio:.2f}×; {len(beside)} / {len(alone)} "
+        f"calls; loop rounds: {summary})"
+    )
