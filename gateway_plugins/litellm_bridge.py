@@ -188,6 +188,7 @@ LITELLM_SETTINGS_ALLOWED = frozenset(
         "suppress_debug_info",
     }
 )
+REPEATED_CHUNKS_ALLOWED = 2**62  # LiteLLM's `REPEATED_STREAMING_CHUNK_LIMIT`: never reached
 _FORCED_LITELLM_SETTINGS = {
     "turn_off_message_logging": True,
     "set_verbose": False,  # print()s request bodies
@@ -195,7 +196,19 @@ _FORCED_LITELLM_SETTINGS = {
     "json_logs": False,  # formats exceptions around our log scrubbing
 }
 # router_settings keys we own: an operator's value would undo a gateway guarantee.
-_ROUTER_KEYS_OWNED = frozenset({"allowed_fails_policy", "model_list"})
+_ROUTER_KEYS_OWNED = frozenset(
+    {"allowed_fails_policy", "model_list", "fallback_on_unsupported_params"}
+)
+# A request's own 400 (invalid, too long for the context window, refused by a content
+# policy) is answered as is, never sent on to a fallback, so no second provider receives
+# content the first refused: `fallback_on_unsupported_params=False` stops the generic
+# fallback on a provider's plain 400; a context-window or content-policy 400 would still
+# take the generic `fallbacks` unless its own list names targets, so those default to none
+# (an operator may still name some in config.yaml).
+_NO_FALLBACK_ON_OWN_400: dict[str, Any] = {
+    "context_window_fallbacks": [{"*": []}],
+    "content_policy_fallbacks": [{"*": []}],
+}
 
 
 _TOP_LEVEL = frozenset({"model_list", "router_settings", "litellm_settings", "workforce_gateway"})
@@ -241,6 +254,11 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
         if key in LITELLM_SETTINGS_ALLOWED:
             setattr(litellm, key, value)
     litellm.global_disable_no_log_param = True  # the first failure imports no proxy code
+    # LiteLLM's repeated-chunk guard ends a chat/text stream whose reply repeats one chunk
+    # 100 times as an InternalServerError, which counts toward the deployment's cooldown:
+    # one user's replies would move everyone's calls to the fallback. The output is capped
+    # (`max_tokens` = what is reserved) and billed to its caller, so the guard is off.
+    litellm.REPEATED_STREAMING_CHUNK_LIMIT = REPEATED_CHUNKS_ALLOWED  # type: ignore[attr-defined]
     litellm.callbacks = []
     litellm.success_callback = []
     litellm.failure_callback = []
@@ -371,7 +389,10 @@ def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str,
         info.setdefault("id", f"{entry['model_name']}#{index}")
         deployments.append({**entry, "model_info": info})
     router: Router = Router(
-        model_list=deployments, **dict(router_settings), allowed_fails_policy=COOLDOWN_POLICY
+        model_list=deployments,
+        **{**_NO_FALLBACK_ON_OWN_400, **router_settings},
+        allowed_fails_policy=COOLDOWN_POLICY,
+        fallback_on_unsupported_params=False,
     )
     return router
 
