@@ -21,7 +21,6 @@ import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import orjson
@@ -33,11 +32,9 @@ from portal.usage.models import CallStatus
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.gateway import (
     RunningGateway,
-    config_copy,
     eventually,
     funded_user,
-    migrated_sqlite_url,
-    start_gateway,
+    start_configured_gateway,
     stop_gateway,
 )
 from tests.gateway.support import settled_usage
@@ -52,18 +49,15 @@ CEILING = 90.0  # a generous ceiling: the machine is shared and busy
 def slow_gateway(
     upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
-    work_dir: Path = tmp_path_factory.mktemp("slow-clients-gateway")
     timeouts = {
         "header_seconds": HEADER_SECONDS,
         "body_seconds": BODY_SECONDS,
         "stream_idle_seconds": IDLE_SECONDS,
     }
-    config = config_copy(work_dir, {"workforce_gateway": {"timeouts": timeouts}})
-    running = start_gateway(
-        database_url=migrated_sqlite_url(work_dir),
-        upstream=upstream,
-        work_dir=work_dir,
-        extra_env={"WFG_CONFIG": str(config)},
+    running = start_configured_gateway(
+        upstream,
+        tmp_path_factory.mktemp("slow-clients-gateway"),
+        {"workforce_gateway": {"timeouts": timeouts}},
     )
     yield running
     stop_gateway(running)

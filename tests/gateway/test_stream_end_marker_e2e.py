@@ -36,59 +36,31 @@ pytestmark = [
 ]
 
 TEXT = "Tell me a story"
-CASES: list[tuple[str, str, dict[str, Any], list[bytes]]] = [
-    # (path, model, body, end markers the client must not get)
-    (
-        "/v1/chat/completions",
-        "gpt-4.1-nano",
-        {"messages": [{"role": "user", "content": TEXT}], "max_tokens": 50},
-        [b'"finish_reason"', b"[DONE]"],
-    ),
-    (
-        "/v1/chat/completions",
-        "claude-haiku-4-5",
-        {"messages": [{"role": "user", "content": TEXT}], "max_tokens": 50},
-        [b'"finish_reason"', b"[DONE]"],
-    ),
-    (
-        "/v1/chat/completions",
-        "gemini-2.5-flash",
-        {"messages": [{"role": "user", "content": TEXT}], "max_tokens": 50},
-        [b'"finish_reason"', b"[DONE]"],
-    ),
-    (
-        "/v1/completions",
-        "gpt-4.1-nano",
-        {"prompt": TEXT, "max_tokens": 50},
-        [b'"finish_reason"', b"[DONE]"],
-    ),
-    (
-        "/v1/messages",
-        "claude-haiku-4-5",
-        {"messages": [{"role": "user", "content": TEXT}], "max_tokens": 50},
-        [b"message_stop", b'"stop_reason":"end_turn"'],
-    ),
-    (
-        "/v1/messages",
-        "gpt-4.1-nano",
-        {"messages": [{"role": "user", "content": TEXT}], "max_tokens": 50},
-        [b"message_stop", b'"stop_reason":"end_turn"'],
-    ),
-    (
-        "/v1/responses",
-        "gpt-4.1-nano",
-        {"input": TEXT, "max_output_tokens": 50},
-        [b"response.completed"],
-    ),
-    (
-        "/v1/responses",
-        "claude-haiku-4-5",
-        {"input": TEXT, "max_output_tokens": 50},
-        [b"response.completed"],
-    ),
+MESSAGES = {"messages": [{"role": "user", "content": TEXT}], "max_tokens": 50}
+BODIES: dict[str, dict[str, Any]] = {
+    "/v1/chat/completions": MESSAGES,
+    "/v1/completions": {"prompt": TEXT, "max_tokens": 50},
+    "/v1/messages": MESSAGES,
+    "/v1/responses": {"input": TEXT, "max_output_tokens": 50},
+}
+# The end markers a client must not get, per endpoint.
+OPENAI_ENDS = [b'"finish_reason"', b"[DONE]"]
+MARKERS = {
+    "/v1/chat/completions": OPENAI_ENDS,
+    "/v1/completions": OPENAI_ENDS,
+    "/v1/messages": [b"message_stop", b'"stop_reason":"end_turn"'],
+    "/v1/responses": [b"response.completed"],
+}
+CASES = [
+    ("/v1/chat/completions", "gpt-4.1-nano"),
+    ("/v1/chat/completions", "claude-haiku-4-5"),
+    ("/v1/chat/completions", "gemini-2.5-flash"),
+    ("/v1/completions", "gpt-4.1-nano"),
+    ("/v1/messages", "claude-haiku-4-5"),
+    ("/v1/messages", "gpt-4.1-nano"),
+    ("/v1/responses", "gpt-4.1-nano"),
+    ("/v1/responses", "claude-haiku-4-5"),
 ]
-
-
 KNOWN_FAILING = {
     ("/v1/chat/completions", "gemini-2.5-flash"): "LiteLLM makes up finish_reason stop",
     ("/v1/responses", "claude-haiku-4-5"): "the Router restarts the stream on the fallback",
@@ -96,13 +68,13 @@ KNOWN_FAILING = {
 
 
 @pytest.mark.parametrize(
-    ("path", "model", "body", "markers"),
+    ("path", "model"),
     [
         pytest.param(
             *case,
-            id=f"{case[0]}-{case[1]}",
-            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILING[case[:2]])]
-            if case[:2] in KNOWN_FAILING
+            id="-".join(case),
+            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILING[case])]
+            if case in KNOWN_FAILING
             else [],
         )
         for case in CASES
@@ -111,8 +83,6 @@ KNOWN_FAILING = {
 async def test_a_stream_the_upstream_ends_without_its_end_marker_is_an_error(
     path: str,
     model: str,
-    body: dict[str, Any],
-    markers: list[bytes],
     gateway: RunningGateway,
     db: Database,
     make_user: MakeUser,
@@ -125,7 +95,7 @@ async def test_a_stream_the_upstream_ends_without_its_end_marker_is_an_error(
     async with httpx.AsyncClient(base_url=gateway.url, timeout=120) as http:
         answer = await http.post(
             path,
-            json={"model": model, "stream": True, **body},
+            json={"model": model, "stream": True, **BODIES[path]},
             headers={"authorization": f"Bearer {user.token}"},
         )
 
@@ -133,7 +103,7 @@ async def test_a_stream_the_upstream_ends_without_its_end_marker_is_an_error(
     text = answer.content
     assert b"once" in text  # what the upstream sent was relayed
     assert b"gateway" not in text  # the rest never came
-    for marker in markers:
+    for marker in MARKERS[path]:
         assert marker not in text, (marker, text[-600:])
     # The API's own error event: OpenAI-style `error` data, Anthropic/Responses `event: error`.
     assert b"upstream_stream_cut" in text or b"event: error" in text, text[-600:]
