@@ -17,7 +17,7 @@ from starlette.responses import Response
 from gateway_plugins import admission, litellm_bridge
 from gateway_plugins.errors import error_response, from_domain, service_unavailable
 from gateway_plugins.runtime import GatewayRuntime
-from gateway_plugins.validation import parse_body, read_body, validate
+from gateway_plugins.validation import closing, parse_body, read_body, validate
 from portal.errors import GatewayError, UnknownModel
 
 __all__ = ["count_tokens"]
@@ -33,7 +33,7 @@ async def count_tokens(runtime: GatewayRuntime, http: Request) -> Response:
         finally:
             await slot.release()
     except GatewayError as refused:
-        return error_response(from_domain(refused), "anthropic")
+        return error_response(from_domain(refused), "anthropic", closing(refused))
     except Exception as exc:
         log.error("token count failed: %s", type(exc).__name__)
         return error_response(service_unavailable("Token counting"), "anthropic")
@@ -41,7 +41,10 @@ async def count_tokens(runtime: GatewayRuntime, http: Request) -> Response:
 
 async def _count(runtime: GatewayRuntime, http: Request) -> Response:
     limits = runtime.config.plugin.limits
-    raw = await read_body(http.stream(), http.headers.get("content-length"), limits.max_body_bytes)
+    seconds = runtime.config.plugin.timeouts.body_seconds
+    raw = await read_body(
+        http.stream(), http.headers.get("content-length"), limits.max_body_bytes, seconds
+    )
     body = parse_body(raw)
     model = body.get("model")
     valid = validate(

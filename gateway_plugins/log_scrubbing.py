@@ -15,7 +15,11 @@ _TRUSTED_LOGGERS = ("portal", "gateway_plugins", "uvicorn", "httpx", "httpcore",
 
 
 def install_log_scrubbing() -> None:
-    """Wrap the global LogRecord factory once (covers handlers added later, too)."""
+    """Wrap the global LogRecord factory once (covers handlers added later, too). Python
+    warnings become log records of `py.warnings` (scrubbed like any other logger's): a
+    warning's text can quote content (pydantic's serialization warnings quote the value,
+    e.g. a reply's last characters) and was written to stderr as is."""
+    logging.captureWarnings(True)
     current = logging.getLogRecordFactory()
     if getattr(current, "_wfg_scrubbing", False):
         return

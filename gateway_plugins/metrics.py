@@ -29,6 +29,7 @@ __all__ = [
     "failed",
     "record_settled",
     "refused",
+    "slow_client",
     "upstream_started",
 ]
 
@@ -75,8 +76,14 @@ USAGE_WRITE_FAILURES = counter(
 USAGE_SPOOLED = counter(
     "wfg_gateway_usage_spooled_total", "Settlements written to the disk spool for later replay."
 )
+SLOW_CLIENTS = counter(
+    "wfg_gateway_slow_clients_total",
+    "Connections closed because the request's headers or body came too slowly.",
+    ("part",),
+)
 
 _models: frozenset[str] = frozenset()
+_PARTS = frozenset({"headers", "body"})
 _REFUSAL_REASONS = frozenset({"400", "401", "402", "403", "404", "429"})
 _OUTCOMES = frozenset(
     {"complete", "client_gone", "upstream_stream_cut", "upstream_timeout", "upstream_error"}
@@ -114,6 +121,11 @@ def answered(model: str, usage: Usage, upstream_since: float, outcome: str | Non
     TOKENS.labels(label, "out").inc(usage.completion)
     if outcome is not None:
         STREAM_ENDS.labels(bounded(outcome, _OUTCOMES)).inc()
+
+
+def slow_client(part: str) -> None:
+    """A connection closed for its headers (`sockets`) or body (`validation`) coming slowly."""
+    SLOW_CLIENTS.labels(bounded(part, _PARTS)).inc()
 
 
 def failed(model: str, status: int) -> None:

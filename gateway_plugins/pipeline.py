@@ -47,6 +47,7 @@ from gateway_plugins.streaming import SHUTDOWN, MeteredStream, settled, uncancel
 from gateway_plugins.validation import (
     InvalidRequest,
     ValidRequest,
+    closing,
     parse_body,
     read_body,
     validate,
@@ -71,7 +72,7 @@ async def handle(runtime: GatewayRuntime, http: Request, kind: str) -> Response 
     except GatewayError as refused:
         metrics.refused(refused.status_code, seen.get("model"))
         log.info("refused %s: %s", refused.status_code, refused.error_code)
-        return error_response(from_domain(refused), api)
+        return error_response(from_domain(refused), api, closing(refused))
     except Exception as exc:
         log.error("admission failed: %s", type(exc).__name__)
         return error_response(service_unavailable("The gateway"), api)
@@ -144,7 +145,10 @@ async def _validate(
     model's price covering its fallbacks, and its own."""
     settings = runtime.config.plugin
     raw = await read_body(
-        http.stream(), http.headers.get("content-length"), settings.limits.max_body_bytes
+        http.stream(),
+        http.headers.get("content-length"),
+        settings.limits.max_body_bytes,
+        settings.timeouts.body_seconds,
     )
     body = parse_body(raw)
     model = seen["model"] = body.get("model")

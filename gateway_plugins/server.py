@@ -60,9 +60,13 @@ def create_app() -> Any:
 
 
 def main() -> None:
+    import functools
+
     import uvicorn
 
+    from gateway_plugins.sockets import HeaderDeadline
     from portal.config.deployment import refuse_unsafe_production, shared_state_problems
+    from portal.config.loader import load_plugin_settings
     from portal.observability.logging import logging_config
     from portal.settings import get_settings
 
@@ -74,6 +78,7 @@ def main() -> None:
     for problem in shared_state_problems(settings):
         log.warning("%s", problem)
     _reset_metrics_directory()
+    plugin = load_plugin_settings(settings.config_path)
     uvicorn.run(
         "gateway_plugins.server:create_app",
         factory=True,
@@ -83,6 +88,11 @@ def main() -> None:
         timeout_graceful_shutdown=settings.gateway_graceful_seconds,
         log_level=settings.log_level,
         log_config=log_config,
+        # Slow or idle clients cannot hold sockets (docs/operations.md, "Slow clients").
+        # (uvicorn calls `http` with its own arguments: a partial of the class does.)
+        http=functools.partial(HeaderDeadline, header_seconds=plugin.timeouts.header_seconds),  # type: ignore[arg-type]
+        timeout_keep_alive=plugin.timeouts.keep_alive_seconds,
+        limit_concurrency=plugin.limits.max_connections,
     )
 
 

@@ -12,6 +12,8 @@ stream ends, the call is settled exactly once, before anything else is sent:
   for at most `timeouts.abandoned_read_seconds` (30 s by default) and never past the
   request deadline, so the upstream's own usage report settles it; without one it is
   billed the counted prompt plus the text the upstream sent, by the model's tokenizer;
+- the client stops reading (a send to it blocks for `timeouts.stream_idle_seconds`): as
+  gone, except that nothing is read on; the upstream is closed at once;
 - the server shuts down past its graceful window (uvicorn cancels the request): the
   client gets the API's error event (`gateway_shutdown`), and the call is billed as a
   cut one before the process exits.
@@ -103,6 +105,7 @@ class MeteredStream:
         self.relay: Relay = RELAYS[call.kind](call.request.client_wants_usage)
         self.model_id: str | None = None
         self._settling: asyncio.Future[None] | None = None
+        self.stopped_reading = False  # a send blocked for `stream_idle_seconds`
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         async def watch() -> None:  # the client leaving does not stop the relay: see _relay
@@ -115,7 +118,8 @@ class MeteredStream:
             headers = [*_HEADERS, (CALL_ID_HEADER.encode(), self.call.call_id.encode())]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await self._relay(send)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not self.stopped_reading:  # else uvicorn closes the connection unfinished
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             # Only the server cancels a request: a shutdown past its graceful window.
             uncancel()
@@ -137,6 +141,7 @@ class MeteredStream:
         failure: ErrorBody = _CUT
         call, relay = self.call, self.relay
         reading_on = False  # the client left: read on, send nothing, until `deadline`
+        sending = False
         timer = asyncio.timeout(None)
         clock = time.perf_counter
         try:
@@ -158,17 +163,21 @@ class MeteredStream:
                         break
                     frame = relay.feed(item)
                     if frame and not reading_on:
+                        sending = True
                         try:
                             await send(
                                 {"type": "http.response.body", "body": frame, "more_body": True}
                             )
                         except OSError:  # the connection broke under a send
                             call.client_left = True
+                        sending = False
                     if clock() >= slice_ends:  # a burst: let the other calls run
                         await give_way()
                         slice_ends = clock() + SLICE_SECONDS
         except TimeoutError:
             failure = _STALLED
+            if sending:  # the client stopped reading: treated as gone, the upstream closed
+                call.client_left = self.stopped_reading = True
         except Exception as exc:  # the upstream broke off mid-stream
             failure = _STALLED if timer.expired() or _timed_out(exc) else _CUT
         self.model_id = model_id_of(self.stream)

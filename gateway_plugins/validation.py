@@ -16,6 +16,8 @@ the table in docs/security.md, checked against this module by a test.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -23,23 +25,29 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
+from gateway_plugins import metrics
 from gateway_plugins.content_rules import checked_content
 from gateway_plugins.targets import Target
 from portal.errors import GatewayError
 
 __all__ = [
+    "BODY_TOO_SLOW_LOG",
     "DROPPED",
     "MAX_JSON_DEPTH",
     "REFUSED_BY_NAME",
     "REQUEST_MODELS",
+    "BodyTooSlow",
     "CountTokensRequest",
     "InvalidRequest",
     "ValidRequest",
+    "closing",
     "field_policy",
     "parse_body",
     "read_body",
     "validate",
 ]
+
+log = logging.getLogger(__name__)
 
 Number = Annotated[float, Field(strict=False)]
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
@@ -223,17 +231,42 @@ class ValidRequest:
     client_wants_usage: bool
 
 
-async def read_body(chunks: AsyncIterator[bytes], declared: str | None, max_bytes: int) -> bytes:
-    """The body, read no further than `max_bytes` (a huge upload is refused, not buffered)."""
+class BodyTooSlow(GatewayError):
+    """The body did not arrive within `timeouts.body_seconds`: 408, connection closed."""
+
+    status_code = 408
+    error_code = "body_timeout"
+
+
+def closing(refused: GatewayError) -> dict[str, str] | None:
+    """Response headers for a refusal: a body that came too slowly ends its connection
+    (the rest of it is never read)."""
+    return {"connection": "close"} if isinstance(refused, BodyTooSlow) else None
+
+
+BODY_TOO_SLOW_LOG = "closing a connection: request body not complete within %ss"
+
+
+async def read_body(
+    chunks: AsyncIterator[bytes], declared: str | None, max_bytes: int, seconds: float
+) -> bytes:
+    """The body, read no further than `max_bytes` (a huge upload is refused, not buffered)
+    and for no longer than `seconds` (a slow sender cannot hold a socket)."""
     too_large = InvalidRequest(f"The request body is larger than {max_bytes} bytes.")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise too_large
     parts, size = [], 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise too_large
+                parts.append(chunk)
+    except TimeoutError:
+        log.info(BODY_TOO_SLOW_LOG, seconds)
+        metrics.slow_client("body")
+        raise BodyTooSlow(f"The request body did not arrive within {seconds} s.") from None
     return b"".join(parts)
 
 

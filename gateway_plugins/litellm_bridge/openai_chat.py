@@ -6,9 +6,9 @@ read per call (`main._complete_custom_openai`); the gateway's process sets it at
 imported). OpenRouter, Anthropic and Gemini already take that handler. The SDK path
 builds the request and parses the answer twice over (httpx request, SDK model, LiteLLM's
 own). Seen against the fake upstream: an upstream 422 reaches the caller as 422 (the SDK
-path retried without the parameters the error named, then returned None: 502); after one
-upstream 500 the Router tries the fallback group rather than the same deployment again,
-and after a 401 the other way round. Figures: bench/RESULTS.md.
+path retried without the parameters the error named, then returned None: 502). On
+1.110.2 the Router retries an upstream 500 on the same deployment twice before the
+fallback group (4 upstream requests in all). Figures: bench/RESULTS.md.
 """
 
 from __future__ import annotations

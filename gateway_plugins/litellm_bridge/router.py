@@ -49,6 +49,18 @@ COOLDOWN_POLICY = AllowedFailsPolicy(
 )
 
 
+# A request's own 400 (invalid, too long for the context window, refused by a content
+# policy) is answered as is, never sent on to a fallback, so no second provider receives
+# content the first refused: `fallback_on_unsupported_params=False` stops the generic
+# fallback on a provider's plain 400; a context-window or content-policy 400 would still
+# take the generic `fallbacks` unless its own list names targets, so those default to none
+# (an operator may still name some in config.yaml).
+_NO_FALLBACK_ON_OWN_400: dict[str, Any] = {
+    "context_window_fallbacks": [{"*": []}],
+    "content_policy_fallbacks": [{"*": []}],
+}
+
+
 def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str, Any]) -> Router:
     """One Router for the process. Each deployment gets `<model_name>#<index>` as id when
     it has none, so logs name deployments the operator recognises."""
@@ -58,7 +70,10 @@ def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str,
         info.setdefault("id", f"{entry['model_name']}#{index}")
         deployments.append({**entry, "model_info": info})
     router: Router = Router(
-        model_list=deployments, **dict(router_settings), allowed_fails_policy=COOLDOWN_POLICY
+        model_list=deployments,
+        **{**_NO_FALLBACK_ON_OWN_400, **router_settings},
+        allowed_fails_policy=COOLDOWN_POLICY,
+        fallback_on_unsupported_params=False,
     )
     return router
 

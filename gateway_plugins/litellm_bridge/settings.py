@@ -31,6 +31,9 @@ __all__ = ["LITELLM_SETTINGS_ALLOWED", "apply_litellm_settings", "config_problem
 # the check of config.yaml's LiteLLM sections live in `portal.config.routing`, which the
 # config check runs without importing LiteLLM; the gateway runs the same check at start.
 config_problems = section_problems
+# LiteLLM's repeated-chunk guard counts a stream that repeats a chunk as the deployment's
+# failure: one user's streams could cool it down, or send others to the fallback. Off.
+REPEATED_CHUNKS_ALLOWED = 2**62  # `REPEATED_STREAMING_CHUNK_LIMIT`: never reached
 _FORCED_LITELLM_SETTINGS = {
     "turn_off_message_logging": True,
     "set_verbose": False,  # print()s request bodies
@@ -46,6 +49,7 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
         if key in LITELLM_SETTINGS_ALLOWED:
             setattr(litellm, key, value)
     litellm.global_disable_no_log_param = True  # the first failure imports no proxy code
+    litellm.REPEATED_STREAMING_CHUNK_LIMIT = REPEATED_CHUNKS_ALLOWED  # type: ignore[attr-defined]
     litellm.callbacks = []
     litellm.success_callback = []
     litellm.failure_callback = []

@@ -93,6 +93,9 @@ class LimitSettings(_Strict):
     text beyond 4,000,000 characters, and the reservation needs an exact count."""
     max_messages: int = Field(default=2_000, gt=0)
     """Most messages / input items one request may carry (refused with 400 beyond)."""
+    max_connections: int = Field(default=1_000, gt=0)
+    """Open connections (and requests in progress) per gateway worker; beyond it a new
+    request is answered 503 at once (uvicorn's `limit_concurrency`)."""
     plans: dict[str, PlanLimits] = {}
     """Rate limits keyed by `users.plan` (set by billing); shared by every gateway
     instance and worker through Redis (`gateway_plugins.rate_limits`)."""
@@ -130,6 +133,14 @@ class TimeoutSettings(_Strict):
     abandoned_read_seconds: int = Field(default=30, gt=0)
     """A stream whose client left is read on for at most this long (and never past the
     request deadline) to get the usage the upstream reports (`gateway_plugins.streaming`)."""
+    header_seconds: float = Field(default=10, gt=0)
+    """A request's headers must arrive within this of the connection opening (or of the
+    previous response on it), else the connection is closed (`gateway_plugins.sockets`)."""
+    body_seconds: float = Field(default=30, gt=0)
+    """A request's body must arrive within this once the gateway starts reading it, else
+    HTTP 408 and the connection is closed (`validation.read_body`)."""
+    keep_alive_seconds: int = Field(default=5, gt=0)
+    """An idle keep-alive connection is closed after this (uvicorn's `timeout_keep_alive`)."""
 
 
 class DependencySettings(_Strict):

@@ -183,6 +183,31 @@ def test_cut_stream_after_chunks(upstream: FakeUpstream, name: str) -> None:
     _eventually(lambda: upstream.streams_open == 0)
 
 
+@pytest.mark.parametrize("name", list(ENDPOINTS))
+def test_end_stream_after_chunks_closes_a_close_delimited_body_cleanly(
+    upstream: FakeUpstream, name: str
+) -> None:
+    endpoint = ENDPOINTS[name]
+    upstream.end_stream_after(2, count=2)
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST", upstream.url + endpoint.path, json=endpoint.body, headers=endpoint.headers
+        ) as response,
+    ):
+        headers = response.headers
+    assert headers.get("connection") == "close"
+    assert "transfer-encoding" not in headers and "content-length" not in headers
+
+    ended = _read_stream(upstream, endpoint)
+
+    assert ended.error is None  # an ordinary end of body, as far as HTTP can tell
+    assert ended.content_frames == 2
+    _assert_no_closing(ended, endpoint)
+    assert upstream.calls_served == 0
+    _eventually(lambda: upstream.streams_open == 0)
+
+
 @pytest.mark.parametrize("name", ["openai-chat", "anthropic", "openai-responses"])
 def test_cut_before_text_and_after_all_of_it(upstream: FakeUpstream, name: str) -> None:
     endpoint = ENDPOINTS[name]

@@ -366,6 +366,25 @@ async def test_no_canary_reaches_the_database_or_the_logs(
     assert_nothing_kept(canary, gateway, await database_dump(gateway.database_url))
 
 
+async def test_no_canary_in_a_python_warning_on_stderr(
+    gateway: RunningGateway, make_user: MakeUser, fresh_upstream: FakeUpstream
+) -> None:
+    """A Responses stream whose `content_part.done` part lacks `logprobs` made pydantic
+    write a UserWarning quoting the reply's last characters to the gateway's stderr
+    (captured with its logs; issue 19, on LiteLLM 1.108.5). On 1.110.2 that part parses
+    without a warning; warnings go through the log scrubbing either way
+    (`tests/unit/test_log_scrubbing.py` shows one withheld)."""
+    canary = new_canaries()
+    user = await make_user("10")
+    fresh_upstream.part_logprobs = False
+    for attempt in range(3):  # distinct replies: a warning is shown once per text
+        fresh_upstream.reply_text = f"The answer is {canary['reply']} number {attempt}"
+        answer = await responses_call(gateway, user.token, canary, stream=True)
+        assert canary["reply"] in answer
+    # (stderr is unbuffered and the warning is written while the stream is relayed.)
+    assert leaks(canary, gateway.logs()) == []
+
+
 async def test_no_canary_in_the_logs_at_debug_level(
     debug_gateway: RunningGateway, db: Database, make_user: MakeUser, fresh_upstream: FakeUpstream
 ) -> None:

@@ -32,12 +32,14 @@ async def test_fallback_after_a_failed_attempt_is_debited_once(
     gateway: RunningGateway, db: Database, make_user: MakeUser, fresh_upstream: FakeUpstream
 ) -> None:
     user = await make_user("1")
-    fresh_upstream.fail_next(400)  # gpt-4o-mini's deployment refuses; config falls back
+    # gpt-4o-mini's deployment fails, its retries too (500s: a request's own 400 never
+    # falls back, issue 19); config.yaml falls back to claude-haiku-4-5.
+    fresh_upstream.fail_next(500, count=3)
     answer = gateway.client(user.token).chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=MAX_TOKENS
     )
     assert answer.choices[0].message.content == fresh_upstream.reply_text
-    assert [r["provider"] for r in fresh_upstream.requests] == ["openai", "anthropic"]
+    assert [r["provider"] for r in fresh_upstream.requests] == ["openai"] * 3 + ["anthropic"]
 
     (record,) = await settled_usage(db, user.user_id, 1)
     assert record.status == CallStatus.SUCCESS

@@ -42,11 +42,9 @@ from tests.fixtures.gateway import (
     Closing,
     MakeUser,
     RunningGateway,
-    config_copy,
     eventually,
     funded_user,
-    migrated_sqlite_url,
-    start_gateway,
+    start_configured_gateway,
     stop_gateway,
 )
 from tests.gateway.accounting import debits_by_call
@@ -450,7 +448,8 @@ async def test_a_stream_dropped_before_its_first_byte_is_billed_the_upstreams_us
 def timeouts_gateway(
     upstream: FakeUpstream, work: Path, idle_seconds: float
 ) -> Iterator[RunningGateway]:
-    config = config_copy(
+    running = start_configured_gateway(
+        upstream,
         work,
         {
             "router_settings": {"timeout": ATTEMPT_SECONDS},
@@ -462,12 +461,6 @@ def timeouts_gateway(
                 }
             },
         },
-    )
-    running = start_gateway(
-        database_url=migrated_sqlite_url(work),
-        upstream=upstream,
-        work_dir=work,
-        extra_env={"WFG_CONFIG": str(config)},
     )
     yield running
     stop_gateway(running)

@@ -4,7 +4,9 @@ withheld once requests may arrive, and exception messages are withheld everywher
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +67,28 @@ def test_before_requests_arrive_litellm_warnings_keep_their_text(
     log_scrubbing.requests_may_arrive()
     later = formatted(record("LiteLLM", logging.WARNING, "upstream error: %s", CANARY))
     assert CANARY not in later
+
+
+WARNING_PROGRAM = f"""
+import logging, warnings
+from gateway_plugins import log_scrubbing
+logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
+log_scrubbing.install_log_scrubbing()
+log_scrubbing.requests_may_arrive()
+warnings.warn("Expected `list[Logprob]`: input_value='{CANARY}'", UserWarning, stacklevel=1)
+"""
+
+
+def test_a_python_warning_never_writes_content_to_stderr() -> None:
+    """pydantic's serialization warnings quote the value (a reply's last characters):
+    warnings are logged, so they go through the same scrubbing as every log line."""
+    done = subprocess.run(
+        [sys.executable, "-c", WARNING_PROGRAM],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert CANARY not in done.stderr + done.stdout
+    assert "WARNING py.warnings" in done.stderr and "withheld" in done.stderr

@@ -30,6 +30,8 @@ class UpstreamCore(FaultsMixin):
         self.usage_extra: dict[str, int] = {}
         self.chunk_delay = 0.0
         self.set_cookie: str | None = None  # a Set-Cookie value sent with every response
+        # False: a Responses stream's `content_part.done` part carries no `logprobs`.
+        self.part_logprobs = True
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -52,7 +52,7 @@ class ConnectionDropped(Exception):
 
 @dataclass(frozen=True)
 class _StreamFault:
-    kind: Literal["cut", "stall"]
+    kind: Literal["cut", "stall", "end"]
     chunks: int
 
 
@@ -124,6 +124,13 @@ class FaultsMixin:
         """Drop the connection of the next ``count`` streams after ``chunks`` text chunks."""
         self._arm_stream("cut", chunks, count)
 
+    def end_stream_after(self, chunks: int, count: int = 1) -> None:
+        """Answer the next ``count`` streams with a close-delimited body (no
+        ``Content-Length``, no chunked encoding, ``Connection: close``) that ends after
+        ``chunks`` text chunks: the connection is closed cleanly, so the client sees an
+        ordinary end of body, with no finish reason, usage or end event before it."""
+        self._arm_stream("end", chunks, count)
+
     def stall_stream_after(self, chunks: int, count: int = 1) -> None:
         """Send ``chunks`` text chunks of the next ``count`` streams, then nothing more.
 
@@ -146,7 +153,7 @@ class FaultsMixin:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _arm_stream(self, kind: Literal["cut", "stall"], chunks: int, count: int) -> None:
+    def _arm_stream(self, kind: Literal["cut", "stall", "end"], chunks: int, count: int) -> None:
         if chunks < 0:
             raise ValueError("chunks must be >= 0")
         with self._lock:
@@ -263,6 +270,8 @@ class FaultsMixin:
             fault = self._stream_faults.pop(0) if self._stream_faults else None
             generation = self._generation
         body = self._serve(request, frames, fault, generation)
+        if fault is not None and fault.kind == "end":
+            return _CloseDelimited(self, request, body, media_type)  # type: ignore[return-value]
         return StreamingResponse(body, media_type=media_type, headers=headers or SSE_HEADERS)
 
     async def _serve(
@@ -281,6 +290,8 @@ class FaultsMixin:
                 if fault is not None and (
                     closing or (kind is Kind.CONTENT and sent >= fault.chunks)
                 ):
+                    if fault.kind == "end":
+                        return  # `_CloseDelimited` closes the connection cleanly
                     if fault.kind == "stall":
                         # Cancelled by Starlette when the client disconnects.
                         await self._released(generation)
@@ -308,16 +319,45 @@ class FaultsMixin:
 
     def _drop_connection(self, request: Request) -> bool:
         """Close the socket of ``request``'s connection; False if it cannot be found."""
+        transport = self._transport_of(request)
+        if transport is None:
+            return False
+        transport.close()
+        return True
+
+    def _transport_of(self, request: Request) -> asyncio.Transport | None:
         server, client = self._server, request.scope.get("client")
         if server is None or not client:
-            return False
+            return None
         for connection in list(server.server_state.connections):
             if getattr(connection, "client", None) == tuple(client):
                 transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.close()
-                    return True
-        return False
+                return transport if isinstance(transport, asyncio.Transport) else None
+        return None
+
+
+class _CloseDelimited:
+    """A 200 response written straight to the socket, its body delimited by the
+    connection's close (HTTP/1.1 allows it with ``Connection: close``), as some proxies
+    and servers send event streams; uvicorn itself always uses chunked encoding."""
+
+    def __init__(
+        self, up: FaultsMixin, request: Request, body: AsyncIterator[bytes], media_type: str
+    ) -> None:
+        self.up, self.request, self.body, self.media_type = up, request, body, media_type
+
+    async def __call__(self, scope: object, receive: object, send: object) -> None:
+        transport = self.up._transport_of(self.request)
+        if transport is None:
+            raise ConnectionDropped("no connection to answer on")
+        transport.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: " + self.media_type.encode() + b"\r\n"
+            b"cache-control: no-cache\r\nconnection: close\r\n\r\n"
+        )
+        async for data in self.body:
+            transport.write(data)
+        transport.close()  # after the buffered bytes are written: a clean end of body
+        await _disconnected(self.request)
 
 
 async def _disconnected(request: Request) -> None:

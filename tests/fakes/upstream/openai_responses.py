@@ -184,7 +184,10 @@ async def responses(up: UpstreamCore, provider: Provider, request: Request) -> R
             )
         await up.pace()
         yield event(Kind.TAIL, "response.output_text.done", **at_part, text=text, logprobs=[])
-        yield event(Kind.TAIL, "response.content_part.done", **at_part, part=part(text))
+        done_part = part(text)
+        if not up.part_logprobs:  # as some OpenAI-compatible servers send it
+            del done_part["logprobs"]
+        yield event(Kind.TAIL, "response.content_part.done", **at_part, part=done_part)
         done = message(status, [part(text)])
         yield event(Kind.TAIL, "response.output_item.done", output_index=index, item=done)
         yield event(Kind.LAST, f"response.{status}", response=response_object(status, final_output))

@@ -146,6 +146,7 @@ class FakeUpstream(UpstreamCore):
             self.usage_extra = {}
             self.chunk_delay = 0.0
             self.set_cookie = None
+            self.part_logprobs = True
 
     # ------------------------------------------------------------------ routes
 
