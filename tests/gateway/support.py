@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
+from typing import Any
 
 from sqlalchemy import select
 
@@ -119,3 +120,19 @@ def expected_units(model: str, prompt_tokens: int, completion_tokens: int) -> in
     price = gateway_config().prices.price_of(model)
     assert price is not None, f"{model} has no price in config.yaml / LiteLLM's cost map"
     return usd_units(price.cost_usd(prompt_tokens, completion_tokens))
+
+
+STREAM_PATHS = {
+    "chat": "/v1/chat/completions",
+    "messages": "/v1/messages",
+    "responses": "/v1/responses",
+}
+
+
+def stream_request(api: str, model: str, prompt: str, max_tokens: int = 400) -> dict[str, Any]:
+    """The JSON body of a streamed call on `api` (chat, messages or responses), capped at
+    `max_tokens` output tokens, for tests that read the raw SSE bytes."""
+    if api == "responses":
+        return {"model": model, "input": prompt, "max_output_tokens": max_tokens, "stream": True}
+    messages = [{"role": "user", "content": prompt}]
+    return {"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True}

@@ -27,11 +27,13 @@ from portal.usage.models import CallStatus
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.gateway import MakeUser, RunningGateway, eventually
 from tests.gateway.support import (
+    STREAM_PATHS,
     expected_units,
     fake_prompt_tokens,
     gateway_config,
     money,
     settled_usage,
+    stream_request,
 )
 
 pytestmark = pytest.mark.gateway
@@ -40,13 +42,6 @@ PROMPT = "Tell me a long story"
 FUNDING = 10**9
 # ~1 token per character with OpenAI's tokenizers, so characters ÷ 4 bills a quarter.
 CJK_WORDS = [f"長い物語の第{i}章です" for i in range(40)]
-PATHS = {"chat": "/v1/chat/completions", "responses": "/v1/responses"}
-
-
-def stream_body(api: str, model: str, **extra: Any) -> dict[str, Any]:
-    if api == "responses":
-        return {"model": model, "input": PROMPT, "stream": True, **extra}
-    return {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True}
 
 
 async def read_pieces_then_leave(gateway: RunningGateway, token: str, api: str) -> None:
@@ -55,9 +50,8 @@ async def read_pieces_then_leave(gateway: RunningGateway, token: str, api: str) 
         httpx.AsyncClient(base_url=gateway.url, timeout=60) as client,
         client.stream(
             "POST",
-            PATHS[api],
-            json=stream_body(api, "gpt-4.1-nano", max_output_tokens=400)
-            | ({} if api == "responses" else {"max_tokens": 400}),
+            STREAM_PATHS[api],
+            json=stream_request(api, "gpt-4.1-nano", PROMPT),
             headers={"Authorization": f"Bearer {token}"},
         ) as response,
     ):
@@ -117,8 +111,8 @@ async def test_a_responses_stream_ending_incomplete_settles_from_its_reported_us
         httpx.AsyncClient(base_url=gateway.url, timeout=60) as client,
         client.stream(
             "POST",
-            PATHS["responses"],
-            json=stream_body("responses", "gpt-4.1-nano", max_output_tokens=cap),
+            STREAM_PATHS["responses"],
+            json=stream_request("responses", "gpt-4.1-nano", PROMPT, max_tokens=cap),
             headers={"Authorization": f"Bearer {user.token}"},
         ) as response,
     ):

@@ -49,11 +49,13 @@ from tests.fixtures.gateway import (
 )
 from tests.gateway.accounting import debits_by_call
 from tests.gateway.support import (
+    STREAM_PATHS,
     expected_units,
     fake_completion_tokens,
     fake_prompt_tokens,
     money,
     settled_usage,
+    stream_request,
 )
 
 pytestmark = pytest.mark.gateway
@@ -182,32 +184,14 @@ CUT = {"chat": "upstream_stream_cut", "messages": "api_error", "responses": "ups
 STALLED = {"chat": "upstream_timeout", "messages": "timeout_error", "responses": "upstream_timeout"}
 
 
-RAW_PATHS = {
-    "chat": "/v1/chat/completions",
-    "messages": "/v1/messages",
-    "responses": "/v1/responses",
-}
-
-
-def raw_body(api: str) -> dict[str, Any]:
-    if api == "responses":
-        return {"model": MODELS[api], "input": PROMPT, "max_output_tokens": 400, "stream": True}
-    return {
-        "model": MODELS[api],
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": 400,
-        "stream": True,
-    }
-
-
 async def raw_stream(gateway: RunningGateway, token: str, api: str) -> bytes:
     """Every byte of a streamed answer, as sent (no SDK in between)."""
     async with (
         httpx.AsyncClient(base_url=gateway.url, timeout=60) as client,
         client.stream(
             "POST",
-            RAW_PATHS[api],
-            json=raw_body(api),
+            STREAM_PATHS[api],
+            json=stream_request(api, MODELS[api], PROMPT),
             headers={"Authorization": f"Bearer {token}"},
         ) as response,
     ):
