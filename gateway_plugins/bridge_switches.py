@@ -23,7 +23,6 @@ SPEED_PATCHES = frozenset(
         "run_request_setup_inline",
         "build_each_stream_once",
         "chat_without_openai_sdk",
-        "drop_litellm_access_log_filters",
     }
 )
 

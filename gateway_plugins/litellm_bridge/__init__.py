@@ -23,7 +23,6 @@ app's lifespan for `request_setup`); the speed ones can be left out for an A/B
 - `litellm_pricing`          LiteLLM's own pricing of each response skipped (speed)
 - `request_setup`            each call's request set-up in the loop's thread (speed)
 - `stream_build`             each stream's answer built once (speed)
-- `access_log`               LiteLLM's access-log filters removed (speed)
 - `cookies`                  upstream clients keep no cookie (a defect: shared clients)
 - `text_completion_clients`  one client per key for text completions (a defect: a new
                              connection per call, sessions leaked)

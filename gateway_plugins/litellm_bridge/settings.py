@@ -17,7 +17,6 @@ from typing import Any
 import litellm
 
 from gateway_plugins.bridge_switches import without
-from gateway_plugins.litellm_bridge.access_log import drop_litellm_access_log_filters
 from gateway_plugins.litellm_bridge.cookies import keep_no_upstream_cookies
 from gateway_plugins.litellm_bridge.litellm_pricing import skip_litellm_pricing
 from gateway_plugins.litellm_bridge.stream_build import build_each_stream_once
@@ -59,8 +58,6 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
         skip_success_logging()
     if not without("skip_litellm_pricing"):
         skip_litellm_pricing()
-    if not without("drop_litellm_access_log_filters"):
-        drop_litellm_access_log_filters()
     keep_no_upstream_cookies()
     keep_text_completion_clients()
     if not without("build_each_stream_once"):

@@ -9,10 +9,9 @@ import subprocess
 from tests.gateway.litellm_pins.support import run_python
 
 _PATCHES_IN_PLACE = """
-import asyncio, logging
+import asyncio
 from gateway_plugins.server import prepare_environment
 prepare_environment()
-from litellm import _logging
 from litellm.litellm_core_utils import streaming_handler
 from litellm.litellm_core_utils.litellm_logging import Logging
 from gateway_plugins import litellm_bridge
@@ -22,11 +21,7 @@ litellm_bridge.apply_litellm_settings({})
 built = litellm_bridge.build_router(
     [{"model_name": "m", "litellm_params": {"model": "openai/gpt-4.1-nano", "api_key": "k"}}], {}
 )
-access = logging.getLogger("uvicorn.access").filters
 in_place = {
-    "drop_litellm_access_log_filters": not any(
-        isinstance(f, _logging.AccessLogPathFilter) for f in access
-    ),
     "skip_success_logging": Logging.success_handler is success_logging._no_success_log,
     "skip_litellm_pricing": Logging.response_cost_calculator is litellm_pricing._no_response_cost,
     "build_each_stream_once": streaming_handler.asyncify is stream_build._stream_builds_once,
@@ -51,7 +46,6 @@ def test_the_named_speed_patches_are_left_out_and_the_others_stay() -> None:
     done = _run("build_each_stream_once, chat_without_openai_sdk")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [
-        "drop_litellm_access_log_filters",
         "run_request_setup_inline",
         "skip_litellm_pricing",
         "skip_success_logging",
