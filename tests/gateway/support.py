@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 
 from portal.credits import ledger
@@ -27,6 +30,7 @@ from portal.db import Database
 from portal.settings import PROJECT_ROOT
 from portal.usage.models import UsageRecord
 from portal.usage.service import list_usage
+from tests.fixtures.gateway import RunningGateway
 
 __all__ = [
     "Money",
@@ -136,3 +140,18 @@ def stream_request(api: str, model: str, prompt: str, max_tokens: int = 400) -> 
         return {"model": model, "input": prompt, "max_output_tokens": max_tokens, "stream": True}
     messages = [{"role": "user", "content": prompt}]
     return {"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True}
+
+
+@contextlib.asynccontextmanager
+async def streamed_response(
+    gateway: RunningGateway, token: str, api: str, body: dict[str, Any]
+) -> AsyncIterator[httpx.Response]:
+    """The raw HTTP response of a streamed call on `api` (no SDK in between), open until
+    the block ends: leaving the block early closes the connection, as a client leaving."""
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=60) as client,
+        client.stream(
+            "POST", STREAM_PATHS[api], json=body, headers={"Authorization": f"Bearer {token}"}
+        ) as response,
+    ):
+        yield response

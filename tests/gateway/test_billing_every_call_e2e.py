@@ -27,13 +27,13 @@ from portal.usage.models import CallStatus
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.gateway import MakeUser, RunningGateway, eventually
 from tests.gateway.support import (
-    STREAM_PATHS,
     expected_units,
     fake_prompt_tokens,
     gateway_config,
     money,
     settled_usage,
     stream_request,
+    streamed_response,
 )
 
 pytestmark = pytest.mark.gateway
@@ -46,15 +46,8 @@ CJK_WORDS = [f"長い物語の第{i}章です" for i in range(40)]
 
 async def read_pieces_then_leave(gateway: RunningGateway, token: str, api: str) -> None:
     """Open a raw stream, read until two text deltas arrived, close the connection."""
-    async with (
-        httpx.AsyncClient(base_url=gateway.url, timeout=60) as client,
-        client.stream(
-            "POST",
-            STREAM_PATHS[api],
-            json=stream_request(api, "gpt-4.1-nano", PROMPT),
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response,
-    ):
+    body = stream_request(api, "gpt-4.1-nano", PROMPT)
+    async with streamed_response(gateway, token, api, body) as response:
         assert response.status_code == 200
         seen = 0
         async for line in response.aiter_lines():
@@ -107,15 +100,8 @@ async def test_a_responses_stream_ending_incomplete_settles_from_its_reported_us
     user = await make_user("1")
     cap = 20  # the fake stops at 20 output tokens: response.incomplete, usage reported
 
-    async with (
-        httpx.AsyncClient(base_url=gateway.url, timeout=60) as client,
-        client.stream(
-            "POST",
-            STREAM_PATHS["responses"],
-            json=stream_request("responses", "gpt-4.1-nano", PROMPT, max_tokens=cap),
-            headers={"Authorization": f"Bearer {user.token}"},
-        ) as response,
-    ):
+    body = stream_request("responses", "gpt-4.1-nano", PROMPT, max_tokens=cap)
+    async with streamed_response(gateway, user.token, "responses", body) as response:
         raw = b"".join([chunk async for chunk in response.aiter_bytes()])
 
     last = raw.strip().split(b"\n\n")[-1]

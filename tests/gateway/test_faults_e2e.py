@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx
 import openai
 import orjson
 import pytest
@@ -49,13 +48,13 @@ from tests.fixtures.gateway import (
 )
 from tests.gateway.accounting import debits_by_call
 from tests.gateway.support import (
-    STREAM_PATHS,
     expected_units,
     fake_completion_tokens,
     fake_prompt_tokens,
     money,
     settled_usage,
     stream_request,
+    streamed_response,
 )
 
 pytestmark = pytest.mark.gateway
@@ -186,15 +185,8 @@ STALLED = {"chat": "upstream_timeout", "messages": "timeout_error", "responses":
 
 async def raw_stream(gateway: RunningGateway, token: str, api: str) -> bytes:
     """Every byte of a streamed answer, as sent (no SDK in between)."""
-    async with (
-        httpx.AsyncClient(base_url=gateway.url, timeout=60) as client,
-        client.stream(
-            "POST",
-            STREAM_PATHS[api],
-            json=stream_request(api, MODELS[api], PROMPT),
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response,
-    ):
+    body = stream_request(api, MODELS[api], PROMPT)
+    async with streamed_response(gateway, token, api, body) as response:
         assert response.status_code == 200
         return b"".join([chunk async for chunk in response.aiter_bytes()])
 
