@@ -6,7 +6,9 @@ at all) stays open for good, each one a socket and a file descriptor (1,000 such
 sockets stayed open 70 s+). `HeaderDeadline` is uvicorn's own HTTP protocol with one: the
 headers of each request must be complete within `timeouts.header_seconds` of the
 connection opening or of the previous response ending, else the connection is closed
-and logged (`HEADERS_TOO_SLOW_LOG`) and counted (`gateway_slow_clients_total`).
+and logged (`HEADERS_TOO_SLOW_LOG`) and counted (`gateway_slow_clients_total`). What it
+relies on in uvicorn (the four hooked methods, the constructor's arguments) is pinned by
+`tests/gateway/test_uvicorn_reliance.py`.
 
 The body is the app's: `validation.read_body` reads it under `timeouts.body_seconds`
 and answers 408 with `Connection: close` when it passes.
