@@ -7,7 +7,9 @@ stream ends, the call is settled exactly once, before anything else is sent:
 
 - the upstream finished: usage as reported, then the held final event(s);
 - the upstream closed early, stalled, or failed mid-stream: billed for what was
-  delivered, then an error event in the API's own format (no `[DONE]`);
+  delivered, then an error event in the API's own format (no `[DONE]`); once a frame was
+  relayed, the Router may not retry it or hand it to a fallback (the client would get the
+  start of the answer twice, and a second provider the content);
 - the client left: the upstream stream is read on (nothing more is sent) until it ends,
   for at most `timeouts.abandoned_read_seconds` (30 s by default) and never past the
   request deadline, so the upstream's own usage report settles it; without one it is
@@ -42,7 +44,13 @@ import httpx
 from gateway_plugins import metrics
 from gateway_plugins.call import CALL_ID_HEADER, Call
 from gateway_plugins.errors import ErrorBody
-from gateway_plugins.litellm_bridge import deployment_of, group_of, model_id_of, upstream_failure
+from gateway_plugins.litellm_bridge import (
+    deployment_of,
+    group_of,
+    model_id_of,
+    stream_delivered,
+    upstream_failure,
+)
 from gateway_plugins.metering import finished_call, unreported_usage, usage_cost_usd
 from gateway_plugins.runtime import GatewayRuntime
 from gateway_plugins.settlement import settle
@@ -87,6 +95,14 @@ def _timed_out(error: BaseException) -> bool:
     if isinstance(error, httpx.TimeoutException):
         return True
     return upstream_failure(error).status in (408, 504)
+
+
+def _no_takeover_from_now() -> bool:
+    """The relay has output for the client: from now on a failure of this stream ends it
+    with the API's error event, never a retry or fallback spliced into what the client
+    already has (`litellm_bridge.stream_recovery`)."""
+    stream_delivered()
+    return True
 
 
 class MeteredStream:
@@ -142,6 +158,7 @@ class MeteredStream:
         call, relay = self.call, self.relay
         reading_on = False  # the client left: read on, send nothing, until `deadline`
         sending = False
+        delivered = False  # a frame went out: the stream stays on its deployment
         timer = asyncio.timeout(None)
         clock = time.perf_counter
         try:
@@ -162,6 +179,8 @@ class MeteredStream:
                     except StopAsyncIteration:
                         break
                     frame = relay.feed(item)
+                    if frame and not delivered:
+                        delivered = _no_takeover_from_now()
                     if frame and not reading_on:
                         sending = True
                         try:

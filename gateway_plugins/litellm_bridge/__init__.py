@@ -26,6 +26,12 @@ app's lifespan for `request_setup`); the speed ones can be left out for an A/B
 - `cookies`                  upstream clients keep no cookie (a defect: shared clients)
 - `text_completion_clients`  one client per key for text completions (a defect: a new
                              connection per call, sessions leaked)
+- `gemini_finish`            a Gemini stream chunk says "finished" only when Gemini did
+                             (a defect: a cut stream ended as `stop`)
+- `own_errors`               an upstream 413/422 is the request's own error: no fallback,
+                             no retry, no cooldown (as a 400)
+- `stream_recovery`          no retry or fallback once part of a stream reached the client
+                             (`stream_delivered`)
 """
 
 from gateway_plugins.litellm_bridge.clients import close_upstream_clients
@@ -43,6 +49,7 @@ from gateway_plugins.litellm_bridge.router import (
     to_jsonable,
 )
 from gateway_plugins.litellm_bridge.settings import apply_litellm_settings, config_problems
+from gateway_plugins.litellm_bridge.stream_recovery import stream_delivered
 from gateway_plugins.litellm_bridge.tokens import (
     count_output_tokens,
     count_prompt_tokens,
@@ -65,6 +72,7 @@ __all__ = [
     "model_id_of",
     "output_limits",
     "run_request_setup_inline",
+    "stream_delivered",
     "to_jsonable",
     "upstream_failure",
     "usage_cost",

@@ -5,7 +5,9 @@ aresponses` are the calls (`ROUTER_METHODS`); a stream is an async iterator of c
 objects (chat, text, responses events) or of raw SSE bytes (Anthropic messages); an
 answer (plain, or the stream object) carries `_hidden_params["model_id"]`, the deployment
 that answered; exceptions carry `status_code`, and `Router(allowed_fails_policy=…)`
-decides which errors may put a deployment into cooldown (`COOLDOWN_POLICY`). A call can
+decides which errors may put a deployment into cooldown (`COOLDOWN_POLICY`);
+`enable_mid_stream_fallback_continuation=False` keeps a chat stream that broke after text
+from being continued on a fallback. A call can
 still return None instead of raising (text completions and embeddings, on the OpenAI
 SDK's path); the gateway answers that as a failed call (502).
 """
@@ -74,6 +76,9 @@ def build_router(model_list: list[dict[str, Any]], router_settings: Mapping[str,
         **{**_NO_FALLBACK_ON_OWN_400, **router_settings},
         allowed_fails_policy=COOLDOWN_POLICY,
         fallback_on_unsupported_params=False,
+        # A stream cut after some of it reached the client is never continued elsewhere
+        # (`stream_recovery` holds that for every API; this is LiteLLM's own switch, chat).
+        enable_mid_stream_fallback_continuation=False,
     )
     return router
 

@@ -18,8 +18,13 @@ import litellm
 
 from gateway_plugins.bridge_switches import without
 from gateway_plugins.litellm_bridge.cookies import keep_no_upstream_cookies
+from gateway_plugins.litellm_bridge.gemini_finish import finish_gemini_streams_as_sent
 from gateway_plugins.litellm_bridge.litellm_pricing import skip_litellm_pricing
+from gateway_plugins.litellm_bridge.own_errors import treat_own_errors_as_400
 from gateway_plugins.litellm_bridge.stream_build import build_each_stream_once
+from gateway_plugins.litellm_bridge.stream_recovery import (
+    keep_delivered_streams_on_their_deployment,
+)
 from gateway_plugins.litellm_bridge.success_logging import skip_success_logging
 from gateway_plugins.litellm_bridge.text_completion_clients import keep_text_completion_clients
 from portal.config.routing import LITELLM_SETTINGS_ALLOWED, section_problems
@@ -60,5 +65,8 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
         skip_litellm_pricing()
     keep_no_upstream_cookies()
     keep_text_completion_clients()
+    finish_gemini_streams_as_sent()
+    treat_own_errors_as_400()
+    keep_delivered_streams_on_their_deployment()
     if not without("build_each_stream_once"):
         build_each_stream_once()

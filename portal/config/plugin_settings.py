@@ -38,6 +38,10 @@ DEFAULT_IMAGE_TOKENS: dict[str, int] = {
     # Gemini: 258 per 768-px tile, images scaled to fit 3072 x 3072: 16 tiles.
     "gemini": 4_128,
 }
+# An image sent with `detail: "low"`, where the provider bills a fixed amount for it:
+# OpenAI's tile-based models (gpt-4o-mini 2,833, the dearest; gpt-4o 85). Providers left
+# out ignore `detail`: their `DEFAULT_IMAGE_TOKENS` entry applies.
+DEFAULT_LOW_DETAIL_IMAGE_TOKENS: dict[str, int] = {"openai": 2_833, "openrouter": 2_833}
 
 
 class CreditSettings(_Strict):
@@ -62,10 +66,24 @@ class CreditSettings(_Strict):
     fallbacks): each provider's documented maximum for one image (docs/security.md).
     Entries given replace the defaults; providers left out keep them."""
 
+    low_detail_image_tokens: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(DEFAULT_LOW_DETAIL_IMAGE_TOKENS)
+    )
+    """Input tokens reserved per image sent with `detail: "low"`, keyed like
+    `image_tokens`: what the provider bills for one at most. A key missing here takes its
+    `image_tokens` entry (a model group's own `image_tokens` entry wins over a provider's
+    low-detail one: a patch-based model such as gpt-4.1-nano bills by size whatever the
+    detail). Entries given replace the defaults; providers left out keep them."""
+
     @field_validator("image_tokens", mode="after")
     @classmethod
     def _keep_default_image_tokens(cls, value: dict[str, int]) -> dict[str, int]:
         return {**DEFAULT_IMAGE_TOKENS, **value}
+
+    @field_validator("low_detail_image_tokens", mode="after")
+    @classmethod
+    def _keep_default_low_detail_image_tokens(cls, value: dict[str, int]) -> dict[str, int]:
+        return {**DEFAULT_LOW_DETAIL_IMAGE_TOKENS, **value}
 
 
 class PlanLimits(_Strict):

@@ -37,7 +37,12 @@ __all__ = [
 TOP_LEVEL = frozenset({"model_list", "router_settings", "litellm_settings", "workforce_gateway"})
 # router_settings keys the gateway sets itself (an operator's value would undo a guarantee).
 ROUTER_KEYS_OWNED = frozenset(
-    {"allowed_fails_policy", "model_list", "fallback_on_unsupported_params"}
+    {
+        "allowed_fails_policy",
+        "model_list",
+        "fallback_on_unsupported_params",
+        "enable_mid_stream_fallback_continuation",
+    }
 )
 LITELLM_SETTINGS_ALLOWED = frozenset(
     {

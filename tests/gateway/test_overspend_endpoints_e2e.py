@@ -117,9 +117,11 @@ CASES = [
 
 
 # The per-image ceiling docs/security.md states for each case's model (config.yaml's
-# `credits.image_tokens`: the group's own entry, else its provider's).
+# `credits.image_tokens`: the group's own entry, else its provider's; the chat case sends
+# its image at `detail: "low"`: `credits.low_detail_image_tokens`).
 CEILING_KEY = {"gpt-4o-mini": "openai", "claude-haiku-4-5": "anthropic",
                "gpt-4.1-nano": "gpt-4.1-nano"}  # fmt: skip
+LOW_DETAIL_CASES = {"chat-image-url"}
 
 
 async def reserved_prompt(case: Case) -> int:
@@ -130,7 +132,11 @@ async def reserved_prompt(case: Case) -> int:
     counted = await token_counting.prompt_tokens(case.kind, params, config.plugin.limits)
     if not case.image_tokens:
         return counted
-    return counted + config.plugin.credits.image_tokens[CEILING_KEY[case.model]]
+    credits = config.plugin.credits
+    ceilings = (
+        credits.low_detail_image_tokens if case.name in LOW_DETAIL_CASES else credits.image_tokens
+    )
+    return counted + ceilings[CEILING_KEY[case.model]]
 
 
 def under_estimate_units(model: str, billed_prompt: int, reserved_prompt: int) -> int:

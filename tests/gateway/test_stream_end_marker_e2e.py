@@ -1,20 +1,18 @@
 """A stream ends honestly whatever the transport did (issue 19, point 7): an upstream that
 closes its connection cleanly after two chunks of a close-delimited body (no finish
-reason, no usage, no `[DONE]` / `message_stop` / `response.completed`) reaches the client
-as the API's error event, never as a made-up finish. Before, chat streams reached the
-client as `finish_reason: "stop"` + `[DONE]`: LiteLLM's stream wrapper makes up a finish
-when the body just ends.
+reason, no usage, no `[DONE]` / `message_stop` / `response.completed`), or drops it there,
+reaches the client
+as the API's error event, never as a made-up finish, and the call is settled for what was
+delivered. Every streaming endpoint on a model of each of the four providers (answered
+natively or translated by LiteLLM).
 
-Each streaming endpoint, on a model answered natively and on one LiteLLM translates.
-Two cases still fail (strict xfail, reported in issue 19's work):
-- chat on Gemini: LiteLLM's stream wrapper raises on a clean end of body only for
-  OpenAI-style chat streams (`CustomStreamWrapper._should_fail_on_clean_eof`); for
-  Gemini it makes up `finish_reason: "stop"`, and the Router's wrapper
-  (`router_rust/invoke/streaming._AsyncChatStream`) does not expose whether the finish
-  was the upstream's;
-- `/v1/responses` on Claude: the cut Claude stream is restarted by the Router on the
-  fallback (gpt-4o-mini) after its first chunks reached the client: the client gets
-  the start of the answer twice, and the content goes to a second provider.
+Once part of the stream reached the client, nothing takes it over: the upstream received
+one request (no retry, no fallback). Before:
+- chat on Gemini reached the client as `finish_reason: "stop"` + `[DONE]`: LiteLLM's
+  Gemini stream parser gives every chunk a finish reason (litellm_bridge/gemini_finish.py);
+- `/v1/responses` on Claude (fallback: gpt-4o-mini) was continued by the Router on the
+  fallback after its first words reached the client: a second `response.created`, the
+  content sent to a second provider (litellm_bridge/stream_recovery.py).
 """
 
 from __future__ import annotations
@@ -51,46 +49,33 @@ MARKERS = {
     "/v1/messages": [b"message_stop", b'"stop_reason":"end_turn"'],
     "/v1/responses": [b"response.completed"],
 }
-CASES = [
-    ("/v1/chat/completions", "gpt-4.1-nano"),
-    ("/v1/chat/completions", "claude-haiku-4-5"),
-    ("/v1/chat/completions", "gemini-2.5-flash"),
-    ("/v1/completions", "gpt-4.1-nano"),
-    ("/v1/messages", "claude-haiku-4-5"),
-    ("/v1/messages", "gpt-4.1-nano"),
-    ("/v1/responses", "gpt-4.1-nano"),
-    ("/v1/responses", "claude-haiku-4-5"),
-]
-KNOWN_FAILING = {
-    ("/v1/chat/completions", "gemini-2.5-flash"): "LiteLLM makes up finish_reason stop",
-    ("/v1/responses", "claude-haiku-4-5"): "the Router restarts the stream on the fallback",
+MODELS = {  # one per provider; claude-haiku-4-5 falls back to gpt-4o-mini (config.yaml)
+    "openai": "gpt-4.1-nano",
+    "anthropic": "claude-haiku-4-5",
+    "gemini": "gemini-2.5-flash",
+    "openrouter": "openrouter-gpt-4o-mini",
 }
 
 
-@pytest.mark.parametrize(
-    ("path", "model"),
-    [
-        pytest.param(
-            *case,
-            id="-".join(case),
-            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILING[case])]
-            if case in KNOWN_FAILING
-            else [],
-        )
-        for case in CASES
-    ],
-)
+@pytest.mark.parametrize("fault", ["end", "cut"])
+@pytest.mark.parametrize("provider", sorted(MODELS))
+@pytest.mark.parametrize("path", sorted(BODIES))
 async def test_a_stream_the_upstream_ends_without_its_end_marker_is_an_error(
     path: str,
-    model: str,
+    provider: str,
+    fault: str,
     gateway: RunningGateway,
     db: Database,
     make_user: MakeUser,
     fresh_upstream: FakeUpstream,
 ) -> None:
     fresh_upstream.reply_text = "once upon a time there was a gateway"
-    fresh_upstream.end_stream_after(2)
+    if fault == "end":  # the body ends cleanly
+        fresh_upstream.end_stream_after(2)
+    else:  # the connection is dropped
+        fresh_upstream.cut_stream_after(2)
     user = await make_user("1")
+    model = MODELS[provider]
 
     async with httpx.AsyncClient(base_url=gateway.url, timeout=120) as http:
         answer = await http.post(
@@ -107,6 +92,8 @@ async def test_a_stream_the_upstream_ends_without_its_end_marker_is_an_error(
         assert marker not in text, (marker, text[-600:])
     # The API's own error event: OpenAI-style `error` data, Anthropic/Responses `event: error`.
     assert b"upstream_stream_cut" in text or b"event: error" in text, text[-600:]
+    # One upstream request: no retry or fallback took the stream over after its start.
+    assert [r["provider"] for r in fresh_upstream.requests] == [provider]
     (record,) = await settled_usage(db, user.user_id, 1)
     assert record.status == CallStatus.INCOMPLETE
     assert record.credits > 0  # what was delivered is billed
