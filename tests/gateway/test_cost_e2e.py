@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from gateway_plugins.charges import COST_HEADER
@@ -288,6 +289,24 @@ async def test_a_call_is_shown_to_the_token_that_made_it_and_to_no_other(
         assert refused.status_code == 401
         assert "usage" not in refused.text
     assert fresh_upstream.calls_served == 1  # reading a call calls nothing upstream
+
+
+async def test_a_refused_call_says_it_cost_nothing_and_its_row_says_why(
+    gateway: RunningGateway, db: Database, make_user: MakeUser, fresh_upstream: FakeUpstream
+) -> None:
+    """An upstream's own 400 answers the caller's error, with the charge (none) in the
+    header; the failed call's row is readable by its call id."""
+    user = await make_user("1")
+    fresh_upstream.fail_next(400, "the upstream refuses this request")
+    client = gateway.async_client(user.token)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model=OPENAI_MODEL, messages=MESSAGES, max_tokens=5)
+    headers = caught.value.response.headers
+    assert headers[COST_HEADER] == "0"
+    shown = (await _get_call(gateway, headers["x-litellm-call-id"], user.token)).json()
+    assert (shown["status"], shown["http_status"]) == ("failed", 400)
+    assert shown["usage"]["cost"] == "0" and shown["usage"]["cost_units"] == 0
+    assert (await money(db, user.user_id)).balance == credits_to_units("1")
 
 
 def expected_card(record: UsageRecord) -> dict[str, Any]:
