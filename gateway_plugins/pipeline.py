@@ -190,24 +190,26 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
     cost = usage_cost_usd(runtime.router, model_id, usage)
     answered_by = litellm_bridge.group_of(runtime.router, model_id, call.request.model)
     left = call.client_left  # answered after the client left: billed all the same
-    record = finished_call(
-        runtime.config,
-        call_id=call.call_id,
-        identity=call.identity,
-        model_group=answered_by,
-        usage=usage,
-        cost_usd=cost,
-        started_at=call.started_at,
-        ended_at=utcnow(),
-        status=CallStatus.INCOMPLETE if left else CallStatus.SUCCESS,
-        http_status=499 if left else 200,
-        error_type="client_gone" if left else None,
+    charged = await _settle(
+        runtime,
+        finished_call(
+            runtime.config,
+            call_id=call.call_id,
+            identity=call.identity,
+            model_group=answered_by,
+            usage=usage,
+            cost_usd=cost,
+            started_at=call.started_at,
+            ended_at=utcnow(),
+            status=CallStatus.INCOMPLETE if left else CallStatus.SUCCESS,
+            http_status=499 if left else 200,
+            error_type="client_gone" if left else None,
+        ),
     )
-    await _settle(runtime, record)
     metrics.answered(answered_by, usage, call.upstream_since)
     await call.slot.release(tokens=usage.total)  # the slot freed, the tokens counted (TPM)
-    with_cost(data.get("usage"), record.credits)
-    headers = {**call_id_header(call), **cost_header(record.credits)}
+    with_cost(data.get("usage"), charged)
+    headers = {**call_id_header(call), **cost_header(charged)}
     return Response(orjson.dumps(data), media_type="application/json", headers=headers)
 
 
@@ -261,29 +263,33 @@ async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind
     log.info("call failed upstream: %s %s", status, kind)
     billed = status in _BILLED_FAILURES
     usage = Usage(prompt=call.estimated_prompt_tokens) if billed else Usage()
-    record = finished_call(
-        runtime.config,
-        call_id=call.call_id,
-        identity=call.identity,
-        model_group=call.request.model,
-        usage=usage,
-        cost_usd=Decimal(0),
-        started_at=call.started_at,
-        ended_at=utcnow(),
-        status=CallStatus.FAILED,
-        http_status=status,
-        error_type=kind[:100],
+    charged = await _settle(
+        runtime,
+        finished_call(
+            runtime.config,
+            call_id=call.call_id,
+            identity=call.identity,
+            model_group=call.request.model,
+            usage=usage,
+            cost_usd=Decimal(0),
+            started_at=call.started_at,
+            ended_at=utcnow(),
+            status=CallStatus.FAILED,
+            http_status=status,
+            error_type=kind[:100],
+        ),
     )
-    await _settle(runtime, record)
     await call.slot.release(tokens=usage.total)  # TPM corrected to what was billed
-    return record.credits
+    return charged
 
 
-async def _settle(runtime: GatewayRuntime, record: FinishedCall) -> None:
-    """`settle`, carried to its end even if a shutdown cancels the request meanwhile."""
+async def _settle(runtime: GatewayRuntime, record: FinishedCall) -> int:
+    """`settle`, carried to its end even if a shutdown cancels the request meanwhile.
+    Returns the units debited (the answer says them: `charges`)."""
     await settled(
         asyncio.ensure_future(settle(runtime.database, runtime.spool, record, runtime.postgres))
     )
+    return record.credits
 
 
 async def _done(runtime: GatewayRuntime, call: Call) -> None:
