@@ -23,7 +23,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway_plugins import background, litellm_bridge, loop_lag, metrics, pipeline, warmup
+from gateway_plugins import (
+    background,
+    calls,
+    catalog,
+    litellm_bridge,
+    loop_lag,
+    metrics,
+    pipeline,
+    warmup,
+)
 from gateway_plugins.auth import identify, presented_token
 from gateway_plugins.cors import ApiCors
 from gateway_plugins.count_tokens import count_tokens
@@ -61,6 +70,7 @@ ROUTES: list[tuple[str, str]] = [
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model_id:path}"),
     ("GET", "/v1/credits"),
+    ("GET", "/v1/calls/{call_id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -89,8 +99,9 @@ async def _authenticated(request: Request) -> Any:
     return await identify(runtime, presented_token(request.headers))
 
 
-def _model_card(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "workforce-gateway"}
+def _model_cards(request: Request) -> dict[str, dict[str, Any]]:
+    cards: dict[str, dict[str, Any]] = request.app.state.model_cards
+    return cards
 
 
 async def list_models(request: Request) -> Response:
@@ -101,22 +112,22 @@ async def list_models(request: Request) -> Response:
     except Exception as exc:  # the database past its deadline, or its breaker open
         log.error("token check failed: %s", type(exc).__name__)
         return error_response(service_unavailable("The gateway"))
-    names = _runtime(request).config.prices.model_names
-    return _json({"object": "list", "data": [_model_card(name) for name in names]})
+    return _json({"object": "list", "data": list(_model_cards(request).values())})
 
 
 async def get_model(request: Request) -> Response:
     model_id = request.path_params["model_id"]
     try:
         await _authenticated(request)
-        if model_id not in _runtime(request).config.prices.model_names:
+        card = _model_cards(request).get(model_id)
+        if card is None:
             raise UnknownModel(f"The model {model_id[:200]!r} does not exist on this gateway.")
     except GatewayError as refused:
         return error_response(from_domain(refused))
     except Exception as exc:
         log.error("token check failed: %s", type(exc).__name__)
         return error_response(service_unavailable("The gateway"))
-    return _json(_model_card(model_id))
+    return _json(card)
 
 
 async def credits(request: Request) -> Response:
@@ -179,12 +190,17 @@ async def _count_tokens(request: Request) -> Response:
     return await count_tokens(_runtime(request), request)
 
 
+async def _read_call(request: Request) -> Response:
+    return await calls.read_call(_runtime(request), request)
+
+
 def build_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = open_runtime(settings)
         metrics.configure(runtime.config.model_names)
         app.state.runtime = runtime
+        app.state.model_cards = catalog.model_cards(runtime)  # /v1/models, built once
         missing = sorted(runtime.config.prices.unpriced)
         if missing:
             log.error("models with no price are refused until priced: %s", ", ".join(missing))
@@ -217,6 +233,7 @@ def build_app(settings: Settings) -> Starlette:
         "/v1/models": list_models,
         "/v1/models/{model_id:path}": get_model,
         "/v1/credits": credits,
+        "/v1/calls/{call_id}": _read_call,
         "/healthz": healthz,
         "/readyz": readyz,
         "/metrics": metrics_endpoint(settings.metrics_token),

@@ -11,10 +11,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_plugins.call import CALL_ID_HEADER
+from gateway_plugins.charges import COST_HEADER
 
 __all__ = ["ApiCors"]
 
-_EXPOSED = [CALL_ID_HEADER, "retry-after"]
+_EXPOSED = [CALL_ID_HEADER, COST_HEADER, "retry-after"]
 
 
 class ApiCors:

@@ -102,7 +102,7 @@ def not_found(path: str) -> ErrorBody:
         404,
         f"Unknown route {path[:200]!r}. This gateway serves /v1/chat/completions, "
         "/v1/completions, /v1/messages, /v1/messages/count_tokens, /v1/responses, /v1/embeddings, "
-        "/v1/models and /v1/credits.",
+        "/v1/models, /v1/credits and /v1/calls/{call_id}.",
         type="invalid_request_error",
         code="unknown_url",
     )

@@ -11,7 +11,8 @@
                                nothing: the call runs on and is billed (docs/security.md)
 5. `metering`                  usage and price of what was answered
 6. `settlement.settle`         usage row + debit + release committed (or spooled)
-7. answer                      JSON body, or the stream's final event, only after 6
+7. answer                      JSON body, or the stream's final event, only after 6,
+                               with what 6 debited (`charges`: `usage.cost`, a header)
 
 Refusals in steps 1–3 leave no usage row and hold nothing.
 """
@@ -38,6 +39,7 @@ from gateway_plugins import (
     upstream,
 )
 from gateway_plugins.call import Call, api_of, call_id_header
+from gateway_plugins.charges import cost_header, with_cost
 from gateway_plugins.errors import error_response, from_domain, service_unavailable
 from gateway_plugins.metering import Usage, finished_call, usage_cost_usd, usage_from
 from gateway_plugins.response_ids import with_public_response_id
@@ -188,7 +190,7 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
     cost = usage_cost_usd(runtime.router, model_id, usage)
     answered_by = litellm_bridge.group_of(runtime.router, model_id, call.request.model)
     left = call.client_left  # answered after the client left: billed all the same
-    await _settle(
+    charged = await _settle(
         runtime,
         finished_call(
             runtime.config,
@@ -206,7 +208,9 @@ async def _plain(runtime: GatewayRuntime, http: Request, call: Call) -> Response
     )
     metrics.answered(answered_by, usage, call.upstream_since)
     await call.slot.release(tokens=usage.total)  # the slot freed, the tokens counted (TPM)
-    return Response(orjson.dumps(data), media_type="application/json", headers=call_id_header(call))
+    with_cost(data.get("usage"), charged)
+    headers = {**call_id_header(call), **cost_header(charged)}
+    return Response(orjson.dumps(data), media_type="application/json", headers=headers)
 
 
 async def _stream(runtime: GatewayRuntime, http: Request, call: Call) -> Response | MeteredStream:
@@ -248,18 +252,18 @@ async def _no_answer(runtime: GatewayRuntime, call: Call, error: Exception | Non
     else:
         failure = litellm_bridge.upstream_failure(error)
         body = upstream.failure_body(failure)
-    await _record_failure(runtime, call, failure.status, failure.kind)
-    return error_response(body, call.api, call_id_header(call))
+    charged = await _record_failure(runtime, call, failure.status, failure.kind)
+    return error_response(body, call.api, {**call_id_header(call), **cost_header(charged)})
 
 
-async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind: str) -> None:
+async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind: str) -> int:
     """A call that produced no answer: a failed-call row, the counted prompt debited if
-    the upstream may have worked on it, the hold released."""
+    the upstream may have worked on it, the hold released. Returns the units debited."""
     metrics.failed(call.request.model, status)
     log.info("call failed upstream: %s %s", status, kind)
     billed = status in _BILLED_FAILURES
     usage = Usage(prompt=call.estimated_prompt_tokens) if billed else Usage()
-    await _settle(
+    charged = await _settle(
         runtime,
         finished_call(
             runtime.config,
@@ -276,13 +280,16 @@ async def _record_failure(runtime: GatewayRuntime, call: Call, status: int, kind
         ),
     )
     await call.slot.release(tokens=usage.total)  # TPM corrected to what was billed
+    return charged
 
 
-async def _settle(runtime: GatewayRuntime, record: FinishedCall) -> None:
-    """`settle`, carried to its end even if a shutdown cancels the request meanwhile."""
+async def _settle(runtime: GatewayRuntime, record: FinishedCall) -> int:
+    """`settle`, carried to its end even if a shutdown cancels the request meanwhile.
+    Returns the units debited (the answer says them: `charges`)."""
     await settled(
         asyncio.ensure_future(settle(runtime.database, runtime.spool, record, runtime.postgres))
     )
+    return record.credits
 
 
 async def _done(runtime: GatewayRuntime, call: Call) -> None:

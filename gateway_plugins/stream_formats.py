@@ -7,8 +7,10 @@ sent (kept in memory only until the call is settled, so a call that ends without
 report is billed by the model's tokenizer; never stored or logged), whether the upstream
 said it finished — and holds back the
 stream's final event (`[DONE]`, `message_stop`, `response.completed`) until the call is
-settled. A stream that ends without its upstream finish gets an error event in its own
-format instead (`error_frame`), never a made-up finish.
+settled. The final usage event (the usage chunk, `message_delta`, `response.completed`) is
+held too, and sent with the call's charge in its usage (`charges.with_cost`). A stream
+that ends without its upstream finish gets an error event in its own format instead
+(`error_frame`), never a made-up finish.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from gateway_plugins.charges import with_cost
 from gateway_plugins.errors import ErrorBody, anthropic_error_event, openai_stream_error
 from gateway_plugins.metering import Usage, usage_from
 from gateway_plugins.response_ids import with_public_response_id
@@ -35,12 +38,29 @@ class Relay:
         self.finished = False  # the upstream said the answer is complete
         self.upstream_error = False  # the upstream ended the stream with its own error event
         self.held: list[bytes] = []  # final frames, sent after settlement
+        self.usage_event: dict[str, Any] | None = None  # the final usage event, held
+        self.charged_units: int | None = None  # what settlement debited (set by it)
 
     def feed(self, item: Any) -> bytes | None:
         raise NotImplementedError
 
     def final_frames(self) -> list[bytes]:
-        return self.held
+        return [self.usage_frame(), *self.held]
+
+    def usage_frame(self) -> bytes:
+        """The held final usage event, its usage carrying the call's charge (b"": none)."""
+        event = self.usage_event
+        if event is None:
+            return b""
+        if self.charged_units is not None:
+            with_cost(self._usage_of(event), self.charged_units)
+        return self._usage_event_frame(event)
+
+    def _usage_of(self, event: dict[str, Any]) -> Any:
+        return event.get("usage")
+
+    def _usage_event_frame(self, event: dict[str, Any]) -> bytes:
+        return _data(orjson.dumps(event))
 
     def error_frame(self, body: ErrorBody) -> bytes:
         return openai_stream_error(body)
@@ -67,7 +87,7 @@ class ChatRelay(Relay):
             self.usage = usage_from(usage)
             self.usage_final = self.usage is not None
             if self.client_wants_usage:
-                self.held.append(_data(orjson.dumps(data)))
+                self.usage_event = data
             return None
         for choice in data.get("choices") or ():
             if choice.get("finish_reason"):
@@ -79,7 +99,7 @@ class ChatRelay(Relay):
         return orjson.dumps(data)
 
     def final_frames(self) -> list[bytes]:
-        return [*self.held, b"data: [DONE]\n\n"]
+        return [self.usage_frame(), *self.held, b"data: [DONE]\n\n"]
 
 
 class TextRelay(ChatRelay):
@@ -164,6 +184,9 @@ class MessagesRelay(Relay):
                     reasoning=reported.reasoning,
                 )
                 self.usage_final = True
+                if isinstance(event.get("usage"), dict):
+                    self.usage_event = event  # sent after settlement, with the charge
+                    return None
         elif kind == "message_stop":
             self.finished = True
             self.held.append(frame)
@@ -174,6 +197,9 @@ class MessagesRelay(Relay):
 
     def error_frame(self, body: ErrorBody) -> bytes:
         return b"" if self.upstream_error else anthropic_error_event(body)
+
+    def _usage_event_frame(self, event: dict[str, Any]) -> bytes:
+        return b"event: message_delta\n" + _data(orjson.dumps(event))
 
 
 def _event_data(frame: bytes) -> dict[str, Any]:
@@ -215,7 +241,8 @@ class ResponsesRelay(Relay):
         kind = str(getattr(kind, "value", kind))  # LiteLLM uses a str Enum for some
         self.sequence = max(self.sequence, int(getattr(event, "sequence_number", 0) or 0))
         with_public_response_id(getattr(event, "response", None))
-        frame = b"event: " + kind.encode() + b"\n" + _data(event.model_dump_json().encode())
+        payload = event.model_dump_json().encode()
+        frame = b"event: " + kind.encode() + b"\n" + _data(payload)
         if kind in _RESPONSES_TEXT_DELTAS:
             delta = getattr(event, "delta", "")
             if isinstance(delta, str) and delta:
@@ -233,7 +260,7 @@ class ResponsesRelay(Relay):
                 self.upstream_error = True
                 return frame
             self.finished = True
-            self.held.append(frame)
+            self.usage_event = orjson.loads(payload)  # sent after settlement, with the charge
             return None
         elif kind == "error":
             self.upstream_error = True
@@ -250,6 +277,13 @@ class ResponsesRelay(Relay):
             "sequence_number": self.sequence + 1,
         }
         return b"event: error\n" + _data(orjson.dumps(payload))
+
+    def _usage_of(self, event: dict[str, Any]) -> Any:
+        response = event.get("response")
+        return response.get("usage") if isinstance(response, dict) else None
+
+    def _usage_event_frame(self, event: dict[str, Any]) -> bytes:
+        return b"event: " + str(event.get("type")).encode() + b"\n" + _data(orjson.dumps(event))
 
 
 RELAYS: dict[str, type[Relay]] = {

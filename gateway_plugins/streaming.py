@@ -5,7 +5,8 @@ stream through the endpoint's `Relay` (`stream_formats`), with the request deadl
 an idle timeout on every chunk, while watching for the client's disconnect. However the
 stream ends, the call is settled exactly once, before anything else is sent:
 
-- the upstream finished: usage as reported, then the held final event(s);
+- the upstream finished: usage as reported, then the held final event(s), the usage
+  event carrying what the call was charged (`charges`);
 - the upstream closed early, stalled, or failed mid-stream: billed for what was
   delivered, then an error event in the API's own format (no `[DONE]`); once a frame was
   relayed, the Router may not retry it or hand it to a fallback (the client would get the
@@ -260,6 +261,7 @@ class MeteredStream:
             http_status=499 if outcome == "client_gone" else 200,
             error_type=None if complete else outcome[:100],
         )
+        relay.charged_units = record.credits  # the final usage event carries it
         await settle(self.runtime.database, self.runtime.spool, record, self.runtime.postgres)
         # Before the final event (the client may go on at once): slot freed, tokens counted.
         await call.slot.release(tokens=usage.total)

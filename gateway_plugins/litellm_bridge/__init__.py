@@ -11,7 +11,7 @@ fails loudly (`make litellm-check`).
 - `settings`      config.yaml's LiteLLM sections: accepted, forced, applied
 - `pricing`       a call's price from its reported usage
 - `errors`        LiteLLM's exceptions as what the client sees
-- `tokens`        prompt tokens and output limits before a call
+- `tokens`        prompt tokens and output (and context) limits before a call
 - `clients`       LiteLLM's upstream clients, closed at shutdown
 - `openai_chat`   chat on OpenAI deployments without the OpenAI SDK (an env switch)
 
@@ -53,6 +53,7 @@ from gateway_plugins.litellm_bridge.stream_recovery import stream_delivered
 from gateway_plugins.litellm_bridge.tokens import (
     count_output_tokens,
     count_prompt_tokens,
+    input_limits,
     output_limits,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "count_prompt_tokens",
     "deployment_of",
     "group_of",
+    "input_limits",
     "model_id_of",
     "output_limits",
     "run_request_setup_inline",

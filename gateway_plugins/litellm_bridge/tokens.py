@@ -3,7 +3,8 @@
 Relied on: `litellm.token_counter(messages=, tools=)` / `(text=)` / `(model=, text=)`, and
 `litellm.utils.huggingface_tokenizer_kind` to tell which tokenizers ship with it (tiktoken; an
 approximation for other providers' tokenizers, hence the configured safety factor) and
-`litellm.get_model_info(model=)["max_output_tokens"]`.
+`litellm.get_model_info(model=)["max_output_tokens"]` (and `["max_input_tokens"]`, the context
+length `/v1/models` shows).
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from typing import Any
 import litellm
 import orjson
 
-__all__ = ["count_output_tokens", "count_prompt_tokens", "output_limits", "tokenizer_model"]
+__all__ = [
+    "count_output_tokens",
+    "count_prompt_tokens",
+    "input_limits",
+    "output_limits",
+    "tokenizer_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +83,26 @@ def _text_of(value: Any) -> str:
 def output_limits(model_list: list[dict[str, Any]]) -> dict[str, int]:
     """Model group → the smallest `max_output_tokens` among its deployments, from
     model_info or LiteLLM's cost map (groups with no known limit are absent)."""
+    return _smallest_limits(model_list, ("max_output_tokens", "max_tokens"))
+
+
+def input_limits(model_list: list[dict[str, Any]]) -> dict[str, int]:
+    """Model group → the smallest `max_input_tokens` (context length) among its
+    deployments, from model_info or LiteLLM's cost map (unknown: absent)."""
+    return _smallest_limits(model_list, ("max_input_tokens",))
+
+
+def _smallest_limits(model_list: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, int]:
     limits: dict[str, int] = {}
     for entry in model_list:
         info = entry.get("model_info") or {}
-        limit = info.get("max_output_tokens") or info.get("max_tokens")
+        limit = next((info[key] for key in keys if info.get(key)), None)
         if limit is None:
             try:
-                known = litellm.get_model_info(model=entry["litellm_params"]["model"])
-                limit = known.get("max_output_tokens") or known.get("max_tokens")
+                known: Mapping[str, Any] = litellm.get_model_info(
+                    model=entry["litellm_params"]["model"]
+                )
+                limit = next((known[key] for key in keys if known.get(key)), None)
             except Exception:  # not in the cost map
                 limit = None
         if isinstance(limit, int) and limit > 0:

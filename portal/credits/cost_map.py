@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FAST_PROVIDERS", "bundled_cost_map_price"]
+__all__ = ["FAST_PROVIDERS", "bundled_cost_map_entry", "bundled_cost_map_price"]
 
 FAST_PROVIDERS = frozenset({"openai", "anthropic", "gemini", "openrouter"})
 _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
@@ -28,6 +28,15 @@ def bundled_cost_map_price(litellm_model: str) -> tuple[Decimal, Decimal] | None
     """(input, output) US dollars per token for `provider/name`, where the provider is
     one of FAST_PROVIDERS and the map lists the model with both prices, not both zero;
     None means "ask LiteLLM" (not "unpriced")."""
+    entry = bundled_cost_map_entry(litellm_model)
+    if entry is None:
+        return None
+    return Decimal(str(entry[_PRICE_KEYS[0]])), Decimal(str(entry[_PRICE_KEYS[1]]))
+
+
+def bundled_cost_map_entry(litellm_model: str) -> dict[str, Any] | None:
+    """The map's whole entry for `provider/name` (its cache rates and limits too), under
+    the same conditions as `bundled_cost_map_price`; None means "ask LiteLLM"."""
     provider, _, name = litellm_model.partition("/")
     if provider not in FAST_PROVIDERS or not name:
         return None
@@ -38,7 +47,7 @@ def bundled_cost_map_price(litellm_model: str) -> tuple[Decimal, Decimal] | None
         return None
     values = [entry.get(key) for key in _PRICE_KEYS]
     if all(isinstance(v, int | float) for v in values) and any(values):
-        return Decimal(str(values[0])), Decimal(str(values[1]))
+        return entry
     return None
 
 

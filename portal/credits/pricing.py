@@ -7,13 +7,14 @@ what the gateway and `gateway-admin config check` use (the portal needs no price
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from portal.config import ConfigError, GatewayConfig, check_config
-from portal.credits.cost_map import bundled_cost_map_price
+from portal.credits.cost_map import bundled_cost_map_entry
 
 __all__ = ["ModelPrice", "PriceBook", "PricedConfig", "load_priced_config"]
 
@@ -24,9 +25,34 @@ _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 class ModelPrice:
     input_per_token: Decimal  # US dollars
     output_per_token: Decimal
+    # Prompt tokens read from / written to a prompt cache (None: at the input price, as
+    # LiteLLM bills them when the map names no such rate or the price is configured).
+    cached_input_per_token: Decimal | None = None
+    cache_write_per_token: Decimal | None = None
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         return self.input_per_token * prompt_tokens + self.output_per_token * completion_tokens
+
+    @property
+    def cached_input_rate(self) -> Decimal:
+        return _or(self.cached_input_per_token, self.input_per_token)
+
+    @property
+    def cache_write_rate(self) -> Decimal:
+        return _or(self.cache_write_per_token, self.input_per_token)
+
+    def dearest(self, other: ModelPrice) -> ModelPrice:
+        """Each rate at the higher of the two prices."""
+        return ModelPrice(
+            max(self.input_per_token, other.input_per_token),
+            max(self.output_per_token, other.output_per_token),
+            max(self.cached_input_rate, other.cached_input_rate),
+            max(self.cache_write_rate, other.cache_write_rate),
+        )
+
+
+def _or(rate: Decimal | None, default: Decimal) -> Decimal:
+    return default if rate is None else rate
 
 
 @dataclass(frozen=True)
@@ -61,10 +87,7 @@ class PriceBook:
                 seen.add(other)
                 queue.extend(fallbacks.get(other, []))
                 if (alternative := self.prices.get(other)) is not None:
-                    price = ModelPrice(
-                        max(price.input_per_token, alternative.input_per_token),
-                        max(price.output_per_token, alternative.output_per_token),
-                    )
+                    price = price.dearest(alternative)
             covering[group] = price
         return PriceBook(covering, self.unpriced)
 
@@ -98,11 +121,7 @@ class PriceBook:
                 )
                 continue
             if name in prices:
-                old = prices[name]
-                price = ModelPrice(
-                    max(old.input_per_token, price.input_per_token),
-                    max(old.output_per_token, price.output_per_token),
-                )
+                price = prices[name].dearest(price)
             prices[name] = price
         for name in unpriced:
             prices.pop(name, None)  # one unpriced deployment makes the group unpriced
@@ -142,9 +161,9 @@ def _dollars(value: Any, key: str) -> Decimal:
 
 
 def _cost_map_price(litellm_model: str) -> ModelPrice | None:
-    listed = bundled_cost_map_price(litellm_model)
+    listed = bundled_cost_map_entry(litellm_model)
     if listed is not None:
-        return ModelPrice(*listed)
+        return _mapped_price(listed)
     import litellm  # heavy import (~6 s of CPU), only for what the bundled map cannot say
 
     try:
@@ -154,7 +173,23 @@ def _cost_map_price(litellm_model: str) -> ModelPrice | None:
     values = [info.get(key) for key in _PRICE_KEYS]
     if any(value is None for value in values) or not any(values):
         return None
-    return ModelPrice(*(Decimal(str(value)) for value in values))
+    return _mapped_price(info)
+
+
+def _mapped_price(entry: Mapping[str, Any]) -> ModelPrice:
+    """A cost-map entry's rates (LiteLLM's keys); cache rates it does not name are None."""
+
+    def rate(key: str) -> Decimal | None:
+        value = entry.get(key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        return Decimal(str(value)) if ok else None
+
+    return ModelPrice(
+        Decimal(str(entry["input_cost_per_token"])),
+        Decimal(str(entry["output_cost_per_token"])),
+        rate("cache_read_input_token_cost"),
+        rate("cache_creation_input_token_cost"),
+    )
 
 
 @dataclass(frozen=True)

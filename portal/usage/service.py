@@ -1,4 +1,5 @@
-"""Reading usage records for a user (CLI, portal, export)."""
+"""Reading usage records for a user (CLI, portal, export) or a token (the gateway's
+`GET /v1/calls/{call_id}`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.usage.models import UsageRecord
 
-__all__ = ["list_usage"]
+__all__ = ["call_of_token", "list_usage"]
 
 
 async def list_usage(
@@ -36,3 +37,12 @@ async def list_usage(
     if limit is not None:
         statement = statement.limit(limit)
     return list(await session.scalars(statement))
+
+
+async def call_of_token(session: AsyncSession, call_id: str, token_id: str) -> UsageRecord | None:
+    """The usage record of call `call_id` if the token `token_id` made it, else None (so
+    another token's call and an unknown one look alike). One indexed read (`call_id` is
+    unique)."""
+    return await session.scalar(
+        select(UsageRecord).where(UsageRecord.call_id == call_id, UsageRecord.token_id == token_id)
+    )

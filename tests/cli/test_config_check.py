@@ -15,7 +15,12 @@ import yaml
 
 from gateway_plugins import litellm_bridge
 from portal.config import ConfigError, routing
-from portal.credits.cost_map import FAST_PROVIDERS, _cost_map, bundled_cost_map_price
+from portal.credits.cost_map import (
+    FAST_PROVIDERS,
+    _cost_map,
+    bundled_cost_map_entry,
+    bundled_cost_map_price,
+)
 from portal.credits.pricing import load_priced_config
 from portal.settings import PROJECT_ROOT
 from tests.cli.conftest import Admin
@@ -132,6 +137,14 @@ def test_the_router_settings_read_from_source_are_the_routers() -> None:
     assert routing.router_parameters() == signature
 
 
+CACHE_AND_LIMIT_KEYS = (
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "max_input_tokens",
+    "max_output_tokens",
+)
+
+
 @pytest.mark.parametrize("provider", sorted(FAST_PROVIDERS))
 def test_bundled_prices_equal_litellms(provider: str) -> None:
     names = {
@@ -148,6 +161,10 @@ def test_bundled_prices_equal_litellms(provider: str) -> None:
             type(listed[0])(str(info[key]))
             for key in ("input_cost_per_token", "output_cost_per_token")
         ), model
+        entry = bundled_cost_map_entry(model)  # the cache rates and limits /v1/models shows
+        assert entry is not None
+        for key in CACHE_AND_LIMIT_KEYS:
+            assert entry.get(key) == info.get(key), (model, key)
 
 
 def test_the_shipped_models_are_priced_without_litellm() -> None:

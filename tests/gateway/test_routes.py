@@ -37,7 +37,15 @@ POST_ROUTES = {
     "/v1/responses",
     "/v1/embeddings",
 }
-GET_ROUTES = {"/v1/models", "/v1/models/{id}", "/v1/credits", "/healthz", "/readyz", "/metrics"}
+GET_ROUTES = {
+    "/v1/models",
+    "/v1/models/{id}",
+    "/v1/credits",
+    "/v1/calls/{id}",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+}
 # HEAD is Starlette's companion of every GET route (same handler, no body); we accept it
 # there and nowhere else.
 ALLOWED = (

@@ -10,6 +10,7 @@ from gateway_plugins.litellm_bridge import Router
 from gateway_plugins.metering import usage_cost_usd, usage_from
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway.litellm_pins.support import MESSAGES, model_id
+from tests.gateway.support import gateway_config
 
 
 async def test_a_plain_answers_usage_prices_as_litellm_prices_the_answer(
@@ -63,3 +64,37 @@ def test_cache_reads_and_writes_are_priced_once_at_configured_and_mapped_prices(
         )
     assert priced("claude-haiku-4-5", cached=80) < priced("claude-haiku-4-5")
     assert priced("claude-haiku-4-5", written=50) > priced("claude-haiku-4-5")
+
+
+def test_the_price_book_s_rates_are_the_rates_calls_are_debited_at(router: Router) -> None:
+    """What `/v1/models` lists (`catalog.pricing`, from the price book) is what LiteLLM
+    charges for a million tokens of each kind, for every model config.yaml ships: input,
+    cached input, cache writes, output."""
+    million = 1_000_000
+    book = gateway_config().prices
+    for group in gateway_config().model_names:
+        price = book.price_of(group)
+        assert price is not None, group
+        deployment = model_id(router, group)
+        rates = {
+            "input": (price.input_per_token, {"prompt_tokens": million}),
+            "cached_input": (
+                price.cached_input_rate,
+                {"prompt_tokens": million, "cached_tokens": million},
+            ),
+            "cache_write": (
+                price.cache_write_rate,
+                {"prompt_tokens": million, "cache_creation_tokens": million},
+            ),
+            "output": (price.output_per_token, {"completion_tokens": million}),
+        }
+        for kind, (listed, tokens) in rates.items():
+            debited = litellm_bridge.usage_cost(
+                router,
+                deployment,
+                prompt_tokens=tokens.pop("prompt_tokens", 0),
+                completion_tokens=tokens.pop("completion_tokens", 0),
+                **tokens,
+            )
+            # LiteLLM multiplies floats: equal to a part in 10^9
+            assert abs(listed * million - debited) <= debited * Decimal("1e-9"), (group, kind)

@@ -34,3 +34,19 @@ def test_output_limits_come_from_model_info_or_litellms_map() -> None:
     assert limits["configured"] == 123
     assert limits["mapped"] >= 16_000  # gpt-4.1-nano's, from LiteLLM's map
     assert "unknown" not in limits
+
+
+def test_context_lengths_come_from_model_info_or_litellms_map() -> None:
+    limits = litellm_bridge.input_limits(
+        [
+            deployment("mapped"),
+            {**deployment("configured"), "model_info": {"max_input_tokens": 4096}},
+            {**deployment("pool"), "model_info": {"max_input_tokens": 9000}},
+            deployment("pool"),
+            {"model_name": "unknown", "litellm_params": {"model": "openai/no-such-model-x"}},
+        ]
+    )
+    assert limits["mapped"] == 1_047_576  # gpt-4.1-nano's, from LiteLLM's map
+    assert limits["configured"] == 4096
+    assert limits["pool"] == 9000  # the smallest of the group's deployments
+    assert "unknown" not in limits
