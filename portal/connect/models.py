@@ -30,7 +30,5 @@ class ConnectCode(Base):
         ForeignKey("gateway_tokens.id", ondelete="SET NULL"), index=True
     )
     # The spending limit the person chose on the consent page, for the token (none: NULL).
-    limit_units: Mapped[int | None] = mapped_column(
-        BigInteger, info=credit_units_column("spending_limit")
-    )
+    limit_units: Mapped[int | None] = mapped_column(BigInteger, info=credit_units_column("limit"))
     limit_reset: Mapped[str | None] = mapped_column(String(16))

@@ -33,9 +33,7 @@ class GatewayToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The spending limit (set by people: `service`); none when NULL.
-    limit_units: Mapped[int | None] = mapped_column(
-        BigInteger, info=credit_units_column("spending_limit")
-    )
+    limit_units: Mapped[int | None] = mapped_column(BigInteger, info=credit_units_column("limit"))
     limit_reset: Mapped[str | None] = mapped_column(String(16))  # daily|weekly|monthly; NULL never
     # What it used (kept by the money statements: `spending`).
     held_units: Mapped[int] = _units("held")  # holds of its calls in flight
