@@ -54,6 +54,7 @@ from portal.observability.exposition import metrics_endpoint
 from portal.observability.middleware import RequestContextMiddleware
 from portal.observability.readiness import check_dependencies
 from portal.settings import Settings
+from portal.tokens import spending
 
 __all__ = ["ROUTES", "build_app"]
 
@@ -132,12 +133,16 @@ async def get_model(request: Request) -> Response:
 
 async def credits(request: Request) -> Response:
     """The caller's balance, so the desktop app can show what is left without a portal
-    session: credits as a decimal string, and the integer units behind it."""
+    session: credits as a decimal string, and the integer units behind it. For the
+    calling token: its spending `limit` (null: none), what it `used` in the limit's
+    period (calls in flight included), what `remaining` (null: no limit) and when it
+    `resets_at` (null: never, or no limit)."""
     runtime = _runtime(request)
     try:
         identity = await _authenticated(request)
         async with runtime.postgres.call(), runtime.database.session() as session:
             balance, reserved = await ledger.balance_and_reserved(session, identity.user_id)
+            token = await spending.spending_of(session, identity.token_id)
     except GatewayError as refused:
         return error_response(from_domain(refused))
     except Exception as exc:
@@ -152,8 +157,26 @@ async def credits(request: Request) -> Response:
             "available": format_units(balance - reserved),
             "available_units": balance - reserved,
             "plan": identity.plan,
+            **_token_spending(token),
         }
     )
+
+
+def _token_spending(token: spending.TokenSpending | None) -> dict[str, Any]:
+    limit = token.limit_units if token else None
+    used = token.used_units if token else 0
+    remaining = token.remaining_units if token else None
+    resets = token.resets_at if token else None
+    return {
+        "limit": format_units(limit) if limit is not None else None,
+        "limit_units": limit,
+        "limit_reset": token.reset.value if token and token.reset else None,
+        "used": format_units(used),
+        "used_units": used,
+        "remaining": format_units(remaining) if remaining is not None else None,
+        "remaining_units": remaining,
+        "resets_at": resets.isoformat() if resets is not None else None,
+    }
 
 
 async def healthz(_request: Request) -> Response:

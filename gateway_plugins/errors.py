@@ -1,6 +1,8 @@
 """The one place where refusals and failures become HTTP responses, in the caller's API
 format: OpenAI's `{"error": {"message", "type", "param", "code"}}` everywhere, Anthropic's
-`{"type": "error", "error": {"type", "message"}}` on `/v1/messages`. Messages never carry
+`{"type": "error", "error": {"type", "message"}}` on `/v1/messages`; a refusal with
+figures (a token past its spending limit: `limit`, `used`, `resets_at`) carries them in
+the error object beside the message, in both formats. Messages never carry
 request content of ours (the domain's texts are fixed; upstream 4xx texts describe the
 caller's own request and go only to that caller)."""
 
@@ -11,7 +13,8 @@ from typing import Literal
 import orjson
 from starlette.responses import Response
 
-from portal.errors import GatewayError
+from portal.credits.units import format_units
+from portal.errors import GatewayError, TokenLimitReached
 
 __all__ = [
     "ApiFormat",
@@ -43,7 +46,7 @@ _ANTHROPIC_TYPES = {
 
 
 class ErrorBody:
-    __slots__ = ("code", "message", "param", "retry_after", "status", "type")
+    __slots__ = ("code", "details", "message", "param", "retry_after", "status", "type")
 
     def __init__(
         self,
@@ -54,7 +57,9 @@ class ErrorBody:
         code: str,
         param: str | None = None,
         retry_after: int | None = None,
+        details: dict[str, object] | None = None,
     ) -> None:
+        self.details = details
         self.status = status
         self.message = message
         self.type = type
@@ -69,12 +74,14 @@ class ErrorBody:
                 "type": self.type,
                 "param": self.param,
                 "code": self.code,
+                **(self.details or {}),
             }
         }
 
     def anthropic(self) -> dict[str, object]:
         kind = _ANTHROPIC_TYPES.get(self.status, "api_error")
-        return {"type": "error", "error": {"type": kind, "message": self.message}}
+        error = {"type": kind, "message": self.message, **(self.details or {})}
+        return {"type": "error", "error": error}
 
 
 def from_domain(error: GatewayError) -> ErrorBody:
@@ -85,7 +92,21 @@ def from_domain(error: GatewayError) -> ErrorBody:
         code=error.error_code,
         param=getattr(error, "param", None),
         retry_after=getattr(error, "retry_after", None),
+        details=_limit_figures(error) if isinstance(error, TokenLimitReached) else None,
     )
+
+
+def _limit_figures(error: TokenLimitReached) -> dict[str, object]:
+    """The token's limit and use (credits as decimal strings, as `/v1/credits` shows
+    them, and units), and when it resets (ISO 8601, UTC; null: never)."""
+    resets = error.resets_at
+    return {
+        "limit": format_units(error.limit_units),
+        "limit_units": error.limit_units,
+        "used": format_units(error.used_units),
+        "used_units": error.used_units,
+        "resets_at": resets.isoformat() if resets is not None else None,
+    }
 
 
 def service_unavailable(what: str) -> ErrorBody:

@@ -119,6 +119,7 @@ async def _admit(runtime: GatewayRuntime, http: Request, kind: str, seen: dict[s
                 primary_only=reservation.estimate_units(
                     settings, primary, text_tokens + images["own"], valid.output_tokens
                 ),
+                token_id=identity.token_id,
             )
         if not fallbacks:
             valid.params.update(reservation.NO_FALLBACK)

@@ -15,6 +15,13 @@ only when the balance allows it; otherwise it is priced for the requested model 
 alone and the call goes without fallback (`NO_FALLBACK`), rather than being refused. A
 refusal (402) names the balance, the amount needed and what to do.
 
+The same statement counts the hold on the calling token's spending limit
+(`portal.tokens.spending`): the token's row is read and moved in it, so the limit costs
+no round trip of its own and a limit changed in the portal applies to the next call
+(nothing caches it). A call the limit does not allow gets 402 `token_limit_reached` with
+the limit, what is used and when it resets; with fallbacks it is first retried priced
+without them, as for the balance.
+
 Overspend bound: docs/security.md ("Reservations and the overspend bound") states it as
 a formula. In short: the output cap sent upstream is the output reserved, the prompt's
 text is counted in full and each image at its ceiling (`input_bounds`), so a call's cost
@@ -33,7 +40,7 @@ from portal.config.plugin_settings import PluginSettings
 from portal.credits import ledger, reservations
 from portal.credits.pricing import ModelPrice
 from portal.credits.units import format_units, usd_to_units
-from portal.errors import InsufficientCredits
+from portal.errors import InsufficientCredits, TokenLimitReached
 
 __all__ = ["NO_FALLBACK", "estimate_units", "hold", "reserve"]
 
@@ -53,8 +60,11 @@ def estimate_units(
     return max(units, 1)
 
 
-async def reserve(runtime: GatewayRuntime, user_id: str, call_id: str, units: int) -> None:
-    """Hold `units` for the call, or raise InsufficientCredits (402)."""
+async def reserve(
+    runtime: GatewayRuntime, user_id: str, call_id: str, units: int, token_id: str | None = None
+) -> None:
+    """Hold `units` for the call (counted on token `token_id`'s limit), or raise
+    InsufficientCredits or TokenLimitReached (402)."""
     database = runtime.database
     if database.sends_by_driver:
         async with database.per_call() as driver:
@@ -64,6 +74,7 @@ async def reserve(runtime: GatewayRuntime, user_id: str, call_id: str, units: in
                 call_id=call_id,
                 amount=units,
                 ttl_seconds=runtime.deadline_seconds,
+                token_id=token_id,
             ):
                 return
     async with database.core_transaction() as connection:
@@ -73,6 +84,7 @@ async def reserve(runtime: GatewayRuntime, user_id: str, call_id: str, units: in
             call_id=call_id,
             amount=units,
             ttl_seconds=runtime.deadline_seconds,
+            token_id=token_id,
         )
 
 
@@ -83,18 +95,25 @@ async def hold(
     *,
     with_fallbacks: int,
     primary_only: int,
+    token_id: str | None = None,
 ) -> tuple[int, bool]:
     """Hold `with_fallbacks` units, or else `primary_only` (the call then goes without
     fallback); (units held, fallbacks allowed). InsufficientCredits (402) with the
-    balance, the amount needed and what to do when neither fits."""
+    balance, the amount needed and what to do when neither fits; TokenLimitReached when
+    the token's limit is what refused."""
     try:
-        await reserve(runtime, user_id, call_id, with_fallbacks)
+        await reserve(runtime, user_id, call_id, with_fallbacks, token_id)
         return with_fallbacks, True
+    except TokenLimitReached:
+        if primary_only >= with_fallbacks:
+            raise
     except InsufficientCredits:
         if primary_only >= with_fallbacks:
             raise await _refusal(runtime, user_id, with_fallbacks) from None
     try:
-        await reserve(runtime, user_id, call_id, primary_only)
+        await reserve(runtime, user_id, call_id, primary_only, token_id)
+    except TokenLimitReached:
+        raise
     except InsufficientCredits:
         raise await _refusal(runtime, user_id, primary_only) from None
     return primary_only, False

@@ -10,6 +10,7 @@ error `type`/`code` it maps to, so gateway and portal translate them in one plac
     │   ├── AccountSuspended
     │   └── EmailNotVerified
     ├── InsufficientCredits (402)
+    │   └── TokenLimitReached     the token's spending limit, not the balance
     ├── ModelNotPriced (400)
     ├── UnknownModel (404)
     ├── RateLimited (429)
@@ -19,6 +20,8 @@ Messages never include request content: they are shown to clients and may be log
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 __all__ = [
     "AccountNotAllowed",
@@ -32,6 +35,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "TokenExpired",
+    "TokenLimitReached",
     "TokenRevoked",
     "UnknownModel",
 ]
@@ -83,6 +87,21 @@ class InsufficientCredits(GatewayError):
     status_code = 402
     error_type = "insufficient_quota"
     error_code = "insufficient_credits"
+
+
+class TokenLimitReached(InsufficientCredits):
+    """The call would take the token past its spending limit. `details` are the figures
+    the 402 body carries beside the message (credits as decimal strings, and units)."""
+
+    error_code = "token_limit_reached"
+
+    def __init__(
+        self, message: str, *, limit_units: int, used_units: int, resets_at: datetime | None
+    ) -> None:
+        super().__init__(message)
+        self.limit_units = limit_units
+        self.used_units = used_units
+        self.resets_at = resets_at
 
 
 class ModelNotPriced(GatewayError):

@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.databases",
     "tests.fixtures.gateway",
+    "tests.fixtures.clocked_gateway",
     "tests.fixtures.passwords",
     "tests.fixtures.litellm_clients",
 ]

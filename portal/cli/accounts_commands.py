@@ -61,7 +61,14 @@ def register(groups: Any) -> None:
     token_create = token_cmds.add_parser("create", help="mint a token (printed once)")
     token_create.add_argument("--email", required=True)
     token_create.add_argument("--name", required=True)
+    _limit_arguments(token_create)
     token_create.set_defaults(handler=tokens_create)
+    token_limit = token_cmds.add_parser(
+        "limit", help="set, change or remove a token's spending limit (applies at once)"
+    )
+    token_limit.add_argument("id", help="token id (from `tokens list`)")
+    _limit_arguments(token_limit, required=True)
+    token_limit.set_defaults(handler=tokens_limit)
     token_list = token_cmds.add_parser("list", help="list tokens (never the secret)")
     token_list.add_argument("--email", required=True)
     token_list.add_argument("--json", action="store_true")
@@ -81,6 +88,47 @@ def register(groups: Any) -> None:
     usage_list.add_argument("--email", required=True)
     usage_list.add_argument("--json", action="store_true", help="a JSON array of objects")
     usage_list.set_defaults(handler=usage_list_command)
+
+
+def _limit_arguments(parser: Any, *, required: bool = False) -> None:
+    parser.add_argument(
+        "--limit",
+        required=required,
+        metavar="CREDITS",
+        help="spending limit in credits, decimal" + ("; `none` removes it" if required else ""),
+    )
+    parser.add_argument(
+        "--reset",
+        choices=("daily", "weekly", "monthly", "none"),
+        help="when the limit starts again, at midnight UTC (weekly: Monday); default none",
+    )
+
+
+def _spending_limit(args: argparse.Namespace) -> Any:
+    """The `--limit` / `--reset` pair as a `SpendingLimit` (None: no limit)."""
+    from portal.tokens.spending import parse_limit
+
+    text = args.limit
+    if text is None or text.strip().lower() == "none":
+        units = None
+    else:
+        try:
+            units = credits_to_units(text)
+        except ValueError as exc:
+            raise CommandError(f"--limit: {exc}") from None
+        if units <= 0:
+            raise CommandError("--limit must be more than 0 credits (or `none`)")
+    try:
+        return parse_limit(units, args.reset)
+    except ValueError as exc:
+        raise CommandError(f"--reset: {exc}") from None
+
+
+def _describe_limit(token: GatewayToken) -> str:
+    if token.limit_units is None:
+        return "no limit"
+    reset = token.limit_reset or "never resets"
+    return f"limit {format_units(token.limit_units)} credits, {reset}"
 
 
 async def users_create(args: argparse.Namespace) -> int:
@@ -179,13 +227,32 @@ async def credits_balance(args: argparse.Namespace) -> int:
 
 
 async def tokens_create(args: argparse.Namespace) -> int:
+    limit = _spending_limit(args)
     from portal.accounts import service as accounts
     from portal.tokens import service as tokens
 
     async with transaction() as session:
         user = await accounts.require_by_email(session, args.email)
-        plaintext, _token = await tokens.create_token(session, user, name=args.name)
+        plaintext, _token = await tokens.create_token(session, user, name=args.name, limit=limit)
     print(plaintext)
+    return 0
+
+
+async def tokens_limit(args: argparse.Namespace) -> int:
+    """Gateways apply it from the commit on: the hold reads the limit from the token's row."""
+    limit = _spending_limit(args)
+    from portal.tokens import service as tokens
+    from portal.tokens.models import GatewayToken
+
+    async with transaction() as session:
+        found = await session.get(GatewayToken, args.id[:64])
+        if found is None:
+            raise CommandError("no such token")
+        token = await tokens.set_limit(
+            session, user_id=found.user_id, token_id=found.id, limit=limit
+        )
+        text = _describe_limit(token)
+    print(f"{token.prefix}… ({token.name}): {text}")
     return 0
 
 
@@ -198,6 +265,8 @@ def _token_json(token: GatewayToken) -> dict[str, Any]:
         "last_used_at": _iso(token.last_used_at),
         "expires_at": _iso(token.expires_at),
         "revoked_at": _iso(token.revoked_at),
+        "limit_credits": None if token.limit_units is None else format_units(token.limit_units),
+        "limit_reset": token.limit_reset,
     }
 
 
@@ -218,7 +287,14 @@ async def tokens_list(args: argparse.Namespace) -> int:
     for row in rows:
         state = "revoked" if row["revoked_at"] else "active"
         used = row["last_used_at"] or "never"
-        print(f"{row['id']}  {row['prefix']}…  {state:7}  {row['name']}  (last used: {used})")
+        limit = (
+            f", limit {row['limit_credits']} {row['limit_reset'] or 'never resets'}"
+            if row["limit_credits"] is not None
+            else ""
+        )
+        print(
+            f"{row['id']}  {row['prefix']}…  {state:7}  {row['name']}  (last used: {used}{limit})"
+        )
     return 0
 
 

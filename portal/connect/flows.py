@@ -15,6 +15,7 @@ from portal.email.service import Mailer
 from portal.errors import RateLimited
 from portal.tokens import flows as token_flows
 from portal.tokens.models import GatewayToken
+from portal.tokens.spending import SpendingLimit
 
 __all__ = ["ConnectedToken", "approve", "deny", "exchange"]
 
@@ -27,10 +28,17 @@ class ConnectedToken:
     app_name: str
 
 
-async def approve(db: Database, *, user_id: str, approved: ConnectRequest) -> str:
-    """The person said yes: the callback URL carrying a new one-time code (and `state`)."""
+async def approve(
+    db: Database,
+    *,
+    user_id: str,
+    approved: ConnectRequest,
+    limit: SpendingLimit | None = None,
+) -> str:
+    """The person said yes (with a spending `limit` for the token, if they gave one): the
+    callback URL carrying a new one-time code (and `state`)."""
     async with db.transaction() as session:
-        code = await codes.issue_code(session, user_id=user_id, approved=approved)
+        code = await codes.issue_code(session, user_id=user_id, approved=approved, limit=limit)
     return with_params(approved.callback_url, code=code, state=approved.state)
 
 
@@ -64,7 +72,7 @@ async def exchange(
         if user is None:  # cascades remove the codes of a deleted account; defensive
             raise codes.CodeRefused("This code is not known here. Connect the app again.")
         created, mail = await token_flows.mint_announced(
-            session, user, name=redeemed.app_name, tokens_url=tokens_url
+            session, user, name=redeemed.app_name, tokens_url=tokens_url, limit=redeemed.limit
         )
         await codes.link_token(session, code_id=redeemed.id, token_id=created.token.id)
     await mailer.send([mail])

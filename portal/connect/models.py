@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import Base, UTCDateTime
-from portal.db.columns import created_at_column, new_id
+from portal.db.columns import created_at_column, credit_units_column, new_id
 
 __all__ = ["ConnectCode"]
 
@@ -29,3 +29,6 @@ class ConnectCode(Base):
     token_id: Mapped[str | None] = mapped_column(
         ForeignKey("gateway_tokens.id", ondelete="SET NULL"), index=True
     )
+    # The spending limit the person chose on the consent page, for the token (none: NULL).
+    limit_units: Mapped[int | None] = mapped_column(BigInteger, info=credit_units_column("limit"))
+    limit_reset: Mapped[str | None] = mapped_column(String(16))

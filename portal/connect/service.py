@@ -22,6 +22,7 @@ from portal.connect.authorization import ConnectRequest, challenge_of
 from portal.connect.models import ConnectCode
 from portal.db.base import utcnow
 from portal.db.upsert import WITHOUT_SESSION_SYNC
+from portal.tokens.spending import SpendingLimit, parse_limit
 
 __all__ = [
     "CODE_LIFETIME",
@@ -46,14 +47,23 @@ class RedeemedCode:
     id: str
     user_id: str
     app_name: str
+    limit: SpendingLimit | None = None
+    """The spending limit the person gave the app's token on the consent page."""
 
 
 def hash_code(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
 
 
-async def issue_code(session: AsyncSession, *, user_id: str, approved: ConnectRequest) -> str:
-    """A new one-time code for `approved`, valid for CODE_LIFETIME; returned once."""
+async def issue_code(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    approved: ConnectRequest,
+    limit: SpendingLimit | None = None,
+) -> str:
+    """A new one-time code for `approved`, valid for CODE_LIFETIME, whose token will have
+    the spending `limit`; returned once."""
     code = secrets.token_urlsafe(32)
     now = utcnow()
     session.add(
@@ -65,6 +75,8 @@ async def issue_code(session: AsyncSession, *, user_id: str, approved: ConnectRe
             app_name=approved.app_name,
             created_at=now,
             expires_at=now + CODE_LIFETIME,
+            limit_units=limit.units if limit else None,
+            limit_reset=limit.reset.value if limit and limit.reset else None,
         )
     )
     await session.flush()
@@ -88,13 +100,20 @@ async def redeem_code(
                 codes.callback_url == callback_url,
             )
             .values(used_at=now)
-            .returning(codes.id, codes.user_id, codes.app_name)
+            .returning(
+                codes.id, codes.user_id, codes.app_name, codes.limit_units, codes.limit_reset
+            )
             .execution_options(**WITHOUT_SESSION_SYNC)
         )
     ).one_or_none()
     if row is None:
         raise CodeRefused(await _why(session, code_hash, challenge, callback_url, now))
-    return RedeemedCode(id=row.id, user_id=row.user_id, app_name=row.app_name)
+    return RedeemedCode(
+        id=row.id,
+        user_id=row.user_id,
+        app_name=row.app_name,
+        limit=parse_limit(row.limit_units, row.limit_reset),
+    )
 
 
 async def _why(

@@ -45,6 +45,7 @@ from portal.db.base import UTCDateTime, utcnow
 from portal.db.driver import CoreDriver, Driver, DriverStatement
 from portal.db.engine import Executor, dialect_name
 from portal.db.upsert import affected_rows, insert_ignore
+from portal.tokens import spending
 
 __all__ = [
     "Posted",
@@ -133,16 +134,19 @@ _any_entry, _any_move = _entry_and_move(
 _POST_AT_ONCE = select(_rows(_any_entry), _rows(_any_move))
 
 
-def usage_debit(record: CTE, release: HoldRelease) -> Select[tuple[int, int, int]]:
+def usage_debit(record: CTE, release: HoldRelease) -> Select[tuple[int, int, int, int]]:
     """PostgreSQL: a statement that posts the debit of the usage record `record` inserts (a
     CTE returning its `id`, empty when it inserted nothing), moves the balance with it and
     releases the call's hold (`release`, built by `portal.credits.reservations`: the
     account's row is updated once, by both owners' columns, since a statement may not
-    update a row twice). One row (record id, entries posted, accounts updated), or none
-    when `record` is empty (the hold is released all the same).
+    update a row twice), then counts the debit and the release on the call's token
+    (`portal.tokens.spending`; after the account's row, the order every statement keeps).
+    One row (record id, entries posted, accounts updated, tokens updated), or none when
+    `record` is empty (the hold is released all the same).
     Parameters: `holder` (user id), `units` (the debit, negative; 0 posts nothing),
-    `cause_id` (the call id), `held_for` (the call id) and `now`. Used by
-    `portal.usage.settlement`, which owns the record; built once there."""
+    `cause_id` (the call id), `held_for` (the call id), `token` (the call's token id, or
+    None), `now` and `spending.period_parameters()`. Used by `portal.usage.settlement`,
+    which owns the record; built once there."""
     entry = _entry(
         select(
             _HOLDER,
@@ -164,7 +168,12 @@ def usage_debit(record: CTE, release: HoldRelease) -> Select[tuple[int, int, int
         .returning(_accounts.user_id)
         .cte("usage_moved")
     )
-    return select(record.c.id, _rows(entry), _rows(moved))
+    on_token = (
+        spending.settled_on_token(-posted, release.on_token)
+        .where(exists(select(moved.c.user_id)))
+        .cte("usage_on_token")
+    )
+    return select(record.c.id, _rows(entry), _rows(moved), _rows(on_token))
 
 
 # SQLite (no writable CTEs), in the gateway's driver transaction: the debit entry, then
@@ -205,12 +214,12 @@ async def usage_debit_on_driver(
     call_id: str,
     record_id: int,
     released: int,
-) -> None:
+) -> int:
     """SQLite, in the gateway's driver transaction (`portal.db.driver`): the debit of the
     usage record `record_id` (`amount`, negative; 0 posts nothing) and the balance move,
     with the release of `released` units the call held (`reservations.release_on_driver`
     dropped its hold) in the same UPDATE of the account. The record's writer,
-    `portal.usage.settlement`, made sure the account exists."""
+    `portal.usage.settlement`, made sure the account exists. Returns the amount posted."""
     now = utcnow()
     posted = 0
     if amount:
@@ -220,6 +229,7 @@ async def usage_debit_on_driver(
     if posted or released:
         move = {"holder": user_id, "units": posted, "released": released, "now": now}
         await driver.fetch(_MOVE_AND_RELEASE_ON_SQLITE, move)
+    return posted
 
 
 async def ensure_account(session: Executor, user_id: str) -> None:

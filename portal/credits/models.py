@@ -80,6 +80,11 @@ class Reservation(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The token whose `held_units` counts this hold (`portal.tokens.spending`); NULL for a
+    # hold taken without one.
+    token_id: Mapped[str | None] = mapped_column(
+        ForeignKey("gateway_tokens.id", ondelete="SET NULL")
+    )
     amount: Mapped[int] = mapped_column(BigInteger, info=credit_units_column("amount"))
     created_at: Mapped[datetime] = created_at_column()
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -4,9 +4,9 @@ short call) is tens of thousands of units and rounding stays far below 1%."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+
+from portal.db.columns import credit_units_column, unit_base_name
 
 __all__ = [
     "MAX_UNITS",
@@ -55,19 +55,6 @@ def format_units(units: int) -> str:
     value = Decimal(units) / UNITS_PER_CREDIT
     text = format(value.quantize(_QUANTUM), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def credit_units_column(base_name: str) -> dict[str, str]:
-    """`info=` for a column holding ledger units. Where a person reads it, the amount is
-    shown as `<base_name>_units` (the integer) and `<base_name>_credits` (the decimal),
-    never as a bare number that could be taken for credits."""
-    return {"credit_units": base_name}
-
-
-def unit_base_name(info: Mapping[str, Any]) -> str | None:
-    """The base name of a ledger-units column from its `info`, or None for other columns."""
-    base = info.get("credit_units")
-    return base if isinstance(base, str) else None
 
 
 def labelled_amount(base_name: str, units: int) -> dict[str, int | str]:

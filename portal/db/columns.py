@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, Integer, String, TypeDecorator
 from sqlalchemy.engine import Dialect
@@ -13,7 +14,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db.base import UTCDateTime, utcnow
 
-__all__ = ["BigId", "EnumString", "created_at_column", "new_id"]
+__all__ = [
+    "BigId",
+    "EnumString",
+    "created_at_column",
+    "credit_units_column",
+    "new_id",
+    "unit_base_name",
+]
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -46,3 +54,17 @@ class EnumString(TypeDecorator[E]):
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
         return None if value is None else self.enum(value)
+
+
+def credit_units_column(base_name: str) -> dict[str, str]:
+    """`info=` for a column holding ledger units (`portal.credits.units`). Where a person
+    reads it, the amount is shown as `<base_name>_units` (the integer) and
+    `<base_name>_credits` (the decimal), never as a bare number that could be taken for
+    credits. Here, below every domain, so any domain's table can mark such a column."""
+    return {"credit_units": base_name}
+
+
+def unit_base_name(info: Mapping[str, Any]) -> str | None:
+    """The base name of a ledger-units column from its `info`, or None for other columns."""
+    base = info.get("credit_units")
+    return base if isinstance(base, str) else None

@@ -93,6 +93,8 @@ def _row(table: Table, row: Any) -> dict[str, Any]:
         base = unit_base_name(column.info)
         if base is not None and row[column] is not None:
             out.update(labelled_amount(base, row[column]))
+        elif base is not None:  # none (a token without a limit): labelled all the same
+            out.update({f"{base}_units": None, f"{base}_credits": None})
         else:
             out[column.name] = _value(row[column])
     return out

@@ -17,8 +17,9 @@ from portal.email.service import Mailer, record
 from portal.errors import NotFound
 from portal.tokens import service as tokens
 from portal.tokens.models import GatewayToken
+from portal.tokens.spending import SpendingLimit
 
-__all__ = ["CreatedToken", "create_token", "mint_announced", "revoke_token"]
+__all__ = ["CreatedToken", "create_token", "mint_announced", "revoke_token", "set_limit"]
 
 
 @dataclass(frozen=True)
@@ -29,25 +30,38 @@ class CreatedToken:
 
 
 async def create_token(
-    db: Database, mailer: Mailer, *, user_id: str, name: str, tokens_url: str
+    db: Database,
+    mailer: Mailer,
+    *,
+    user_id: str,
+    name: str,
+    tokens_url: str,
+    limit: SpendingLimit | None = None,
 ) -> CreatedToken:
-    """Mint a token for `user_id` (ValueError for a bad name); after the commit, mail the
-    owner that it exists."""
+    """Mint a token for `user_id`, with a spending `limit` if given (ValueError for a bad
+    name); after the commit, mail the owner that it exists."""
     async with db.transaction() as session:
         user = await session.get(User, user_id)
         if user is None:
             raise NotFound("no such account")
-        created, mail = await mint_announced(session, user, name=name, tokens_url=tokens_url)
+        created, mail = await mint_announced(
+            session, user, name=name, tokens_url=tokens_url, limit=limit
+        )
     await mailer.send([mail])
     return created
 
 
 async def mint_announced(
-    session: AsyncSession, user: User, *, name: str, tokens_url: str
+    session: AsyncSession,
+    user: User,
+    *,
+    name: str,
+    tokens_url: str,
+    limit: SpendingLimit | None = None,
 ) -> tuple[CreatedToken, Mail]:
     """Mint a token in the caller's transaction, with the mail telling its owner (recorded
     here; the caller sends it after the commit)."""
-    plaintext, token = await tokens.create_token(session, user, name=name)
+    plaintext, token = await tokens.create_token(session, user, name=name, limit=limit)
     mail = messages.token_created(
         user_id=user.id, to=user.email, name=user.name, token_name=token.name, tokens_url=tokens_url
     )
@@ -60,3 +74,12 @@ async def revoke_token(db: Database, *, user_id: str, token_id: str) -> GatewayT
     every gateway refuses it at once (the service has its cached check dropped)."""
     async with db.transaction() as session:
         return await tokens.revoke_token(session, user_id=user_id, token_id=token_id[:64])
+
+
+async def set_limit(
+    db: Database, *, user_id: str, token_id: str, limit: SpendingLimit | None
+) -> GatewayToken:
+    """Set, change or (None) remove the spending limit of one of `user_id`'s tokens
+    (another user's is NotFound); the gateways apply it from the commit on."""
+    async with db.transaction() as session:
+        return await tokens.set_limit(session, user_id=user_id, token_id=token_id[:64], limit=limit)

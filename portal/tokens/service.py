@@ -1,5 +1,7 @@
-"""Create, list, revoke and authenticate gateway tokens. Callers own the transaction;
-a revocation has the gateways' cached check of the token dropped after it commits."""
+"""Create, list, revoke and authenticate gateway tokens, and set their spending limits.
+Callers own the transaction; a revocation has the gateways' cached check of the token
+dropped after it commits. A limit needs no cache invalidation: the gateway reads it in
+its hold statement (`portal.tokens.spending`)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from portal.errors import (
 )
 from portal.tokens.models import GatewayToken
 from portal.tokens.secrets import display_prefix, hash_token, looks_like_token, new_token
+from portal.tokens.spending import SpendingLimit
 
 __all__ = [
     "TokenIdentity",
@@ -36,6 +39,7 @@ __all__ = [
     "find_token",
     "list_tokens",
     "revoke_token",
+    "set_limit",
     "touch_last_used",
 ]
 
@@ -54,9 +58,15 @@ class TokenIdentity:
 
 
 async def create_token(
-    session: AsyncSession, user: User, *, name: str, expires_at: datetime | None = None
+    session: AsyncSession,
+    user: User,
+    *,
+    name: str,
+    expires_at: datetime | None = None,
+    limit: SpendingLimit | None = None,
 ) -> tuple[str, GatewayToken]:
-    """Mint a token. The plaintext is returned once and never stored."""
+    """Mint a token (with a spending `limit`, if given). The plaintext is returned once
+    and never stored."""
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise ValueError("token name must be 1 to 100 characters")
@@ -67,6 +77,8 @@ async def create_token(
         prefix=display_prefix(plaintext),
         token_hash=hash_token(plaintext),
         expires_at=expires_at,
+        limit_units=limit.units if limit else None,
+        limit_reset=limit.reset.value if limit and limit.reset else None,
     )
     session.add(token)
     await session.flush()
@@ -101,6 +113,19 @@ async def revoke_token(session: AsyncSession, *, user_id: str, token_id: str) ->
         token.revoked_at = utcnow()
         await session.flush()
     drop_token_after_commit(session, token.token_hash)
+    return token
+
+
+async def set_limit(
+    session: AsyncSession, *, user_id: str, token_id: str, limit: SpendingLimit | None
+) -> GatewayToken:
+    """Set (or, None, remove) the spending limit of one of `user_id`'s tokens (another
+    user's token is NotFound). The next hold checks it against what the token used in the
+    new limit's period, calls in flight included."""
+    token = await find_token(session, user_id=user_id, token_id=token_id)
+    token.limit_units = limit.units if limit else None
+    token.limit_reset = limit.reset.value if limit and limit.reset else None
+    await session.flush()
     return token
 
 

@@ -5,8 +5,9 @@ call's reservation is released in the same transaction. Settling the same call a
 (duplicate callback, spool replay) writes nothing new.
 
 One write path per backend (`settle_new`): on PostgreSQL one statement (the record, its
-debit, the balance move and the release of the hold, all or nothing), on SQLite four in
-the caller's transaction. The gateway sends them by the driver itself (`portal.db.driver`,
+debit, the balance move, the release of the hold and the debit counted on the call's
+token for its spending limit, all or nothing), on SQLite five in the caller's
+transaction. The gateway sends them by the driver itself (`portal.db.driver`,
 PostgreSQL in autocommit); the portal, the spool's replay and the gateway's second step
 run the same statements through SQLAlchemy Core in a session (`settle_call`). Anything
 the statements leave (a replay, a failed attempt to upgrade, no credit account) records
@@ -30,6 +31,7 @@ from portal.credits import ledger, reservations
 from portal.credits.models import CauseType, CreditAccount, EntryKind
 from portal.db.base import utcnow
 from portal.db.driver import CoreDriver, Driver, DriverStatement
+from portal.tokens import spending
 from portal.tokens.service import touch_last_used
 from portal.usage.models import CallStatus, UsageRecord
 
@@ -115,31 +117,37 @@ _NEW_RECORD_ON_SQLITE = DriverStatement(
 
 
 async def settle_new(driver: Driver | CoreDriver, call: FinishedCall) -> bool:
-    """A call not recorded before: its record, its debit, the balance move and the
-    release of its hold. On PostgreSQL one statement (in autocommit: `Database.per_call`);
-    on SQLite four in the caller's transaction. False when it recorded nothing (on
-    PostgreSQL the hold is released all the same): then `settle_call` decides, in a
-    transaction."""
+    """A call not recorded before: its record, its debit, the balance move, the
+    release of its hold and both counted on its token (`portal.tokens.spending`). On
+    PostgreSQL one statement (in autocommit: `Database.per_call`); on SQLite up to five
+    in the caller's transaction. False when it recorded nothing (on PostgreSQL the hold
+    is released all the same): then `settle_call` decides, in a transaction."""
     if call.credits < 0:
         raise ValueError("a call cannot credit the user")
     now = utcnow()
     parameters = {f"record_{name}": getattr(call, name) for name in _RECORD_FIELDS}
     parameters |= {"record_call_id": call.call_id, "record_created_at": now, "now": now}
     parameters |= {"holder": call.user_id, "units": -call.credits, "cause_id": call.call_id}
-    parameters["held_for"] = call.call_id
+    parameters |= {"held_for": call.call_id, "token": call.token_id}
     if driver.dialect == "postgresql":
+        parameters |= spending.period_parameters()
         return bool(await driver.fetch(_SETTLE_AT_ONCE, parameters))
     recorded = await driver.fetch(_NEW_RECORD_ON_SQLITE, parameters)
     if not recorded:
         return False
-    await ledger.usage_debit_on_driver(
+    released, on_token = await reservations.release_on_driver(driver, call.call_id)
+    posted = await ledger.usage_debit_on_driver(
         driver,
         user_id=call.user_id,
         amount=-call.credits,
         call_id=call.call_id,
         record_id=recorded[0][0],
-        released=await reservations.release_on_driver(driver, call.call_id),
+        released=released,
     )
+    if call.token_id is not None:
+        await spending.settle_on_driver(
+            driver, token_id=call.token_id, debit=-posted, released=on_token
+        )
     return True
 
 
@@ -165,8 +173,11 @@ async def settle_call(
             for name in _RECORD_FIELDS:
                 setattr(record, name, getattr(call, name))
             await session.flush()
-            await _debit(session, call, record.id)
             await reservations.release(session, call.call_id)
+            if await _debit(session, call, record.id) and call.token_id is not None:
+                await spending.settle_on_driver(
+                    CoreDriver(session), token_id=call.token_id, debit=call.credits, released=0
+                )
         else:
             await reservations.release(session, call.call_id)
             return False
@@ -175,9 +186,10 @@ async def settle_call(
     return True
 
 
-async def _debit(session: AsyncSession, call: FinishedCall, record_id: int) -> None:
+async def _debit(session: AsyncSession, call: FinishedCall, record_id: int) -> bool:
+    """Post the call's debit; whether it was posted now."""
     if call.credits:
-        await ledger.post_entry(
+        return await ledger.post_entry(
             session,
             user_id=call.user_id,
             amount=-call.credits,
@@ -186,6 +198,7 @@ async def _debit(session: AsyncSession, call: FinishedCall, record_id: int) -> N
             cause_id=call.call_id,
             usage_record_id=record_id,
         )
+    return False
 
 
 @dataclass(frozen=True)

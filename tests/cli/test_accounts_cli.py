@@ -80,6 +80,7 @@ async def test_tokens_create_list_and_revoke(
     assert set(by_name) == {"laptop", "phone", "test"}
     assert set(by_name["laptop"]) == {
         "id", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at",
+        "limit_credits", "limit_reset",
     }  # fmt: skip
     assert by_name["laptop"]["prefix"] == laptop[:10]
     assert by_name["test"]["id"] == user.token_id

@@ -242,15 +242,16 @@ async def test_the_gateway_settles_in_one_statement_on_postgresql(
     db: Database, gateway_db: Database, make_user: MakeUser
 ) -> None:
     """The gateway's common case, sent by the driver: the record, its debit, the balance
-    move and the release of the hold in one statement, no transaction round trips
-    (bench/RESULTS.md). SQLite: one transaction of four (record, hold, debit, account)."""
+    move, the release of the hold and the token's spending counters in one statement, no
+    transaction round trips (bench/RESULTS.md). SQLite: one transaction of five (record,
+    hold, debit, account, token)."""
     postgres = db.url.get_backend_name() == "postgresql"
     user = await make_user("1")
     call = finished(user)
     await hold(db, call)
     with statements_sent(gateway_db) as sent:
         assert await settle_as_the_gateway(gateway_db, call)
-    assert sent == (["WITH"] if postgres else ["INSERT", "DELETE", "INSERT", "UPDATE"])
+    assert sent == (["WITH"] if postgres else ["INSERT", "DELETE", "INSERT", "UPDATE", "UPDATE"])
     after = await state(db, user.user_id)
     assert (after["records"], after["debits"], after["holds"], after["reserved"]) == (1, 1, 0, 0)
     assert after["balance"] == after["ledger_sum"] == FUNDS - 40_000

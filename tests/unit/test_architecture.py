@@ -28,13 +28,13 @@ LAYERS: dict[str, int] = {
     "sessions": 10,
     "accounts": 11,
     "tokens": 12,
-    "credits": 12,
-    "usage": 13,
-    "connect": 13,  # connecting an app: codes that become tokens
-    "billing": 14,
-    "models": 15,  # portal/models.py: every table, for Alembic, privacy and schema.prisma
-    "privacy": 16,
-    "retention": 16,
+    "credits": 13,  # a hold counts on its token's spending limit (`tokens.spending`)
+    "usage": 14,
+    "connect": 14,  # connecting an app: codes that become tokens
+    "billing": 15,
+    "models": 16,  # portal/models.py: every table, for Alembic, privacy and schema.prisma
+    "privacy": 17,
+    "retention": 17,
     # entry points
     "gateway_plugins": 20,
     "web": 20,

@@ -27,7 +27,10 @@ OWNERS: dict[str, tuple[str, ...]] = {
         "portal/sessions/service.py",
         "portal/sessions/flash.py",  # only `flash_sealed`, the one-time message
     ),
-    "gateway_tokens": ("portal/tokens/service.py",),
+    "gateway_tokens": (
+        "portal/tokens/service.py",  # the token, its limit
+        "portal/tokens/spending.py",  # the counters of what it used, in the money statements
+    ),
     "ledger_entries": ("portal/credits/ledger.py",),
     "credit_accounts": (
         "portal/credits/ledger.py",  # `balance`, with every ledger entry

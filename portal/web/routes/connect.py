@@ -43,6 +43,7 @@ from portal.web.deps import (
 from portal.web.forms import FormError, read_form
 from portal.web.middleware import csp_with_form_targets
 from portal.web.templating import render
+from portal.web.token_limits import RESET_CHOICES, spending_limit_from
 
 __all__ = ["pages", "token_api"]
 
@@ -56,6 +57,8 @@ _FIELDS = {
     "app": ("app", 200),
     "state": ("state", 500),
     "decision": ("decision", 10),
+    "limit": ("Spending limit", 40),
+    "reset": ("Reset", 10),
 }
 _NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}  # RFC 6749 §5.1
 
@@ -65,14 +68,24 @@ def _refused_page(request: Request, viewer: SignedIn, problem: str) -> Response:
     return render(request, "message.html", context, status_code=400)
 
 
-def _consent_page(request: Request, viewer: SignedIn, asked: ConnectRequest) -> Response:
+def _consent_page(
+    request: Request,
+    viewer: SignedIn,
+    asked: ConnectRequest,
+    *,
+    error: str | None = None,
+    typed: dict[str, str] | None = None,
+) -> Response:
     context = {
         "viewer": viewer,
         "asked": asked,
+        "resets": RESET_CHOICES,
+        "error": error,
+        "typed": typed or {},
         "callback_origin": callback_origin(asked.callback_url),
         "minutes": int(CODE_LIFETIME.total_seconds() // 60),
     }
-    page = render(request, "connect.html", context)
+    page = render(request, "connect.html", context, status_code=400 if error else 200)
     page.headers["content-security-policy"] = csp_with_form_targets(
         form_action_source(asked.callback_url)
     )
@@ -100,7 +113,11 @@ async def answer(
     except (FormError, ConnectRefused) as problem:
         return _refused_page(request, viewer, str(problem))
     if form["decision"] == "approve":
-        target = await flows.approve(db, user_id=viewer.user.id, approved=asked)
+        try:
+            limit = spending_limit_from(form["limit"], form["reset"])
+        except ValueError as problem:  # asked again, with what was typed
+            return _consent_page(request, viewer, asked, error=str(problem), typed=form)
+        target = await flows.approve(db, user_id=viewer.user.id, approved=asked, limit=limit)
     else:
         target = flows.deny(asked)
     return RedirectResponse(target, status_code=303, headers=_NO_STORE)

@@ -1,5 +1,6 @@
 """The Tokens page: create (redirect after POST; the secret shown once on the next page,
-with the base URL for the desktop app), list, revoke after a confirmation step.
+with the base URL for the desktop app), with an optional spending limit; list, with what
+each token used of its limit; change a limit; revoke after a confirmation step.
 
 The actions themselves are `tokens.flows`, shared with the JSON API."""
 
@@ -13,12 +14,13 @@ from fastapi.responses import RedirectResponse, Response
 from portal.connect import service as connect_service
 from portal.errors import NotFound
 from portal.sessions.flash import put_flash, take_flash
-from portal.tokens import flows
+from portal.tokens import flows, spending
 from portal.tokens import service as tokens
 from portal.web.cookies import browser_secret
 from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, SettingsDep, SignedIn
 from portal.web.forms import FormError, read_form
 from portal.web.templating import render
+from portal.web.token_limits import RESET_CHOICES, spending_limit_from
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,9 +39,12 @@ async def _page(
     async with db.session() as session:
         rows = await tokens.list_tokens(session, viewer.user.id)
         apps = await connect_service.connected_apps(session, viewer.user.id)
+    now = spending.clock()
     context = {
         "viewer": viewer,
         "tokens": rows,
+        "spending": {row.id: spending.spending_from(row, now) for row in rows},
+        "resets": RESET_CHOICES,
         "connected_apps": apps,
         "base_url": settings.gateway_public_url.rstrip("/") + "/v1",
         **extra,
@@ -72,18 +77,23 @@ async def create_token(
     settings: SettingsDep,
 ) -> Response:
     try:
-        form = await read_form(request, {"name": ("Token name", 100)})
+        form = await read_form(
+            request, {"name": ("Token name", 100), "limit": ("Limit", 40), "reset": ("Reset", 10)}
+        )
+        limit = spending_limit_from(form["limit"], form["reset"])
+    except ValueError as problem:  # FormError included
+        return await _page(request, viewer, db, settings, status_code=400, error=str(problem))
+    try:
         created = await flows.create_token(
             db,
             mailer,
             user_id=viewer.user.id,
             name=form["name"],
             tokens_url=settings.portal_public_url.rstrip("/") + "/tokens",
+            limit=limit,
         )
-    except (FormError, ValueError) as problem:
-        message = str(problem)
-        if not isinstance(problem, FormError):
-            message = "Give the token a name of 1 to 100 characters."
+    except ValueError:
+        message = "Give the token a name of 1 to 100 characters."
         return await _page(request, viewer, db, settings, status_code=400, error=message)
     async with db.transaction() as session:
         await put_flash(
@@ -93,6 +103,23 @@ async def create_token(
             message={"kind": _NEW_TOKEN, "name": created.token.name, "secret": created.plaintext},
         )
     return RedirectResponse("/tokens", status_code=303)
+
+
+@router.post("/tokens/{token_id}/limit", name="token_limit")
+async def change_limit(
+    request: Request, token_id: str, viewer: CurrentUser, db: DatabaseDep, settings: SettingsDep
+) -> Response:
+    """Set, change or remove (empty) a token's spending limit; it applies to the next call."""
+    try:
+        form = await read_form(request, {"limit": ("Limit", 40), "reset": ("Reset", 10)})
+        limit = spending_limit_from(form["limit"], form["reset"])
+    except ValueError as problem:
+        return await _page(request, viewer, db, settings, status_code=400, error=str(problem))
+    try:
+        await flows.set_limit(db, user_id=viewer.user.id, token_id=token_id, limit=limit)
+    except NotFound:
+        return RedirectResponse("/tokens?notice=token_not_found", status_code=303)
+    return RedirectResponse("/tokens?notice=token_limit_saved", status_code=303)
 
 
 async def _confirm_page(
