@@ -452,3 +452,71 @@ async def test_the_low_balance_email_follows_the_crossing_call_once(
     await eventually(
         lambda: len(world.inbox.to(someone.email, "low_balance")) == 2, seconds=WAIT, what="2nd"
     )
+
+
+async def test_choices_outside_the_operators_bounds_are_refused(
+    world: World, stripe: FakeStripe, db: Database
+) -> None:
+    someone = await person(db, 10 * UNITS)
+    for form, says in (
+        ({"threshold": "0"}, "threshold must be between 1 and 50"),
+        ({"threshold": "51"}, "threshold must be between 1 and 50"),
+        ({"amount": "4"}, "amount must be between 5 and 100"),
+        ({"amount": "101"}, "amount must be between 5 and 100"),
+        ({"amount": "7.5"}, "whole number of credits"),
+    ):
+        refused = await choose_auto_top_up(world, someone, **form)
+        assert refused.status_code == 400 and says in refused.text, form
+    async with db.session() as session:
+        assert await top_up_settings.get(session, someone.user_id) is None
+
+
+@pytest.mark.browser
+async def test_auto_top_up_is_set_in_the_portal_and_shows_its_last_attempt(
+    chromium: object,
+    world: World,
+    stripe: FakeStripe,
+    db: Database,
+    billing: Billing,
+    request: pytest.FixtureRequest,
+) -> None:
+    """In Chromium: the Billing page's link, the settings form, then a call through the
+    gateway crosses the threshold and the page shows the top-up paid and credited."""
+    from tests.browser.conftest import SCREENSHOTS
+
+    shots = SCREENSHOTS / f"auto-top-up-{request.node.callspec.id}"
+    shots.mkdir(parents=True, exist_ok=True)
+    buyer = await buyer_with_saved_card(world, db, billing)
+    context = await chromium.new_context(base_url=world.portal_url)  # type: ignore[attr-defined]
+    page = await context.new_page()
+    await page.goto("/signin")
+    await page.fill("input[name=email]", buyer.email)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/dashboard")
+
+    await page.goto("/billing")
+    assert "Off." in await page.text_content("#auto-top-up-state")
+    await page.click("#auto-top-up-link")
+    await page.wait_for_url("**/billing/auto-top-up")
+    assert "None yet." in await page.text_content("#auto-top-up-last")
+    await page.check("#auto-top-up-enabled")
+    await page.fill("#auto-top-up-threshold", str(THRESHOLD))
+    await page.fill("#auto-top-up-amount", str(AMOUNT))
+    await page.screenshot(path=str(shots / "01-settings.png"), full_page=True)
+    await page.click("#auto-top-up-save")
+    await page.wait_for_url("**/billing/auto-top-up?saved=1")
+    assert await page.is_checked("#auto-top-up-enabled")
+    await page.goto("/billing")
+    assert "below 5 credits we buy 5" in await page.text_content("#auto-top-up-state")
+
+    await set_balance(db, buyer.user_id, THRESHOLD * UNITS + 1)
+    await call(world, buyer)
+    await eventually(lambda: _finished(db, buyer.user_id), seconds=WAIT, what="credited")
+    await page.goto("/billing/auto-top-up")
+    result = page.locator("#last-attempt-result")
+    assert await result.get_attribute("data-status") == "succeeded"
+    assert "Paid and credited" in await result.text_content()
+    assert (await page.text_content("#last-attempt-credits")).strip() == str(AMOUNT)
+    await page.screenshot(path=str(shots / "02-credited.png"), full_page=True)
+    await context.close()
