@@ -20,12 +20,20 @@ from tests.integration.test_settlement import (
     Settle,
     finished,
     hold,
+    settle,
     settle_as_the_gateway,
-    settles,  # noqa: F401 (fixture)
     state,
 )
 
 THRESHOLD = 600_000_000  # 0.6 credits: FUNDS (1 credit) less 0.4 crosses it
+
+
+@pytest.fixture(params=["transaction", "gateway"])
+def settles(request: pytest.FixtureRequest, gateway_db: Database) -> Settle:
+    """The portal's and the spool's path (a transaction), and the gateway's (the driver)."""
+    if request.param == "transaction":
+        return settle
+    return lambda _db, call: settle_as_the_gateway(gateway_db, call)
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from portal.billing.runtime import Billing
 from portal.config.billing_settings import BillingSettings
 from portal.credits import alerts
-from portal.email.messages import Mail
-from portal.jobs.balance_alerts import AlertJob
 from portal.db import Database
 from portal.db.base import utcnow
+from portal.email.messages import Mail
+from portal.jobs.balance_alerts import AlertJob
 from portal.tokens.service import authenticate
 from portal.usage.models import UsageRecord
 from tests.portal.conftest import SignedInUser

@@ -32,7 +32,7 @@ LAYERS: dict[str, int] = {
     "usage": 13,
     "connect": 13,  # connecting an app: codes that become tokens
     "billing": 14,
-    "jobs": 17,  # background work across domains: balance alerts (email, auto top-up)
+    "jobs": 15,  # background work across domains: balance alerts (email, auto top-up)
     "models": 15,  # portal/models.py: every table, for Alembic, privacy and schema.prisma
     "privacy": 16,
     "retention": 16,
