@@ -128,7 +128,7 @@ class AutoTopUpAttempt(Base):
     amount_units: Mapped[int] = mapped_column(BigInteger, info=credit_units_column("amount"))
     price_minor: Mapped[int] = mapped_column(BigInteger)  # charged, in the currency's minor unit
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[AttemptStatus] = mapped_column(EnumString(AttemptStatus, 16))
+    status: Mapped[str] = mapped_column(String(16))  # an AttemptStatus
     payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     error_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created_at_column()
