@@ -6,15 +6,21 @@ write paths, and only once when two settlements race past it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from sqlalchemy import select
 
+from portal.billing.runtime import Billing
+from portal.config.billing_settings import BillingSettings
 from portal.credits import alerts, top_up_settings
 from portal.credits.models import BalanceAlert
 from portal.db import Database
+from portal.email.messages import Mail
+from portal.jobs import balance_alerts
+from portal.jobs.balance_alerts import AlertJob
 from tests.fixtures.databases import statements_sent
-from tests.fixtures.gateway import MakeUser
+from tests.fixtures.gateway import MakeUser, eventually
 from tests.integration.test_settlement import (
     FUNDS,
     Settle,
@@ -112,3 +118,32 @@ async def test_two_settlements_racing_past_the_threshold_write_one_alert(
         assert results == [True, True]
         assert await alert_rows(db, user.user_id) == [(True, False, 500_000_000)]
         assert (await state(db, user.user_id))["balance"] == 0
+
+
+async def test_the_portals_job_is_woken_by_the_settlement_on_postgresql(
+    db: Database, gateway_db: Database, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No poll at all (an hour): only the settlement's NOTIFY can wake the job."""
+    if not db.is_postgresql:
+        pytest.skip("SQLite has no notifications: there the job polls")
+    monkeypatch.setattr(balance_alerts, "POLL_SECONDS_POSTGRESQL", 3600.0)
+    sent: list[Mail] = []
+
+    class Capture:
+        async def send(self, mails: list[Mail]) -> None:
+            sent.extend(mails)
+
+    no_billing = Billing(BillingSettings(), "http://portal.test")
+    job = AlertJob(db, Capture(), lambda: no_billing, "/dashboard")  # type: ignore[arg-type]
+    first, second = await make_user("1"), await make_user("1")
+    assert await settle_as_the_gateway(gateway_db, finished(first, credits=500_000_000))
+    running = asyncio.create_task(job.run())
+    try:  # its first pass finds the alert already there, and listens from then on
+        await eventually(lambda: [m.to for m in sent] == [first.email], seconds=60, what="1st")
+        assert await settle_as_the_gateway(gateway_db, finished(second, credits=500_000_000))
+        await eventually(lambda: len(sent) == 2, seconds=60, what="woken by NOTIFY")
+        assert sent[1].to == second.email and sent[1].kind == "low_balance"
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
