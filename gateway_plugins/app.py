@@ -47,7 +47,7 @@ from gateway_plugins.heap import freeze_startup_heap
 from gateway_plugins.log_scrubbing import requests_may_arrive
 from gateway_plugins.runtime import GatewayRuntime, open_runtime
 from gateway_plugins.streaming import MeteredStream
-from portal.credits import ledger
+from portal.credits import alerts, ledger
 from portal.credits.units import format_units
 from portal.errors import GatewayError, UnknownModel
 from portal.observability.exposition import metrics_endpoint
@@ -133,7 +133,8 @@ async def get_model(request: Request) -> Response:
 
 async def credits(request: Request) -> Response:
     """The caller's balance, so the desktop app can show what is left without a portal
-    session: credits as a decimal string, and the integer units behind it. For the
+    session: credits as a decimal string, and the integer units behind it. `low_balance`:
+    the balance is below the operator's low-balance threshold (never with none set). For the
     calling token: its spending `limit` (null: none), what it `used` in the limit's
     period (calls in flight included), what `remaining` (null: no limit) and when it
     `resets_at` (null: never, or no limit)."""
@@ -157,6 +158,7 @@ async def credits(request: Request) -> Response:
             "available": format_units(balance - reserved),
             "available_units": balance - reserved,
             "plan": identity.plan,
+            "low_balance": alerts.is_low_balance(balance),
             **_token_spending(token),
         }
     )

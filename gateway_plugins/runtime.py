@@ -25,7 +25,9 @@ from gateway_plugins.rate_limits import RateLimiter
 from gateway_plugins.targets import Target, targets_of
 from portal.config import ConfigError
 from portal.config.plugin_settings import DependencySettings, PlanLimits
+from portal.credits import alerts
 from portal.credits.pricing import PricedConfig, load_priced_config
+from portal.credits.units import credits_to_units
 from portal.db import Database, open_database
 from portal.errors import GatewayError
 from portal.settings import Settings
@@ -147,6 +149,8 @@ def open_runtime(settings: Settings) -> GatewayRuntime:
         else None
     )
     off = fast_paths.turned_off(settings.fast_paths_off)
+    # A settlement that takes a balance below it writes a balance alert (the portal emails).
+    alerts.set_low_balance_threshold(credits_to_units(config.plugin.credits.low_balance_credits))
     return GatewayRuntime(
         settings=settings,
         config=config,

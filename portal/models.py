@@ -1,9 +1,9 @@
 """Every table, imported in one place so metadata is complete (Alembic, schema.prisma)."""
 
 from portal.accounts.models import AccountLink, ThrottleCounter, User
-from portal.billing.models import BillingAccount, StripeEvent
+from portal.billing.models import AutoTopUpAttempt, BillingAccount, StripeEvent
 from portal.connect.models import ConnectCode
-from portal.credits.models import CreditAccount, LedgerEntry, Reservation
+from portal.credits.models import AutoTopUp, BalanceAlert, CreditAccount, LedgerEntry, Reservation
 from portal.db.base import Base
 from portal.email.models import EmailLogEntry
 from portal.sessions.models import WebSession
@@ -12,6 +12,9 @@ from portal.usage.models import UsageRecord
 
 __all__ = [
     "AccountLink",
+    "AutoTopUp",
+    "AutoTopUpAttempt",
+    "BalanceAlert",
     "Base",
     "BillingAccount",
     "ConnectCode",

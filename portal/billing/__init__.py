@@ -2,13 +2,15 @@
 
 Where things are:
 
-- `models.py`         the two tables: billing_accounts, stripe_events
+- `models.py`         billing_accounts, stripe_events, auto_top_up_attempts
 - `stripe_gateway.py` the Stripe API calls (official SDK, async)
 - `reads.py`          Stripe objects -> what they mean for us (purchases, reversals, state)
 - `service.py`        applying that in a transaction: grants, claw-backs, plan and status
 - `flows.py`          Stripe call, then transaction: start Checkout, Billing Portal,
                       success redirect, sync; `cancel_subscriptions` for account deletion
 - `webhooks.py`       signature check and one handler per event type
+- `auto_top_up.py`    auto top-up attempts: when one may start, what Stripe answered
+- `auto_top_up_flows.py` the off-session charge of the saved card, outside transactions
 - `runtime.py`        the process's Stripe client and catalog
 
 What can be bought is config.yaml's `workforce_gateway.billing`, validated by

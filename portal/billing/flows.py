@@ -73,6 +73,9 @@ def checkout_params(
         price = billing.catalog.packs[item_id].stripe_price_id
         params["mode"] = "payment"
         params["payment_intent_data"] = {"metadata": metadata}
+        if billing.catalog.auto_top_up.enabled:
+            # Keep the card for auto top-ups (Checkout tells the buyer it is saved).
+            params["payment_intent_data"]["setup_future_usage"] = "off_session"
     else:
         raise NotFound("no such plan or credit pack")
     params["line_items"] = [{"price": price, "quantity": 1}]

@@ -6,6 +6,12 @@ Money never lives here: purchases are ledger entries (`portal.credits.ledger`) w
 Session (`cs_…`) for a credit pack, the invoice (`in_…`) for a subscription period - so
 the webhook, the success redirect, a replay and `billing sync` grant it once between
 them. A claw-back's `cause_id` is `<paid id>:reversal:<amount reversed so far, cents>`.
+An auto top-up's grant is keyed by its PaymentIntent (`pi_…`).
+
+Auto top-up (`portal.billing.auto_top_up`): every attempt (`auto_top_up_attempts`),
+numbered per account; the person's setting is `portal.credits.models.AutoTopUp` (the
+settlement reads its threshold). A unique index on the
+attempts not yet finished keeps at most one in flight per account, whatever races.
 """
 
 from __future__ import annotations
@@ -13,13 +19,29 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
+from portal.credits.units import credit_units_column
 from portal.db.base import Base, UTCDateTime, utcnow
-from portal.db.columns import EnumString, created_at_column
+from portal.db.columns import BigId, EnumString, created_at_column
 
-__all__ = ["BillingAccount", "EventOutcome", "StripeEvent", "SubscriptionStatus"]
+__all__ = [
+    "AttemptStatus",
+    "AutoTopUpAttempt",
+    "BillingAccount",
+    "EventOutcome",
+    "StripeEvent",
+    "SubscriptionStatus",
+]
 
 
 class SubscriptionStatus(StrEnum):
@@ -84,3 +106,42 @@ class StripeEvent(Base):
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
     object_id: Mapped[str | None] = mapped_column(String(255))
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AttemptStatus(StrEnum):
+    PENDING = "pending"  # started; Stripe has not answered (or we did not hear it)
+    PAID = "paid"  # Stripe took the payment; credits come with its signed webhook
+    SUCCEEDED = "succeeded"  # credited (by `payment_intent.succeeded`)
+    FAILED = "failed"  # declined, authentication required, no card...: auto top-up is off
+
+
+class AutoTopUpAttempt(Base):
+    """One off-session payment for an auto top-up. Its Stripe idempotency key is
+    `wfg-auto-top-up-<user id>-<sequence>`: a retry of the same attempt can never charge
+    twice. Stripe ids and codes only, nothing about the card."""
+
+    __tablename__ = "auto_top_up_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    amount_units: Mapped[int] = mapped_column(BigInteger, info=credit_units_column("amount"))
+    price_minor: Mapped[int] = mapped_column(BigInteger)  # charged, in the currency's minor unit
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))  # an AttemptStatus
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = created_at_column()
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """Set when credited or failed; until then the attempt is in flight."""
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "sequence", name="uq_auto_top_up_attempts_sequence"),
+        Index(
+            "uq_auto_top_up_attempts_in_flight",
+            "user_id",
+            unique=True,
+            sqlite_where=text("finished_at IS NULL"),
+            postgresql_where=text("finished_at IS NULL"),
+        ),
+    )

@@ -37,6 +37,7 @@ __all__ = [
     "Purchase",
     "Reversal",
     "SubscriptionState",
+    "TopUpPaid",
     "card_of",
     "customer_user_hint",
     "invoice_basis",
@@ -48,7 +49,9 @@ __all__ = [
     "read_customer_state",
     "read_dispute",
     "read_invoice",
+    "read_payment_intent",
     "subscription_state",
+    "top_up_purchase",
 ]
 
 Obj = dict[str, Any]
@@ -144,6 +147,16 @@ class SubscriptionState:
         return self.plan if self.status in LIVE_STATUSES else None
 
 
+@dataclass(frozen=True)
+class TopUpPaid:
+    """An auto top-up's PaymentIntent, read from Stripe: whose attempt it pays."""
+
+    payment_intent_id: str
+    user_id: str | None
+    sequence: int
+    succeeded: bool
+
+
 @dataclass
 class Findings:
     """What some Stripe reads say about one customer."""
@@ -155,6 +168,7 @@ class Findings:
     disputes: list[Dispute] = field(default_factory=list)
     state: SubscriptionState | None = None
     card: Card | None = None  # the card of a pack payment
+    top_up: TopUpPaid | None = None  # an auto top-up's payment
 
     @property
     def concerns_us(self) -> bool:
@@ -216,6 +230,35 @@ def pack_purchase(catalog: BillingSettings, session: Obj) -> Purchase | None:
         paid=paid,
         note=f"Stripe checkout: pack {', '.join(names)}",
     )
+
+
+TOP_UP_METADATA = "wfg_auto_top_up"
+"""The PaymentIntent metadata key that marks an auto top-up (value: its sequence); set
+with our secret key when the payment is made (`portal.billing.auto_top_up_flows`), with
+`credits_units` (what it buys) and `user_id`."""
+
+
+def top_up_purchase(intent: Obj) -> tuple[Purchase, TopUpPaid] | None:
+    """An auto top-up's PaymentIntent as a purchase keyed by its id, paid once it
+    succeeded for its full amount; None for any other PaymentIntent."""
+    meta = intent.get("metadata") or {}
+    sequence, units = meta.get(TOP_UP_METADATA), meta.get("credits_units")
+    if not (isinstance(sequence, str) and sequence.isdigit()):
+        return None
+    if not (isinstance(units, str) and units.isdigit() and int(units) > 0):
+        return None
+    succeeded = intent.get("status") == "succeeded" and int(
+        intent.get("amount_received") or 0
+    ) >= int(intent.get("amount") or 0)
+    purchase = Purchase(
+        paid_id=intent["id"],
+        kind=EntryKind.PURCHASE,
+        credits_units=int(units),
+        paid=succeeded,
+        note=f"Stripe auto top-up #{sequence}",
+    )
+    paid = TopUpPaid(intent["id"], _metadata_user(intent), int(sequence), succeeded)
+    return purchase, paid
 
 
 def _line_price(line: Obj) -> str | None:
@@ -391,7 +434,26 @@ async def _purchase_for_payment_intent(
         found = await read_invoice(billing, invoice_id, with_state=False)
         if found.purchases:
             return found, found.purchases[0]
+    found = await read_payment_intent(billing, payment_intent)  # an auto top-up
+    if found.purchases:
+        found.top_up = None  # a refund or dispute of it: nothing to record on the attempt
+        return found, found.purchases[0]
     return None, None
+
+
+async def read_payment_intent(billing: Billing, payment_intent_id: str) -> Findings:
+    """An auto top-up's PaymentIntent (`top_up_purchase`); empty for any other."""
+    intent = await billing.stripe.retrieve_payment_intent(payment_intent_id)
+    found = top_up_purchase(intent)
+    if found is None:
+        return Findings()
+    purchase, paid = found
+    return Findings(
+        customer_id=_id(intent.get("customer")),
+        user_hint=paid.user_id,
+        purchases=[purchase],
+        top_up=paid,
+    )
 
 
 async def _charge_findings(billing: Billing, charge: Obj) -> tuple[Findings, Purchase | None]:

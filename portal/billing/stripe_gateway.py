@@ -91,6 +91,55 @@ class StripeGateway:
         )
         return session.to_dict()
 
+    # ------------------------------------------------------- off-session payments
+    async def saved_card(self, customer_id: str) -> str | None:
+        """The card to charge without the person: the customer's default (set in the
+        Billing Portal), else the newest card saved to the customer (a Checkout with
+        `setup_future_usage=off_session`). None when there is none."""
+        customer = await self.retrieve_customer(customer_id)
+        if customer.get("deleted"):
+            return None
+        default = (customer.get("invoice_settings") or {}).get("default_payment_method")
+        if isinstance(default, dict) and default.get("type") == "card":
+            return str(default["id"])
+        page = await self.client.v1.payment_methods.list_async(
+            {"customer": customer_id, "type": "card", "limit": 10}
+        )
+        cards = page.to_dict()["data"]
+        return str(cards[0]["id"]) if cards else None
+
+    async def charge_off_session(
+        self,
+        *,
+        customer: str,
+        payment_method: str,
+        amount: int,
+        currency: str,
+        metadata: dict[str, str],
+        description: str,
+        idempotency_key: str,
+    ) -> Obj:
+        """A PaymentIntent created and confirmed without the person (off-session). A
+        decline or a bank asking for authentication raises `stripe.CardError`; the same
+        `idempotency_key` again returns the first answer (never a second charge)."""
+        intent = await self.client.v1.payment_intents.create_async(
+            {
+                "amount": amount,
+                "currency": currency,
+                "customer": customer,
+                "payment_method": payment_method,
+                "off_session": True,
+                "confirm": True,
+                "metadata": metadata,
+                "description": description,
+            },
+            {"idempotency_key": idempotency_key},
+        )
+        return intent.to_dict()
+
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> Obj:
+        return (await self.client.v1.payment_intents.retrieve_async(payment_intent_id)).to_dict()
+
     # ------------------------------------------------------------------ invoices
     async def retrieve_invoice(self, invoice_id: str) -> Obj:
         return (await self.client.v1.invoices.retrieve_async(invoice_id)).to_dict()

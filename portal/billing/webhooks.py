@@ -26,7 +26,7 @@ from typing import Any
 
 import stripe
 
-from portal.billing import events, reads, service
+from portal.billing import auto_top_up, events, reads, service
 from portal.billing.runtime import Billing, BillingNotConfigured
 from portal.db import Database
 
@@ -124,6 +124,10 @@ async def _dispute(billing: Billing, obj: Obj) -> reads.Findings:
     return await reads.read_dispute(billing, obj["id"])
 
 
+async def _payment_intent(billing: Billing, obj: Obj) -> reads.Findings:
+    return await reads.read_payment_intent(billing, obj["id"])
+
+
 # event type -> (the `object` its data.object must be, its reader)
 HANDLED: dict[str, tuple[str, Reader]] = {
     "checkout.session.completed": ("checkout.session", _checkout),  # grants only when paid
@@ -136,6 +140,9 @@ HANDLED: dict[str, tuple[str, Reader]] = {
     "customer.subscription.deleted": ("subscription", _customer_state),
     "customer.updated": ("customer", _customer_state),  # default card changed
     "charge.refunded": ("charge", _charge),
+    # an auto top-up's off-session payment: its credits come only from here (any other
+    # PaymentIntent reads as nothing: packs and plans are granted by their own events)
+    "payment_intent.succeeded": ("payment_intent", _payment_intent),
     # a dispute is followed to its end: held when Stripe withdraws the money, kept if
     # lost, given back if won; an inquiry (no money moved) takes nothing
     "charge.dispute.created": ("dispute", _dispute),
@@ -217,6 +224,8 @@ async def handle_event(
             return "duplicate"
         row, new = claimed
         applied = None if gone else await service.apply_findings(session, findings)
+        if applied is not None and findings.top_up is not None and findings.top_up.succeeded:
+            await auto_top_up.credited(session, applied.user_id, findings.top_up)
         unmatched = (
             "object gone at Stripe"
             if gone

@@ -7,6 +7,10 @@ here, with the rest of the file; `portal.billing` sells it).
               trial_credits: 0, free_period_credits: 0}   # optional, default 0
       packs:                        # one-time top-ups
         small: {name: 10 credits, stripe_price_id: price_..., credits: 10}
+      auto_top_up:                  # off unless enabled; bounds on what a person may choose
+        {enabled: true, currency: usd, minor_units_per_credit: 100,
+         min_threshold_credits: 1, max_threshold_credits: 1000,
+         min_amount_credits: 5, max_amount_credits: 500, max_per_day: 3}
 
 Ids (`pro`, `small`) are ours: a plan id is what `users.plan` holds while the subscription
 is live (per-plan rate limits read it), so `free` is reserved. Every Stripe price id may
@@ -27,7 +31,14 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["CREDIT_DECIMAL_PLACES", "FREE_PLAN", "BillingSettings", "PackSettings", "PlanSettings"]
+__all__ = [
+    "CREDIT_DECIMAL_PLACES",
+    "FREE_PLAN",
+    "AutoTopUpSettings",
+    "BillingSettings",
+    "PackSettings",
+    "PlanSettings",
+]
 
 FREE_PLAN = "free"
 CREDIT_DECIMAL_PLACES = 9
@@ -114,9 +125,39 @@ class PackSettings(_Strict):
         return _units(self.credits)
 
 
+class AutoTopUpSettings(_Strict):
+    """Auto top-up (`portal.billing.auto_top_up`): what a person may choose, and what a
+    credit costs when bought this way. Off by default: the operator names the price."""
+
+    enabled: bool = False
+    currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
+    minor_units_per_credit: int = Field(default=100, gt=0)
+    """What one credit costs, in the currency's smallest unit (100 = $1.00 a credit)."""
+    min_threshold_credits: int = Field(default=1, ge=1)
+    max_threshold_credits: int = Field(default=1000, ge=1)
+    min_amount_credits: int = Field(default=5, ge=1)
+    max_amount_credits: int = Field(default=500, ge=1)
+    """Whole credits: a top-up is always a whole number of minor units."""
+    max_per_day: int = Field(default=3, ge=1)
+    """Top-ups started per account in any 24 hours, whatever their outcome."""
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> AutoTopUpSettings:
+        if self.min_threshold_credits > self.max_threshold_credits:
+            raise ValueError("min_threshold_credits is above max_threshold_credits")
+        if self.min_amount_credits > self.max_amount_credits:
+            raise ValueError("min_amount_credits is above max_amount_credits")
+        if self.max_threshold_credits * 10**CREDIT_DECIMAL_PLACES > 2**63 - 1:
+            raise ValueError("max_threshold_credits: too many credits")
+        if self.max_amount_credits * self.minor_units_per_credit > 99_999_999:
+            raise ValueError("max_amount_credits costs more than Stripe takes in one payment")
+        return self
+
+
 class BillingSettings(_Strict):
     plans: dict[CatalogId, PlanSettings] = {}
     packs: dict[CatalogId, PackSettings] = {}
+    auto_top_up: AutoTopUpSettings = AutoTopUpSettings()
     how_to_get_credits: str = Field(default="", max_length=2000)
     """Shown to people where credits cannot be bought here (no Stripe): how to get them on
     this server, in the operator's words (plain text; line breaks are kept)."""

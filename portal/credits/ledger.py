@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from portal.credits import alerts
 from portal.credits.models import CauseType, CreditAccount, EntryKind, LedgerEntry
 from portal.credits.reservations import HoldRelease, reserved_minus
 from portal.db.base import UTCDateTime, utcnow
@@ -141,12 +142,13 @@ def usage_debit(record: CTE, release: HoldRelease) -> Select[tuple[int, int, int
     account's row is updated once, by both owners' columns, since a statement may not
     update a row twice), then counts the debit and the release on the call's token
     (`portal.tokens.spending`; after the account's row, the order every statement keeps).
-    One row (record id, entries posted, accounts updated, tokens updated), or none when
-    `record` is empty (the hold is released all the same).
-    Parameters: `holder` (user id), `units` (the debit, negative; 0 posts nothing),
+    A debit that takes the balance below a threshold also writes a balance alert
+    (`alerts.crossing_alert`). One row (record id, entries posted, accounts updated, tokens
+    updated, alerts written), or none when `record` is empty (the hold is released all the
+    same). Parameters: `holder` (user id), `units` (the debit, negative; 0 posts nothing),
     `cause_id` (the call id), `held_for` (the call id), `token` (the call's token id, or
-    None), `now` and `spending.period_parameters()`. Used by `portal.usage.settlement`,
-    which owns the record; built once there."""
+    None), `low_balance_below`, `now` and `spending.period_parameters()`. Used by
+    `portal.usage.settlement`, which owns the record; built once there."""
     entry = _entry(
         select(
             _HOLDER,
@@ -165,7 +167,7 @@ def usage_debit(record: CTE, release: HoldRelease) -> Select[tuple[int, int, int
         update(CreditAccount.__table__)
         .where(_accounts.user_id == _HOLDER, or_(exists(select(entry.c.amount)), release.happened))
         .values(balance=_accounts.balance + posted, reserved=release.reserved, updated_at=_NOW)
-        .returning(_accounts.user_id)
+        .returning(_accounts.user_id, _accounts.balance)
         .cte("usage_moved")
     )
     on_token = (
@@ -173,7 +175,8 @@ def usage_debit(record: CTE, release: HoldRelease) -> Select[tuple[int, int, int
         .where(exists(select(moved.c.user_id)))
         .cte("usage_on_token")
     )
-    return select(record.c.id, _rows(entry), _rows(moved), _rows(on_token))
+    alerted = alerts.crossing_alert(moved, posted)
+    return select(record.c.id, _rows(entry), _rows(moved), _rows(on_token), _rows(alerted))
 
 
 # SQLite (no writable CTEs), in the gateway's driver transaction: the debit entry, then
@@ -201,7 +204,8 @@ _MOVE_AND_RELEASE_ON_SQLITE = DriverStatement(
         balance=_accounts.balance + _UNITS,
         reserved=reserved_minus(bindparam("released", type_=BigInteger())),
         updated_at=_NOW,
-    ),
+    )
+    .returning(*alerts.MOVE_RETURNING),
     "sqlite",
 )
 
@@ -218,7 +222,8 @@ async def usage_debit_on_driver(
     """SQLite, in the gateway's driver transaction (`portal.db.driver`): the debit of the
     usage record `record_id` (`amount`, negative; 0 posts nothing) and the balance move,
     with the release of `released` units the call held (`reservations.release_on_driver`
-    dropped its hold) in the same UPDATE of the account. The record's writer,
+    dropped its hold) in the same UPDATE of the account, which returns the new balance: a
+    debit that crossed a threshold adds a balance alert (`alerts`). The record's writer,
     `portal.usage.settlement`, made sure the account exists. Returns the amount posted."""
     now = utcnow()
     posted = 0
@@ -228,7 +233,14 @@ async def usage_debit_on_driver(
             posted = amount
     if posted or released:
         move = {"holder": user_id, "units": posted, "released": released, "now": now}
-        await driver.fetch(_MOVE_AND_RELEASE_ON_SQLITE, move)
+        moved = await driver.fetch(_MOVE_AND_RELEASE_ON_SQLITE, move)
+        if moved and posted:
+            after, top_up_below = moved[0]
+            low, top_up = alerts.crossed(after=after, posted=posted, top_up_below=top_up_below)
+            if low or top_up:
+                await alerts.add_alert_on_driver(
+                    driver, user_id=user_id, balance=after, low_balance=low, top_up=top_up
+                )
     return posted
 
 

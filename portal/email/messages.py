@@ -11,6 +11,7 @@ from portal.email.models import EmailKind
 __all__ = [
     "Mail",
     "account_deleted",
+    "auto_top_up_failed",
     "email_change",
     "email_changed",
     "low_balance",
@@ -138,5 +139,29 @@ def low_balance(*, user_id: str, to: str, name: str, balance: str, dashboard_url
         f"Hello {name},\n\nYour balance is down to {balance} credits. When it runs out, "
         f"the gateway refuses new requests. Top up or check your usage at {dashboard_url}"
         + _SIGNATURE,
+        user_id,
+    )
+
+
+_TOP_UP_REASONS = {
+    "card_declined": "your card was declined",
+    "authentication_required": "your bank asked you to confirm the payment, which it cannot "
+    "do while you are away",
+    "no_saved_card": "no card is saved for it",
+    "expired_card": "your card has expired",
+    "insufficient_funds": "the card has insufficient funds",
+}
+
+
+def auto_top_up_failed(*, user_id: str, to: str, name: str, reason: str, fix_url: str) -> Mail:
+    why = _TOP_UP_REASONS.get(reason, "the payment did not go through")
+    return Mail(
+        EmailKind.AUTO_TOP_UP_FAILED,
+        to,
+        "Auto top-up failed and is now off",
+        f"Hello {name},\n\nWe tried to top up your credits automatically, but {why}. "
+        "Nothing was charged, and auto top-up is now off so we do not try again. To fix it, "
+        "update your card in the billing portal and turn auto top-up back on at\n\n"
+        f"{fix_url}" + _SIGNATURE,
         user_id,
     )

@@ -21,6 +21,7 @@ class EmailKind:
     TOKEN_CREATED = "token_created"
     ACCOUNT_DELETED = "account_deleted"
     LOW_BALANCE = "low_balance"
+    AUTO_TOP_UP_FAILED = "auto_top_up_failed"
 
 
 class EmailLogEntry(Base):

@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.credits import ledger, reservations
+from portal.credits import alerts, ledger, reservations
 from portal.credits.models import CauseType, CreditAccount, EntryKind
 from portal.db.base import utcnow
 from portal.db.driver import CoreDriver, Driver, DriverStatement
@@ -129,6 +129,7 @@ async def settle_new(driver: Driver | CoreDriver, call: FinishedCall) -> bool:
     parameters |= {"record_call_id": call.call_id, "record_created_at": now, "now": now}
     parameters |= {"holder": call.user_id, "units": -call.credits, "cause_id": call.call_id}
     parameters |= {"held_for": call.call_id, "token": call.token_id}
+    parameters[alerts.LOW_BALANCE_BELOW] = alerts.low_balance_threshold()
     if driver.dialect == "postgresql":
         parameters |= spending.period_parameters()
         return bool(await driver.fetch(_SETTLE_AT_ONCE, parameters))

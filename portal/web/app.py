@@ -16,9 +16,11 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from portal.accounts.gateway_cache import use_redis
-from portal.credits.low_balance import low_balance_notices, threshold_units
+from portal.credits import alerts
+from portal.credits.low_balance import threshold_units
 from portal.db import Database, open_database
 from portal.email.service import Mailer, mailer_from_settings
+from portal.jobs.balance_alerts import AlertJob
 from portal.observability import portal as observability
 from portal.settings import Settings, get_settings
 from portal.web.cookies import CookiePolicy
@@ -41,7 +43,6 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 1024
-LOW_BALANCE_EVERY_SECONDS = 600
 
 
 def create_app(
@@ -59,7 +60,8 @@ def create_app(
         if owned:
             app.state.database = open_database(settings.database_url)
             use_redis(app.state.database, settings.redis_url)
-        jobs = asyncio.create_task(_low_balance_loop(app)) if background_jobs else None
+        alerts.set_low_balance_threshold(threshold_units(settings.config_path))
+        jobs = asyncio.create_task(_alert_job(app).run()) if background_jobs else None
         try:
             yield
         finally:
@@ -112,18 +114,12 @@ def create_app(
     return app
 
 
-async def _low_balance_loop(app: FastAPI) -> None:
+def _alert_job(app: FastAPI) -> AlertJob:
+    """Balance alerts: low-balance emails and auto top-ups (`portal.jobs.balance_alerts`)."""
     settings: Settings = app.state.settings
-    threshold = threshold_units(settings.config_path)
-    while True:
-        try:
-            async with app.state.database.transaction() as session:
-                mail = await low_balance_notices(
-                    session,
-                    threshold=threshold,
-                    dashboard_url=settings.portal_public_url.rstrip("/") + "/dashboard",
-                )
-            await app.state.mailer.send(mail)
-        except Exception as exc:  # a database hiccup must not end the loop
-            log.warning("low-balance notices skipped: %s", type(exc).__name__)
-        await asyncio.sleep(LOW_BALANCE_EVERY_SECONDS)
+    return AlertJob(
+        database=app.state.database,
+        mailer=app.state.mailer,
+        billing=lambda: billing.app_billing(app),
+        dashboard_url=settings.portal_public_url.rstrip("/") + "/dashboard",
+    )

@@ -313,3 +313,60 @@ async def test_deliveries_are_signed_and_timed_like_stripes(
     stale = await fake.adeliver(completed, timestamp=int(time.time()) - 3600)
     assert stale.status_code == 400
     assert [d["status_code"] for d in fake.deliveries[-3:]] == [200, 400, 400]
+
+
+async def test_off_session_payments_on_a_card_a_checkout_saved(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    """Auto top-up's calls: the card a Checkout saved (`setup_future_usage`), charged
+    off-session; a success, a decline and 3-D Secure as the SDK raises them; a repeated
+    idempotency key answers the first answer and charges nothing more."""
+    session_id = await _checkout(
+        gateway, fake, "payment", payment_intent_data={"setup_future_usage": "off_session"}
+    )
+    fake.complete_checkout(session_id)
+    customer = (await gateway.retrieve_checkout_session(session_id))["customer"]
+    card = await gateway.saved_card(customer)
+    assert card is not None and fake.payment_methods[card]["customer"] == customer
+
+    def pay(key: str) -> dict:
+        return {
+            "customer": customer,
+            "payment_method": card,
+            "amount": 500,
+            "currency": "usd",
+            "metadata": {"wfg_auto_top_up": "1"},
+            "description": "Auto top-up",
+            "idempotency_key": key,
+        }
+
+    intent = await gateway.charge_off_session(**pay("k-1"))
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", 500)
+    again = await gateway.charge_off_session(**pay("k-1"))
+    assert again["id"] == intent["id"]
+    assert len([c for c in fake.charges.values() if c["payment_intent"] == intent["id"]]) == 1
+    succeeded = fake.events_of("payment_intent.succeeded", wfg_auto_top_up="1")
+    assert [e["data"]["object"]["id"] for e in succeeded] == [intent["id"]]
+
+    refusals = (("decline", "card_declined"), ("authentication_required",) * 2)
+    for outcome, code in refusals:
+        fake.set_off_session_outcome(customer, outcome)
+        with pytest.raises(stripe.CardError) as refused:
+            await gateway.charge_off_session(**pay(f"k-{outcome}"))
+        assert refused.value.http_status == 402 and refused.value.code == code
+        failed = refused.value.error.payment_intent
+        assert failed is not None and failed["status"] == "requires_payment_method"
+        read = await gateway.retrieve_payment_intent(failed["id"])
+        assert read["last_payment_error"]["code"] == code
+        with pytest.raises(stripe.CardError):  # replayed, not charged again
+            await gateway.charge_off_session(**pay(f"k-{outcome}"))
+    fake.off_session_outcomes.pop(customer)
+
+
+async def test_without_a_saved_card_there_is_nothing_to_charge(
+    fake: FakeStripe, gateway: StripeGateway
+) -> None:
+    session_id = await _checkout(gateway, fake, "payment")  # no setup_future_usage
+    fake.complete_checkout(session_id)
+    customer = (await gateway.retrieve_checkout_session(session_id))["customer"]
+    assert await gateway.saved_card(customer) is None

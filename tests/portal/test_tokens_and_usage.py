@@ -6,9 +6,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from portal.credits.low_balance import low_balance_notices
+from portal.billing.runtime import Billing
+from portal.config.billing_settings import BillingSettings
+from portal.credits import alerts
 from portal.db import Database
 from portal.db.base import utcnow
+from portal.email.messages import Mail
+from portal.jobs.balance_alerts import AlertJob
 from portal.tokens.service import authenticate
 from portal.usage.models import UsageRecord
 from tests.portal.conftest import SignedInUser
@@ -101,22 +105,33 @@ async def test_api_gives_the_dashboard_data(signed_in: SignedInUser, db: Databas
         assert path in schema["paths"]
 
 
-async def test_low_balance_notice_is_sent_once_per_fall(
+async def test_low_balance_notice_is_sent_once_per_crossing(
     signed_in: SignedInUser, db: Database
 ) -> None:
+    """The settlement that crosses the threshold writes the alert; the portal's job turns
+    it into one email. Staying below crosses nothing; a top-up and a new fall cross again."""
     _browser, user_id, _email = await signed_in()
     await grant(db, user_id, "1.5")
-    threshold = 10**9
+    alerts.set_low_balance_threshold(10**9)
+    sent: list[Mail] = []
 
-    async def due() -> list:
-        async with db.transaction() as session:
-            return await low_balance_notices(session, threshold=threshold, dashboard_url="/d")
+    class Capture:
+        async def send(self, mails: list[Mail]) -> None:
+            sent.extend(mails)
 
-    assert await due() == []  # above the threshold
-    await add_usage(db, user_id, credits=800_000_000)
-    mails = await due()
-    assert [m.kind for m in mails] == ["low_balance"] and "0.7 credits" in mails[0].text
-    assert await due() == []  # once
-    await grant(db, user_id, "0.1")
-    await add_usage(db, user_id, credits=100_000_000)
-    assert [m.kind for m in await due()] == ["low_balance"]  # a new fall after a top-up
+    job = AlertJob(db, Capture(), lambda: Billing(BillingSettings(), "http://x"), "/d")  # type: ignore[arg-type]
+
+    async def due() -> list[str]:
+        sent.clear()
+        await job.drain()
+        return [m.kind for m in sent]
+
+    await add_usage(db, user_id, credits=100_000_000)  # 1.4: above
+    assert await due() == []
+    await add_usage(db, user_id, credits=700_000_000)  # 0.7: crossed
+    assert await due() == ["low_balance"] and "0.7 credits" in sent[0].text
+    await add_usage(db, user_id, credits=100_000_000)  # 0.6: still below, no crossing
+    assert await due() == []
+    await grant(db, user_id, "1")
+    await add_usage(db, user_id, credits=700_000_000)  # 1.6 -> 0.9: a new crossing
+    assert await due() == ["low_balance"]

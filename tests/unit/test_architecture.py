@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "usage": 14,
     "connect": 14,  # connecting an app: codes that become tokens
     "billing": 15,
+    "jobs": 16,  # background work across domains: balance alerts (email, auto top-up)
     "models": 16,  # portal/models.py: every table, for Alembic, privacy and schema.prisma
     "privacy": 17,
     "retention": 17,

@@ -42,6 +42,9 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "billing_accounts": ("portal/billing/service.py",),
     "stripe_events": ("portal/billing/events.py",),
     "email_log": ("portal/email/service.py",),
+    "auto_top_ups": ("portal/credits/top_up_settings.py",),
+    "auto_top_up_attempts": ("portal/billing/auto_top_up.py",),
+    "balance_alerts": ("portal/credits/alerts.py",),
 }
 
 # (module, function) that write a table passed in as an argument.

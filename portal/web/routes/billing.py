@@ -1,5 +1,6 @@
 """Billing routes (the views of `portal.billing`): the Billing page, Checkout (start,
-success, cancel), the Billing Portal button, and Stripe's webhook endpoint.
+success, cancel), the Billing Portal button, the auto top-up settings page, and Stripe's
+webhook endpoint.
 
 `router` carries both: the pages with the portal's CSRF check, the webhook without it
 (Stripe cannot send a CSRF token; the signature is its proof), so app.py includes it
@@ -16,9 +17,10 @@ import stripe
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from portal.billing import flows, service, webhooks
+from portal.billing import auto_top_up, flows, service, webhooks
 from portal.billing.runtime import Billing, BillingNotConfigured, build_billing
-from portal.credits import ledger
+from portal.credits import ledger, top_up_settings
+from portal.credits.units import UNITS_PER_CREDIT
 from portal.errors import NotFound
 from portal.web.deps import CurrentUser, DatabaseDep, require_csrf
 from portal.web.forms import FormError, read_form
@@ -74,6 +76,7 @@ async def _billing_page(
     async with db.session() as session:
         account = await service.get_account(session, viewer.user.id)
         balance = await ledger.balance(session, viewer.user.id)
+        top_up = await top_up_settings.get(session, viewer.user.id)
     catalog = billing.catalog
     plan = catalog.plans.get(account.plan) if account and account.plan else None
     response = render(
@@ -90,6 +93,8 @@ async def _billing_page(
             "balance": balance,
             "billing_notice": request.query_params.get("billing_notice"),
             "error": error,
+            "auto_top_up_offered": catalog.auto_top_up.enabled,
+            "auto_top_up": top_up,
         },
         status_code=status_code,
     )
@@ -208,6 +213,88 @@ async def checkout_success(
 async def checkout_cancel(viewer: CurrentUser) -> Response:
     """Stripe sends the buyer here on "back"/cancel: the Billing page, saying so."""
     return RedirectResponse("/billing?billing_notice=canceled", status_code=303)
+
+
+async def _auto_top_up_page(
+    request: Request,
+    viewer: CurrentUser,
+    db: DatabaseDep,
+    billing: Billing,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    saved: bool = False,
+) -> Response:
+    async with db.session() as session:
+        setting = await top_up_settings.get(session, viewer.user.id)
+        attempt = await auto_top_up.last_attempt(session, viewer.user.id)
+        account = await service.get_account(session, viewer.user.id)
+        balance = await ledger.balance(session, viewer.user.id)
+    bounds = billing.catalog.auto_top_up
+    return render(
+        request,
+        "billing/auto_top_up.html",
+        {
+            "viewer": viewer,
+            "offered": billing.enabled and bounds.enabled,
+            "bounds": bounds,
+            "setting": setting,
+            "threshold": (setting.threshold_units // UNITS_PER_CREDIT)
+            if setting
+            else bounds.min_threshold_credits,
+            "amount": (setting.amount_units // UNITS_PER_CREDIT)
+            if setting
+            else bounds.min_amount_credits,
+            "attempt": attempt,
+            "account": account,
+            "balance": balance,
+            "error": error,
+            "saved": saved,
+        },
+        status_code=status_code,
+    )
+
+
+@pages.get("/billing/auto-top-up", name="auto_top_up")
+async def auto_top_up_page(
+    request: Request, viewer: CurrentUser, db: DatabaseDep, billing: BillingDep
+) -> Response:
+    saved = request.query_params.get("saved") == "1"
+    return await _auto_top_up_page(request, viewer, db, billing, saved=saved)
+
+
+def _whole(text: str, label: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or len(value) > 9:
+        raise FormError(f"{label} must be a whole number of credits.")
+    return int(value)
+
+
+@pages.post("/billing/auto-top-up")
+async def save_auto_top_up(
+    request: Request, viewer: CurrentUser, db: DatabaseDep, billing: BillingDep
+) -> Response:
+    try:
+        form = await read_form(
+            request,
+            {"enabled": ("Enabled", 3), "threshold": ("Threshold", 12), "amount": ("Amount", 12)},
+        )
+        choice = auto_top_up.Choice(
+            enabled=form["enabled"] == "on",
+            threshold_credits=_whole(form["threshold"], "The threshold"),
+            amount_credits=_whole(form["amount"], "The amount"),
+        )
+        if choice.enabled and not billing.enabled:
+            raise auto_top_up.InvalidChoice("Auto top-up is not offered on this server.")
+        async with db.transaction() as session:
+            await auto_top_up.save_choice(
+                session, viewer.user.id, choice, billing.catalog.auto_top_up
+            )
+    except (FormError, auto_top_up.InvalidChoice) as refused:
+        return await _auto_top_up_page(
+            request, viewer, db, billing, status_code=400, error=str(refused)
+        )
+    return RedirectResponse("/billing/auto-top-up?saved=1", status_code=303)
 
 
 @webhook.post("/stripe/webhook")

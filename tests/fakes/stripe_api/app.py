@@ -124,6 +124,7 @@ def _dispatch(
     method, path = request.method.upper(), request.url.path
     idem_key = request.headers.get("idempotency-key") if method == "POST" else None
     headers = {"Idempotency-Key": idem_key} if idem_key else {}
+    ctx: Ctx | None = None
     try:
         _authenticate(fake, request)
         if idem_key and (cached := fake.idempotency.get(idem_key)) is not None:
@@ -146,8 +147,9 @@ def _dispatch(
         for dotted in [expand] if isinstance(expand, str) else expand:
             result = _expand(fake, copy.deepcopy(result), str(dotted).split("."))
         status, body, events = 200, json.dumps(result, indent=2).encode(), ctx.events
-    except ApiError as exc:
-        status, body, events = exc.status, json.dumps(exc.body(request_id)).encode(), []
+    except ApiError as exc:  # what changed stays changed (a declined payment's events)
+        status, body = exc.status, json.dumps(exc.body(request_id)).encode()
+        events = ctx.events if ctx is not None else []
     except Exception as exc:  # a bug in the fake: answer like Stripe's 500, keep it
         log.exception("fake Stripe failed on %s %s", method, path)
         fake.errors.append(exc)

@@ -125,6 +125,7 @@ def _create(st: Store, ctx: Ctx) -> Obj:
         "trial_period_days": to_int(trial, "subscription_data[trial_period_days]") if trial else 0,
         "subscription_metadata": metadata(sub_data.get("metadata")),
         "payment_intent_metadata": metadata((p.get("payment_intent_data") or {}).get("metadata")),
+        "setup_future_usage": (p.get("payment_intent_data") or {}).get("setup_future_usage"),
     }
     return session
 
@@ -184,6 +185,9 @@ def complete(st: Store, session_id: str, *, async_payment: bool) -> list[Obj]:
             meta=dict(extra["payment_intent_metadata"]),
         )
         s["payment_intent"] = pi["id"]
+        if extra.get("setup_future_usage") and cus_id:  # the card is kept for later
+            pi["setup_future_usage"] = extra["setup_future_usage"]
+            pm["customer"] = cus_id
         events.append(st.event("checkout.session.completed", s))
         if async_payment:
             return [*events, st.event("payment_intent.processing", pi)]

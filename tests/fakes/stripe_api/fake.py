@@ -16,7 +16,7 @@ from . import checkout, customers, disputes, payments, prices, subscriptions
 from .app import build_app
 from .state import Store
 from .webhooks import Deliveries
-from .wire import Obj
+from .wire import FakeStripeError, Obj
 
 __all__ = ["FakeStripe"]
 
@@ -203,6 +203,31 @@ class FakeStripe(Store, Deliveries):
         with self.lock:
             events = disputes.escalate(self, self.get("disputes", dispute_id))
         return self._auto(events)
+
+    def set_off_session_outcome(self, customer_id: str, outcome: str) -> None:
+        """What the customer's bank answers to the next off-session payments: ``succeed``,
+        ``decline`` or ``authentication_required`` (3-D Secure)."""
+        if outcome not in ("succeed", "decline", "authentication_required"):
+            raise FakeStripeError(f"no such off-session outcome {outcome!r}")
+        with self.lock:
+            self.customers[customer_id]
+            self.off_session_outcomes[customer_id] = outcome
+
+    def redeliver(self, event_id: str) -> Any:
+        """Stripe delivers an event again (its retries, or "Resend" in the Dashboard)."""
+        with self.lock:
+            event = self.get("events", event_id)
+        return self.deliver(event)
+
+    def events_of(self, type_: str, **metadata: str) -> list[Obj]:
+        """Recorded events of one type whose object carries this metadata, oldest first."""
+        with self.lock:
+            found = [e for e in self.events.values() if e["type"] == type_]
+        return [
+            e
+            for e in found
+            if all(e["data"]["object"].get("metadata", {}).get(k) == v for k, v in metadata.items())
+        ]
 
     def close_dispute(self, dispute_id: str, *, won: bool) -> list[Obj]:
         with self.lock:

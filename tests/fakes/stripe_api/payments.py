@@ -4,6 +4,15 @@ The buyer's card (or bank account, for debits that settle later) is made when a 
 completes; a PaymentIntent per payment, a charge per attempt. Refunds are the test's
 (``refund_charge``): billing only reads a charge's ``amount_refunded``. REST: charges
 (retrieve, list by customer); payment intents and methods are read expanded.
+
+Off-session payments (auto top-up): ``POST /v1/payment_intents`` with ``confirm`` and
+``off_session`` charges a card saved to the customer (a Checkout with
+``setup_future_usage``, or the customer's default), as the card's bank decides
+(``Store.off_session_outcomes`` by customer: ``succeed``, ``decline`` or
+``authentication_required``). A refusal is Stripe's 402 ``card_error`` carrying the
+PaymentIntent, which is left ``requires_payment_method``; both outcomes send their
+events after the response. ``GET /v1/payment_intents/{id}`` and ``GET
+/v1/payment_methods?customer=…&type=card`` read them.
 """
 
 from __future__ import annotations
@@ -11,8 +20,21 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime
 
+from .customers import customer_ref
 from .state import Ctx, Store
-from .wire import FakeStripeError, Obj, missing, money, new_id, now, page
+from .wire import (
+    ApiError,
+    FakeStripeError,
+    Obj,
+    metadata,
+    missing,
+    money,
+    new_id,
+    now,
+    page,
+    require,
+    to_int,
+)
 
 __all__ = ["ROUTES", "decline", "new_charge", "new_payment_intent", "new_payment_method", "refund"]
 
@@ -167,6 +189,92 @@ def refund(st: Store, ch: Obj, amount: int | None) -> list[Obj]:
     return [st.event("charge.refunded", ch, previous=prev)]
 
 
+_REFUSALS = {
+    "decline": ("card_declined", "Your card was declined.", "generic_decline"),
+    "authentication_required": (
+        "authentication_required",
+        "Your card was declined. This transaction requires authentication.",
+        "authentication_required",
+    ),
+}
+
+
+def _create_intent(st: Store, ctx: Ctx) -> Obj:
+    """A PaymentIntent; with ``confirm`` and ``off_session``, charged at once."""
+    p = ctx.params
+    amount = to_int(require(p, "amount"), "amount")
+    if amount < 50:
+        raise ApiError(400, "Amount must be at least $0.50 usd", code="amount_too_small")
+    currency = str(require(p, "currency")).lower()
+    cus = customer_ref(st, str(require(p, "customer")))
+    pm = st.payment_methods.get(str(require(p, "payment_method")))
+    if pm is None:
+        raise missing("payment_method", str(p["payment_method"]), "payment_method", 400)
+    if pm["customer"] != cus["id"]:
+        raise ApiError(
+            400,
+            "The provided PaymentMethod was previously used with a PaymentIntent without "
+            "Customer attachment, shared with a connected account without Customer "
+            "attachment, or was detached from a Customer. It may not be used again.",
+            param="payment_method",
+        )
+    confirm = str(p.get("confirm", "false")).lower() == "true"
+    off_session = str(p.get("off_session", "false")).lower() == "true"
+    if not (confirm and off_session):
+        raise ApiError(400, "The fake charges only with confirm=true and off_session=true.")
+    pi = new_payment_intent(
+        st,
+        amount=amount,
+        currency=currency,
+        customer=cus["id"],
+        pm=pm,
+        status="processing",
+        meta=metadata(p.get("metadata")),
+        description=p.get("description") or None,
+    )
+    outcome = st.off_session_outcomes.get(cus["id"], "succeed")
+    if outcome == "succeed":
+        ch = new_charge(st, pi, succeeded=True)
+        pi.update(status="succeeded", amount_received=amount)
+        ctx.events += [st.event("charge.succeeded", ch), st.event("payment_intent.succeeded", pi)]
+        return pi
+    code, message, decline_code = _REFUSALS[outcome]
+    ch = new_charge(st, pi, succeeded=False)
+    decline(st, pi)
+    pi["last_payment_error"].update(code=code, decline_code=decline_code, message=message)
+    ctx.events += [st.event("charge.failed", ch), st.event("payment_intent.payment_failed", pi)]
+    raise ApiError(
+        402,
+        message,
+        type="card_error",
+        code=code,
+        extra={
+            "decline_code": decline_code,
+            "charge": ch["id"],
+            "payment_intent": copy.deepcopy(pi),
+            "payment_method": copy.deepcopy(pm),
+        },
+    )
+
+
+def _retrieve_intent(st: Store, ctx: Ctx) -> Obj:
+    pi = st.payment_intents.get(ctx.path_params["id"])
+    if pi is None:
+        raise missing("payment_intent", ctx.path_params["id"])
+    return pi
+
+
+def _list_methods(st: Store, ctx: Ctx) -> Obj:
+    p = ctx.params
+    cus = customer_ref(st, str(require(p, "customer")))
+    items = [
+        pm
+        for pm in reversed(st.payment_methods.values())
+        if pm["customer"] == cus["id"] and ("type" not in p or pm["type"] == p["type"])
+    ]
+    return page(items, p, "/v1/payment_methods")
+
+
 def _retrieve(st: Store, ctx: Ctx) -> Obj:
     ch = st.charges.get(ctx.path_params["id"])
     if ch is None:
@@ -188,4 +296,7 @@ def _list(st: Store, ctx: Ctx) -> Obj:
 ROUTES = [
     ("GET", "/v1/charges", _list),
     ("GET", "/v1/charges/{id}", _retrieve),
+    ("POST", "/v1/payment_intents", _create_intent),
+    ("GET", "/v1/payment_intents/{id}", _retrieve_intent),
+    ("GET", "/v1/payment_methods", _list_methods),
 ]

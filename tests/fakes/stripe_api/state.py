@@ -42,6 +42,8 @@ class Store:
         self.lock = threading.RLock()
         self.url = ""
         self.card_brand, self.card_last4 = "visa", "4242"  # the card the buyer "enters"
+        # customer id -> what its bank answers to an off-session payment (default: succeed)
+        self.off_session_outcomes: dict[str, str] = {}
         self.customers: dict[str, Obj] = {}
         self.products: dict[str, Obj] = {}
         self.prices: dict[str, Obj] = {}

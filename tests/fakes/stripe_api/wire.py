@@ -52,6 +52,7 @@ class ApiError(Exception):
         type: str = "invalid_request_error",
         code: str | None = None,
         param: str | None = None,
+        extra: Obj | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = (
@@ -61,6 +62,7 @@ class ApiError(Exception):
             code,
             param,
         )
+        self.extra = extra or {}  # a card error's decline_code, payment_intent...
 
     def body(self, request_id: str) -> Obj:
         err: Obj = {"message": self.message, "type": self.type}
@@ -71,7 +73,7 @@ class ApiError(Exception):
             err["param"] = self.param
         if self.status != 401:
             err["request_log_url"] = f"https://dashboard.stripe.com/test/logs/{request_id}"
-        return {"error": err}
+        return {"error": {**err, **self.extra}}
 
 
 def missing(noun: str, obj_id: str, param: str = "id", status: int = 404) -> ApiError:
