@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, computed_field
 
 from portal.credits.units import format_units
 
@@ -18,6 +18,7 @@ __all__ = [
     "StoredFieldsPublic",
     "TokenCreate",
     "TokenCreatedPublic",
+    "TokenLimitSet",
     "TokenPublic",
     "UsagePage",
     "UsageRecordPublic",
@@ -52,8 +53,16 @@ class MePublic(_Public):
     """Send it back as the `X-CSRF-Token` header on POST and DELETE requests."""
 
 
-class TokenCreate(BaseModel):
+class TokenLimitSet(BaseModel):
+    """A token's spending limit: credits as a decimal string (`null` or `""`: no limit)
+    and when it resets (`daily`, `weekly`, `monthly`; `null`/`none`: never)."""
+
     model_config = ConfigDict(extra="forbid")
+    limit: str | None = None
+    reset: str | None = None
+
+
+class TokenCreate(TokenLimitSet):
     name: TokenName
 
 
@@ -65,6 +74,14 @@ class TokenPublic(_Public):
     last_used_at: datetime | None
     expires_at: datetime | None
     revoked_at: datetime | None
+    limit_units: int | None = None
+    limit_reset: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def limit(self) -> str | None:
+        """The spending limit in credits, a decimal string; null without one."""
+        return None if self.limit_units is None else format_units(self.limit_units)
 
 
 class TokenCreatedPublic(BaseModel):

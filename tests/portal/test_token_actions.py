@@ -8,6 +8,7 @@ import re
 
 from sqlalchemy import select
 
+from portal.credits.units import UNITS_PER_CREDIT
 from portal.db import Database
 from portal.sessions.flash import take_flash
 from portal.sessions.models import WebSession
@@ -79,3 +80,48 @@ async def test_revoking_asks_first_on_the_page(signed_in: SignedInUser, db: Data
         assert (await session.get(GatewayToken, token_id)).revoked_at is not None
     gone = await browser.get(f"/tokens/{token_id}/revoke")  # already revoked: nothing to ask
     assert gone.status_code == 303
+
+
+async def test_the_api_sets_changes_and_removes_a_tokens_spending_limit(
+    signed_in: SignedInUser, db: Database
+) -> None:
+    """The desktop app's settings page (JSON API) does what the Tokens page does: a limit at
+    creation, changed later, removed; a bad value is refused with the reason, and another
+    person's token is not found."""
+    browser, _user_id, _email = await signed_in()
+    created = await browser.api(
+        "POST", "/api/tokens", json={"name": "laptop", "limit": "5", "reset": "daily"}
+    )
+    assert created.status_code == 201, created.text
+    token = created.json()["token"]
+    assert (token["limit"], token["limit_units"], token["limit_reset"]) == (
+        "5",
+        5 * UNITS_PER_CREDIT,
+        "daily",
+    )
+    path = f"/api/tokens/{token['id']}/limit"
+    changed = await browser.api("PUT", path, json={"limit": "2.5", "reset": "monthly"})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["limit"], changed.json()["limit_reset"]) == ("2.5", "monthly")
+    async with db.session() as session:
+        row = await session.get(GatewayToken, token["id"])
+        assert (row.limit_units, row.limit_reset) == (5 * UNITS_PER_CREDIT // 2, "monthly")
+
+    for bad, reason in (
+        ({"limit": "-1"}, "more than 0"),
+        ({"limit": "five"}, "number of credits"),
+        ({"limit": "5", "reset": "hourly"}, "daily, weekly, monthly"),
+    ):
+        refused = await browser.api("PUT", path, json=bad)
+        assert refused.status_code == 422 and reason in refused.json()["detail"], refused.text
+    no_csrf = await browser.client.put(path, json={"limit": "1"})
+    assert no_csrf.status_code == 403
+
+    removed = await browser.api("PUT", path, json={"limit": None})
+    assert removed.status_code == 200 and removed.json()["limit"] is None
+    listed = (await browser.api("GET", "/api/tokens")).json()
+    assert [(t["id"], t["limit"], t["limit_reset"]) for t in listed] == [(token["id"], None, None)]
+
+    other, _other_id, _other_email = await signed_in(name="Someone Else")
+    stolen = await other.api("PUT", path, json={"limit": "100"})
+    assert stolen.status_code == 404

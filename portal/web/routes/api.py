@@ -16,6 +16,7 @@ from portal.errors import NotFound
 from portal.privacy import flows as privacy_flows
 from portal.tokens import flows as token_flows
 from portal.tokens import service as tokens
+from portal.tokens.spending import SpendingLimit
 from portal.usage import reports
 from portal.usage import service as usage_service
 from portal.web.cookies import csrf_token
@@ -31,10 +32,12 @@ from portal.web.schemas import (
     StoredFieldsPublic,
     TokenCreate,
     TokenCreatedPublic,
+    TokenLimitSet,
     TokenPublic,
     UsagePage,
     UsageRecordPublic,
 )
+from portal.web.token_limits import spending_limit_from
 
 router = APIRouter(prefix="/api", tags=["portal api"])
 
@@ -78,12 +81,35 @@ async def create_token(
         user_id=viewer.user.id,
         name=body.name,
         tokens_url=settings.portal_public_url.rstrip("/") + "/tokens",
+        limit=_limit_of(body),
     )
     return TokenCreatedPublic(
         token=TokenPublic.model_validate(created.token),
         secret=created.plaintext,
         base_url=settings.gateway_public_url.rstrip("/") + "/v1",
     )
+
+
+@router.put("/tokens/{token_id}/limit", response_model=TokenPublic)
+async def set_token_limit(
+    token_id: str, body: TokenLimitSet, viewer: ApiUser, db: DatabaseDep
+) -> Any:
+    """Set, change or (`limit: null`) remove a token's spending limit; the gateway applies
+    it from the next call."""
+    limit = _limit_of(body)
+    try:
+        return await token_flows.set_limit(
+            db, user_id=viewer.user.id, token_id=token_id, limit=limit
+        )
+    except NotFound:
+        raise HTTPException(404, "No such token.") from None
+
+
+def _limit_of(body: TokenLimitSet) -> SpendingLimit | None:
+    try:
+        return spending_limit_from(body.limit, body.reset)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenPublic)
