@@ -19,6 +19,7 @@ import litellm
 from gateway_plugins.bridge_switches import without
 from gateway_plugins.litellm_bridge.cookies import keep_no_upstream_cookies
 from gateway_plugins.litellm_bridge.litellm_pricing import skip_litellm_pricing
+from gateway_plugins.litellm_bridge.model_info_memo import remember_model_info
 from gateway_plugins.litellm_bridge.stream_build import build_each_stream_once
 from gateway_plugins.litellm_bridge.success_logging import skip_success_logging
 from gateway_plugins.litellm_bridge.text_completion_clients import keep_text_completion_clients
@@ -62,3 +63,5 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
     keep_text_completion_clients()
     if not without("build_each_stream_once"):
         build_each_stream_once()
+    if not without("remember_model_info"):
+        remember_model_info()
