@@ -23,6 +23,7 @@ SPEED_PATCHES = frozenset(
         "run_request_setup_inline",
         "build_each_stream_once",
         "chat_without_openai_sdk",
+        "remember_model_info",
     }
 )
 

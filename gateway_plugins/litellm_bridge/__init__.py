@@ -23,6 +23,7 @@ app's lifespan for `request_setup`); the speed ones can be left out for an A/B
 - `litellm_pricing`          LiteLLM's own pricing of each response skipped (speed)
 - `request_setup`            each call's request set-up in the loop's thread (speed)
 - `stream_build`             each stream's answer built once (speed)
+- `model_info_memo`          the Responses-bridge check's cost-map look-up remembered (speed)
 - `cookies`                  upstream clients keep no cookie (a defect: shared clients)
 - `text_completion_clients`  one client per key for text completions (a defect: a new
                              connection per call, sessions leaked)

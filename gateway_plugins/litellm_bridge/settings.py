@@ -20,6 +20,7 @@ from gateway_plugins.bridge_switches import without
 from gateway_plugins.litellm_bridge.cookies import keep_no_upstream_cookies
 from gateway_plugins.litellm_bridge.gemini_finish import finish_gemini_streams_as_sent
 from gateway_plugins.litellm_bridge.litellm_pricing import skip_litellm_pricing
+from gateway_plugins.litellm_bridge.model_info_memo import remember_model_info
 from gateway_plugins.litellm_bridge.own_errors import treat_own_errors_as_400
 from gateway_plugins.litellm_bridge.stream_build import build_each_stream_once
 from gateway_plugins.litellm_bridge.stream_recovery import (
@@ -70,3 +71,5 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
     keep_delivered_streams_on_their_deployment()
     if not without("build_each_stream_once"):
         build_each_stream_once()
+    if not without("remember_model_info"):
+        remember_model_info()

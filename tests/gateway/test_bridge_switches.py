@@ -16,7 +16,8 @@ from litellm.litellm_core_utils import streaming_handler
 from litellm.litellm_core_utils.litellm_logging import Logging
 from gateway_plugins import litellm_bridge
 from gateway_plugins.litellm_bridge import litellm_pricing, stream_build
-from gateway_plugins.litellm_bridge import success_logging
+from gateway_plugins.litellm_bridge import model_info_memo, success_logging
+from litellm.responses import bridge_check
 litellm_bridge.apply_litellm_settings({})
 built = litellm_bridge.build_router(
     [{"model_name": "m", "litellm_params": {"model": "openai/gpt-4.1-nano", "api_key": "k"}}], {}
@@ -27,6 +28,9 @@ in_place = {
     "build_each_stream_once": streaming_handler.asyncify is stream_build._stream_builds_once,
     "run_request_setup_inline": litellm_bridge.run_request_setup_inline(
         asyncio.new_event_loop(), built
+    ),
+    "remember_model_info": isinstance(
+        bridge_check.get_model_info_helper, model_info_memo._Remembered
     ),
     "chat_without_openai_sdk": __import__("os").environ.get(
         "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER"
@@ -46,6 +50,7 @@ def test_the_named_speed_patches_are_left_out_and_the_others_stay() -> None:
     done = _run("build_each_stream_once, chat_without_openai_sdk")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [
+        "remember_model_info",
         "run_request_setup_inline",
         "skip_litellm_pricing",
         "skip_success_logging",
