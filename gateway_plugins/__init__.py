@@ -20,12 +20,18 @@ Read `pipeline` first: it runs the steps of every metered call in order.
 - `stream_formats` SSE in OpenAI chat/text, Anthropic Messages and Responses format
 - `metering`       usage and price of what was answered
 - `settlement`     usage row + debit committed (or spooled) before the last byte
+- `charges`        what a call cost, in the answer itself (`usage.cost`, x-credits-charged)
+- `calls`          `GET /v1/calls/{id}`: one call's usage row, for the token that made it
+- `catalog`        `/v1/models`: each model's prices, context length and output cap
 - `litellm_bridge` every LiteLLM detail we rely on, one module each (the only importer
                    of LiteLLM); `bridge_switches` its bench-only A/B switch
 - `errors`         refusals and failures as OpenAI- or Anthropic-style error bodies
 - `background`     spool replay and expiry of holds left by dead processes
 - `breaker`        the circuit breaker on PostgreSQL and Redis (deadlines, /readyz)
+- `sockets`        a deadline on request headers (slow clients cannot hold sockets)
+- `loop_lag`       how long a ready call waits for the event loop (a metric)
 - `fast_paths`     the hand-written paths kept past the libraries, and their A/B switch
+- `ab_switches`    how both A/B switches are read (bench only)
 - `warmup`         what LiteLLM imports lazily, imported before the gateway is ready
 - `count_tokens`, `response_ids`, `heap`, `inflight`, `metrics`, `log_scrubbing`, `runtime`
 

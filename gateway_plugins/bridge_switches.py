@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+from gateway_plugins.ab_switches import named
 from portal.settings import get_settings
 
 __all__ = ["SPEED_PATCHES", "VARIABLE", "without"]
@@ -28,17 +29,9 @@ SPEED_PATCHES = frozenset(
 )
 
 
-def _named(value: str) -> frozenset[str]:
-    names = frozenset(name.strip() for name in value.split(",") if name.strip())
-    if unknown := sorted(names - SPEED_PATCHES):
-        known = ", ".join(sorted(SPEED_PATCHES))
-        raise ValueError(f"{VARIABLE}: unknown {', '.join(unknown)} (known: {known})")
-    return names
-
-
 @functools.cache
 def _left_out() -> frozenset[str]:
-    return _named(get_settings().bridge_without)
+    return named(VARIABLE, get_settings().bridge_without, SPEED_PATCHES)
 
 
 def without(name: str) -> bool:

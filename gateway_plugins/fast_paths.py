@@ -20,6 +20,8 @@ scripts on Redis connections kept out of redis-py's pool.
 
 from __future__ import annotations
 
+from gateway_plugins.ab_switches import named
+
 __all__ = ["NAMES", "turned_off"]
 
 NAMES = frozenset({"inline_sqlite", "driver"})
@@ -27,7 +29,4 @@ NAMES = frozenset({"inline_sqlite", "driver"})
 
 def turned_off(setting: str) -> frozenset[str]:
     """The names in `setting` (WFG_FAST_PATHS_OFF); an unknown one stops the start."""
-    names = frozenset(n.strip() for n in setting.split(",") if n.strip())
-    if unknown := names - NAMES:
-        raise ValueError(f"WFG_FAST_PATHS_OFF: unknown fast paths {sorted(unknown)}")
-    return names
+    return named("WFG_FAST_PATHS_OFF", setting, NAMES)
