@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 import httpx
+import openai
 from sqlalchemy import select
 
 from portal.credits import ledger
@@ -155,3 +156,29 @@ async def streamed_response(
         ) as response,
     ):
         yield response
+
+
+async def chat_reply(
+    client: openai.AsyncOpenAI,
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    max_tokens: int,
+    stream: bool = False,
+) -> str:
+    """One chat call through the official SDK, plain or streamed: the reply's text (the
+    SDK's error is raised when the gateway refuses)."""
+    if not stream:
+        reply = await client.chat.completions.create(
+            model=model,
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=max_tokens,
+        )
+        return reply.choices[0].message.content or ""
+    chunks = await client.chat.completions.create(
+        model=model,
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=max_tokens,
+        stream=True,
+    )
+    return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])

@@ -27,7 +27,7 @@ from portal.usage.models import CallStatus
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.gateway import Closing, FundedUser, RunningGateway, funded_user
 from tests.gateway.accounting import debits_by_call
-from tests.gateway.support import expected_units, gateway_config, money, settled_usage
+from tests.gateway.support import chat_reply, expected_units, gateway_config, money, settled_usage
 
 pytestmark = pytest.mark.gateway
 
@@ -52,15 +52,9 @@ def held_per_call() -> int:
 
 async def one_call(client: openai.AsyncOpenAI, stream: bool) -> str:
     """The reply text; raises the SDK's error when refused."""
-    if not stream:
-        reply = await client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS
-        )
-        return reply.choices[0].message.content or ""
-    chunks = await client.chat.completions.create(
-        model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS, stream=True
+    return await chat_reply(
+        client, model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS, stream=stream
     )
-    return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
 
 
 async def test_fifty_concurrent_calls_overspend_at_most_the_stated_bound(

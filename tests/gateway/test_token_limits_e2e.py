@@ -34,7 +34,7 @@ from tests.cli.conftest import Admin
 from tests.fakes.upstream import FakeUpstream
 from tests.fixtures.clocked_gateway import ClockedGateway
 from tests.fixtures.gateway import Closing, FundedUser, funded_user
-from tests.gateway.support import expected_units, gateway_config, money, settled_usage
+from tests.gateway.support import chat_reply, expected_units, gateway_config, money, settled_usage
 
 pytestmark = pytest.mark.gateway
 
@@ -98,15 +98,9 @@ async def credits(clocked: ClockedGateway, token: str) -> dict[str, Any]:
 
 
 async def chat(client: openai.AsyncOpenAI, *, stream: bool = False) -> str:
-    if not stream:
-        reply = await client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS
-        )
-        return reply.choices[0].message.content or ""
-    chunks = await client.chat.completions.create(
-        model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS, stream=True
+    return await chat_reply(
+        client, model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS, stream=stream
     )
-    return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
 
 
 async def test_past_its_daily_limit_a_token_gets_402_and_the_next_day_it_starts_again(
