@@ -11,9 +11,6 @@ credits come only with Stripe's signed `payment_intent.succeeded`.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -34,7 +31,7 @@ from portal.config import load_plugin_settings
 from portal.credits import ledger, top_up_settings
 from portal.credits.models import CauseType, EntryKind, LedgerEntry
 from portal.db import Database
-from portal.settings import PROJECT_ROOT, Settings
+from portal.settings import Settings
 from portal.tokens.service import create_token
 from tests.billing.conftest import write_config
 from tests.fakes.stripe_api import FakeStripe
@@ -45,7 +42,7 @@ from tests.fixtures.gateway import (
     start_gateway,
     stop_gateway,
 )
-from tests.fixtures.readiness import http_ok, wait_until_ready
+from tests.fixtures.portal_process import running_portal
 from tests.portal.support import PASSWORD, Browser
 
 pytestmark = [pytest.mark.gateway, pytest.mark.portal_process]
@@ -105,26 +102,6 @@ def _config(work: Path, pack_price: str) -> Path:
     return path
 
 
-def _start_portal(work: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
-    log = work / "portal.log"
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
-        "WFG_ENV": "development",
-        "LOG_FORMAT": "text",
-        "LOG_LEVEL": "info",
-        **env_extra,
-    }
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "portal.web.server"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    return process, log
-
-
 @pytest.fixture(scope="module")
 def world(
     database_url: str, upstream: object, tmp_path_factory: pytest.TempPathFactory
@@ -136,47 +113,30 @@ def world(
     inbox, smtp_port = Inbox(), free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
-    port = free_port()
-    portal_url = f"http://127.0.0.1:{port}"
     env = {
         "WFG_DATABASE_URL": database_url,
         "WFG_VAR_DIR": str(work / "var"),
         "WFG_CONFIG": str(config),
-        "PORTAL_HOST": "127.0.0.1",
-        "PORTAL_PORT": str(port),
-        "PORTAL_PUBLIC_URL": portal_url,
         "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
         "STRIPE_SECRET_KEY": fake.secret_key,
         "STRIPE_WEBHOOK_SECRET": fake.webhook_secret,
         "STRIPE_API_BASE": fake.url,
     }
-    portal, portal_log = _start_portal(work, env)
     gateway = None
     try:
-        wait_until_ready(
-            http_ok(f"{portal_url}/healthz"),
-            alive=lambda: portal.poll() is None,
-            what="the portal",
-            details=portal_log.read_text,
-            interval=0.1,
-        )
-        fake.webhook_url = f"{portal_url}/stripe/webhook"
-        gateway = start_gateway(
-            database_url=database_url,
-            upstream=upstream,  # type: ignore[arg-type]
-            work_dir=work,
-            extra_env={"WFG_CONFIG": str(config)},
-        )
-        settings = Settings.from_env({**env, "WFG_ENV_FILE": ""})
-        yield World(fake, gateway, portal_url, portal_log, settings, inbox, pack_price)
+        with running_portal(work, env) as portal:
+            fake.webhook_url = f"{portal.url}/stripe/webhook"
+            gateway = start_gateway(
+                database_url=database_url,
+                upstream=upstream,  # type: ignore[arg-type]
+                work_dir=work,
+                extra_env={"WFG_CONFIG": str(config)},
+            )
+            settings = Settings.from_env({**portal.env, "WFG_ENV_FILE": ""})
+            yield World(fake, gateway, portal.url, portal.log, settings, inbox, pack_price)
     finally:
         if gateway is not None:
             stop_gateway(gateway)
-        portal.terminate()
-        try:
-            portal.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            portal.kill()
         smtp.stop()
         fake.stop()
 

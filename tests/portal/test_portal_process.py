@@ -5,10 +5,7 @@ name (FORWARDED_ALLOW_IPS), what the access log keeps, and what a client can tim
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,9 +21,8 @@ from portal.accounts.passwords import hash_password
 from portal.accounts.service import create_user
 from portal.db import open_database
 from portal.db.migrate import upgrade
-from portal.settings import PROJECT_ROOT
 from tests.fixtures.gateway import eventually, free_port
-from tests.fixtures.readiness import http_ok, wait_until_ready
+from tests.fixtures.portal_process import running_portal
 from tests.portal.support import PASSWORD, Browser, Outbox
 
 pytestmark = pytest.mark.portal_process
@@ -57,50 +53,18 @@ class PortalProcess:
 
 
 def _start(tmp_path: Path, forwarded_allow_ips: str, **more_env: str) -> Iterator[PortalProcess]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     database_url = f"sqlite:///{tmp_path / 'portal.db'}"
     upgrade(database_url)
     env = {
-        **os.environ,
-        "WFG_ENV": "development",
         "WFG_DATABASE_URL": database_url,
         "WFG_VAR_DIR": str(tmp_path / "var"),
-        "PORTAL_HOST": "127.0.0.1",
-        "PORTAL_PORT": str(port),
-        "PORTAL_PUBLIC_URL": url,
-        "LOG_FORMAT": "text",
-        "LOG_LEVEL": "info",
         "FORWARDED_ALLOW_IPS": forwarded_allow_ips,
         **more_env,
     }
-    for name in ("DATABASE_URL", "REDIS_URL", "SMTP_URL", "PORTAL_WORKERS"):
-        if name not in more_env:
-            env.pop(name, None)
-    log = tmp_path / "portal.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "portal.web.server"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+    with running_portal(tmp_path, env) as portal:
+        yield PortalProcess(
+            portal.url, database_url, Outbox(tmp_path / "var" / "outbox"), portal.log
         )
-    try:
-        wait_until_ready(
-            http_ok(f"{url}/healthz"),
-            alive=lambda: process.poll() is None,
-            what="the portal",
-            details=log.read_text,
-            interval=0.1,
-        )
-        yield PortalProcess(url, database_url, Outbox(tmp_path / "var" / "outbox"), log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture
