@@ -31,6 +31,7 @@ async def test_no_route_shows_or_changes_another_users_records(
 
     intruder, _intruder_id, _email = await signed_in(name="Intruder")
     routes = list(iter_routes(app.routes))
+    limit = {"limit": "0.01", "reset": "daily"}  # as the owner's page or API would send it
     for route in routes:
         path = route.path.replace("{token_id}", token_id)
         if "{" in path or path.startswith("/static") or path.endswith("/webhook"):
@@ -45,13 +46,19 @@ async def test_no_route_shows_or_changes_another_users_records(
                 continue  # these act on the intruder's own account (tested elsewhere)
             if method == "DELETE":
                 response = await intruder.api(method, path)
-            else:
-                response = await intruder.post(path, {"name": "x", "email": "z@example.org"})
+            elif method == "POST":
+                form = {"name": "x", "email": "z@example.org", **limit}
+                response = await intruder.post(path, form)
+            else:  # PUT/PATCH: the JSON API
+                response = await intruder.api(method, path, json=limit)
+            if method in ("PUT", "PATCH") and path.startswith("/api/tokens/"):
+                assert response.status_code == 404, (method, path)
             assert response.status_code < 500, (method, path)
             assert not [s for s in secrets_of_owner if s in response.text], (method, path)
     async with db.session() as session:
         token = await session.get(GatewayToken, token_id)
     assert token.revoked_at is None  # neither the page nor the API revoked it
+    assert token.limit_units is None  # nor set a spending limit on it
     delete = await intruder.api("DELETE", f"/api/tokens/{token_id}")
     assert delete.status_code == 404
     # the owner still sees their own
