@@ -18,8 +18,10 @@ mistaken for an old one.
 
 Credits come only from Stripe's signed `payment_intent.succeeded` (`credited`, called
 by the webhook handler in the transaction that grants them, keyed by the PaymentIntent);
-`paid` only notes that Stripe said yes. A refusal ends the attempt (`failed`) and turns
-auto top-up off until the person turns it on again.
+`paid` only notes that Stripe said yes (or is processing). A refusal ends the attempt
+(`failed`, or `refused_later` from Stripe's signed `payment_intent.payment_failed` when
+a processing payment is declined) and turns auto top-up off until the person turns it
+on again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "idempotency_key",
     "last_attempt",
     "paid",
+    "refused_later",
     "save_choice",
     "stale",
     "start",
@@ -173,6 +176,23 @@ async def failed(
         return False
     await top_up_settings.turn_off(session, row.user_id, code)
     return True
+
+
+async def refused_later(session: AsyncSession, user_id: str, paid: TopUpPaid) -> bool:
+    """`payment_intent.payment_failed` for an attempt Stripe first said was processing
+    (or whose answer we lost): it ends as `failed` would end it. False when it had
+    already ended (the refusal was heard from the API's answer)."""
+    attempt_id = await session.scalar(
+        select(_attempts.id).where(
+            _attempts.user_id == user_id,
+            _attempts.sequence == paid.sequence,
+            _attempts.finished_at.is_(None),
+        )
+    )
+    if attempt_id is None:
+        return False
+    code = paid.failure or "failed"
+    return await failed(session, attempt_id, code=code, payment_intent_id=paid.payment_intent_id)
 
 
 async def credited(session: AsyncSession, user_id: str, paid: TopUpPaid) -> None:

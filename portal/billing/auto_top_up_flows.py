@@ -7,6 +7,8 @@
                       -> succeeded / processing: `paid` (credits come with the webhook)
                       -> declined, authentication required, no card: `failed`, auto top-up
                          off, and one email with a link to the page that fixes it
+                         (`failure_notice`; the same when a processing payment is
+                         declined later: `webhooks`, `payment_intent.payment_failed`)
                       -> Stripe unreachable: the attempt stays pending, and `resume_stale`
                          asks again later with the same key (never a second charge)
 
@@ -19,6 +21,7 @@ import logging
 from datetime import timedelta
 
 import stripe
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.accounts import service as accounts
 from portal.billing import auto_top_up, service
@@ -33,7 +36,14 @@ from portal.email import service as email
 from portal.email.messages import Mail
 from portal.email.service import Mailer
 
-__all__ = ["NO_SAVED_CARD", "STALE_AFTER", "charge", "resume_stale", "settings_url"]
+__all__ = [
+    "NO_SAVED_CARD",
+    "STALE_AFTER",
+    "charge",
+    "failure_notice",
+    "resume_stale",
+    "settings_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +117,25 @@ async def _failed(
     mails: list[Mail] = []
     async with database.transaction() as session:
         if await auto_top_up.failed(session, attempt.id, code=code, payment_intent_id=intent_id):
-            user = await accounts.get_by_id(session, attempt.user_id)
-            if user is not None and user.email_verified_at is not None:
-                mail = messages.auto_top_up_failed(
-                    user_id=user.id,
-                    to=user.email,
-                    name=user.name,
-                    reason=code,
-                    fix_url=settings_url(billing),
-                )
-                mails.append(await email.record(session, mail))
+            mails += await failure_notice(session, billing, attempt.user_id, code)
     await mailer.send(mails)
     log.info("auto top-up %d failed: %s", attempt.id, code)
     return f"failed:{code}"
+
+
+async def failure_notice(
+    session: AsyncSession, billing: Billing, user_id: str, code: str
+) -> list[Mail]:
+    """The email saying auto top-up failed and is off, with the link that fixes it,
+    recorded in the caller's transaction (send it after the commit); none for an
+    address not verified."""
+    user = await accounts.get_by_id(session, user_id)
+    if user is None or user.email_verified_at is None:
+        return []
+    mail = messages.auto_top_up_failed(
+        user_id=user.id, to=user.email, name=user.name, reason=code, fix_url=settings_url(billing)
+    )
+    return [await email.record(session, mail)]
 
 
 async def resume_stale(database: Database, billing: Billing, mailer: Mailer) -> int:

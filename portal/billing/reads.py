@@ -155,6 +155,7 @@ class TopUpPaid:
     user_id: str | None
     sequence: int
     succeeded: bool
+    failure: str | None = None  # why it was refused (the bank, or canceled); None otherwise
 
 
 @dataclass
@@ -257,8 +258,22 @@ def top_up_purchase(intent: Obj) -> tuple[Purchase, TopUpPaid] | None:
         paid=succeeded,
         note=f"Stripe auto top-up #{sequence}",
     )
-    paid = TopUpPaid(intent["id"], _metadata_user(intent), int(sequence), succeeded)
+    paid = TopUpPaid(
+        intent["id"], _metadata_user(intent), int(sequence), succeeded, _refusal(intent)
+    )
     return purchase, paid
+
+
+def _refusal(intent: Obj) -> str | None:
+    """Why a PaymentIntent was refused: the last attempt's code once it is back to
+    wanting a payment method, or `canceled`; None while it may still be paid."""
+    status = intent.get("status")
+    if status == "canceled":
+        return "canceled"
+    error = intent.get("last_payment_error")
+    if status == "requires_payment_method" and isinstance(error, dict):
+        return str(error.get("code") or "card_declined")
+    return None
 
 
 def _line_price(line: Obj) -> str | None:

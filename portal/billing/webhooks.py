@@ -25,10 +25,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import stripe
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.billing import auto_top_up, events, reads, service
+from portal.billing import auto_top_up, auto_top_up_flows, events, reads, service
 from portal.billing.runtime import Billing, BillingNotConfigured
 from portal.db import Database
+from portal.email.messages import Mail
+from portal.email.service import Mailer
 
 __all__ = [
     "HANDLED",
@@ -143,6 +146,8 @@ HANDLED: dict[str, tuple[str, Reader]] = {
     # an auto top-up's off-session payment: its credits come only from here (any other
     # PaymentIntent reads as nothing: packs and plans are granted by their own events)
     "payment_intent.succeeded": ("payment_intent", _payment_intent),
+    # ...and one the bank declined after Stripe said "processing": auto top-up goes off
+    "payment_intent.payment_failed": ("payment_intent", _payment_intent),
     # a dispute is followed to its end: held when Stripe withdraws the money, kept if
     # lost, given back if won; an inquiry (no money moved) takes nothing
     "charge.dispute.created": ("dispute", _dispute),
@@ -195,9 +200,15 @@ async def _match_by_customer_metadata(
 
 
 async def handle_event(
-    database: Database, billing: Billing, event: Obj, *, replay: bool = False
+    database: Database,
+    billing: Billing,
+    event: Obj,
+    *,
+    replay: bool = False,
+    mailer: Mailer | None = None,
 ) -> str:
-    """Apply one event; what happened, for the response and the log.
+    """Apply one event; what happened, for the response and the log. The emails it
+    causes (an auto top-up refused) go out through `mailer` after the commit.
 
     `replay` (the admin command) re-applies an event already recorded; grants and
     claw-backs are keyed by what was paid, so that changes nothing already done."""
@@ -218,14 +229,16 @@ async def handle_event(
         log.info("stripe event %s (%s): its object is gone at Stripe", event_id, event_type)
         findings, gone = reads.Findings(), True
     await _match_by_customer_metadata(database, billing, findings)
+    mails: list[Mail] = []
     async with database.transaction() as session:
         claimed = await events.claim(session, event_id, event_type, replay=replay)
         if claimed is None:
             return "duplicate"
         row, new = claimed
         applied = None if gone else await service.apply_findings(session, findings)
-        if applied is not None and findings.top_up is not None and findings.top_up.succeeded:
-            await auto_top_up.credited(session, applied.user_id, findings.top_up)
+        top_up = findings.top_up
+        if applied is not None and top_up is not None:
+            mails += await _top_up_outcome(session, billing, applied.user_id, top_up)
         unmatched = (
             "object gone at Stripe"
             if gone
@@ -240,6 +253,8 @@ async def handle_event(
             customer_id=findings.customer_id or _customer_named(obj),
             object_id=obj["id"],
         )
+    if mailer is not None:
+        await mailer.send(mails)
     if unmatched is not None:
         log.warning("stripe event %s (%s): unmatched, %s", event_id, event_type, unmatched)
         return "unmatched"
@@ -247,3 +262,15 @@ async def handle_event(
         log.info("stripe event %s (%s): not a customer of ours", event_id, event_type)
         return "not ours"
     return "replayed" if replay else "processed"
+
+
+async def _top_up_outcome(
+    session: AsyncSession, billing: Billing, user_id: str, top_up: reads.TopUpPaid
+) -> list[Mail]:
+    """An auto top-up's payment, paid (its attempt ends, credited) or refused (the
+    attempt ends, auto top-up goes off, the person is told once)."""
+    if top_up.succeeded:
+        await auto_top_up.credited(session, user_id, top_up)
+    elif top_up.failure is not None and await auto_top_up.refused_later(session, user_id, top_up):
+        return await auto_top_up_flows.failure_notice(session, billing, user_id, top_up.failure)
+    return []

@@ -85,6 +85,7 @@ async def billing_replay(args: argparse.Namespace, settings: Settings | None = N
     from portal.billing import webhooks
     from portal.billing.runtime import build_billing
     from portal.db import open_database
+    from portal.email.service import mailer_from_settings
 
     if not args.event_id.startswith("evt_"):
         raise CommandError("--event-id must be a Stripe event id (evt_…)")
@@ -97,7 +98,9 @@ async def billing_replay(args: argparse.Namespace, settings: Settings | None = N
     try:
         event = await billing.stripe.retrieve_event(args.event_id)
         try:
-            outcome = await webhooks.handle_event(database, billing, event, replay=True)
+            outcome = await webhooks.handle_event(
+                database, billing, event, replay=True, mailer=mailer_from_settings(settings)
+            )
         except webhooks.MalformedEvent as exc:
             raise CommandError(f"{args.event_id}: {exc}") from None
     finally:

@@ -1,5 +1,5 @@
 """The portal's side of balance alerts (`portal.credits.alerts`): take each alert the
-settlements wrote, send the low-balance email, start the auto top-up.
+settlements wrote, start the auto top-up, or else send the low-balance email.
 
 Prompt, without a poll per call: on PostgreSQL the job LISTENs on the alerts' channel
 (the settlement's statement NOTIFYs at its commit) and looks at the table when woken, or
@@ -93,15 +93,17 @@ class AlertJob:
             alert = await alerts.take_next(session)
             if alert is None:
                 return False
-            if alert.low_balance:
-                mail = await low_balance.notice(
-                    session, alert.user_id, balance=alert.balance, dashboard_url=self.dashboard_url
-                )
-                mails += [mail] if mail is not None else []
             if alert.top_up and billing.enabled:
                 attempt = await auto_top_up.start(
                     session, alert.user_id, billing.catalog.auto_top_up
                 )
+            # A top-up starting now refills the balance: no "running low" email (if the
+            # card is refused, the person gets that email instead).
+            if alert.low_balance and attempt is None:
+                mail = await low_balance.notice(
+                    session, alert.user_id, balance=alert.balance, dashboard_url=self.dashboard_url
+                )
+                mails += [mail] if mail is not None else []
         await self.mailer.send(mails)
         if attempt is not None:
             outcome = await auto_top_up_flows.charge(self.database, billing, self.mailer, attempt)

@@ -380,6 +380,101 @@ async def test_a_refused_payment_turns_auto_top_up_off_and_says_how_to_fix_it(
     stripe.off_session_outcomes.pop(buyer.customer)
 
 
+async def test_a_processing_payment_the_bank_declines_later_turns_auto_top_up_off_once(
+    world: World, stripe: FakeStripe, db: Database, billing: Billing
+) -> None:
+    """Stripe answers "processing"; the bank's refusal comes later, only as the signed
+    `payment_intent.payment_failed`: the attempt ends (a new top-up is possible again once
+    the person turns it back on), auto top-up goes off, one email."""
+    buyer = await buyer_with_saved_card(world, db, billing)
+    assert (await choose_auto_top_up(world, buyer)).status_code == 303
+    assert buyer.customer is not None
+    stripe.set_off_session_outcome(buyer.customer, "processing")
+    await set_balance(db, buyer.user_id, THRESHOLD * UNITS + 1)
+    await call(world, buyer)
+
+    async def paid() -> list[AutoTopUpAttempt] | None:
+        found = await attempts(db, buyer.user_id)
+        return found if found and found[0].status == AttemptStatus.PAID else None
+
+    [attempt] = await eventually(paid, seconds=WAIT, what="the processing payment noted")
+    assert attempt.finished_at is None
+    before = await balance(db, buyer.user_id)
+    stripe.finish_processing(str(attempt.payment_intent_id), succeeded=False)
+
+    [mail] = await eventually(
+        lambda: world.inbox.to(buyer.email, "auto_top_up_failed"), seconds=WAIT, what="mail"
+    )
+    assert f"{world.portal_url}/billing/auto-top-up" in mail.get_content()
+    [attempt] = await attempts(db, buyer.user_id)
+    assert (attempt.status, attempt.error_code) == (AttemptStatus.FAILED, "card_declined")
+    assert attempt.finished_at is not None
+    async with db.session() as session:
+        setting = await top_up_settings.get(session, buyer.user_id)
+    assert setting is not None and not setting.enabled
+    assert await balance(db, buyer.user_id) == before  # nothing granted
+    assert await grants_for(db, str(attempt.payment_intent_id)) == 0
+
+    # Stripe delivers the refusal again: no second email
+    [event] = stripe.events_of("payment_intent.payment_failed", user_id=buyer.user_id)
+    again = stripe.redeliver(event["id"])
+    assert again.status_code == 200 and again.json()["outcome"] == "duplicate"
+    await _barrier(world, db)
+    assert len(world.inbox.to(buyer.email, "auto_top_up_failed")) == 1
+
+    # switched on again, the next crossing starts a new attempt (none is left in flight)
+    stripe.set_off_session_outcome(buyer.customer, "succeed")
+    assert (await choose_auto_top_up(world, buyer)).status_code == 303
+    await eventually(
+        lambda: _succeeded(db, buyer.user_id), seconds=WAIT, what="a second attempt credited"
+    )
+
+
+async def _succeeded(db: Database, user_id: str) -> bool:
+    return any(a.status == AttemptStatus.SUCCEEDED for a in await attempts(db, user_id))
+
+
+async def test_a_processing_payment_is_credited_when_the_bank_pays(
+    world: World, stripe: FakeStripe, db: Database, billing: Billing
+) -> None:
+    buyer = await buyer_with_saved_card(world, db, billing)
+    assert (await choose_auto_top_up(world, buyer)).status_code == 303
+    assert buyer.customer is not None
+    stripe.set_off_session_outcome(buyer.customer, "processing")
+    await set_balance(db, buyer.user_id, THRESHOLD * UNITS + 1)
+    await call(world, buyer)
+    [intent] = await eventually(
+        lambda: intents_of(stripe, buyer.user_id), seconds=WAIT, what="the payment started"
+    )
+    before = await balance(db, buyer.user_id)
+    assert await grants_for(db, intent["id"]) == 0  # not while it is processing
+    stripe.finish_processing(intent["id"], succeeded=True)
+    [attempt] = await eventually(
+        lambda: _finished(db, buyer.user_id), seconds=WAIT, what="the top-up credited"
+    )
+    assert attempt.status == AttemptStatus.SUCCEEDED
+    assert await balance(db, buyer.user_id) == before + AMOUNT * UNITS
+    assert world.inbox.to(buyer.email, "auto_top_up_failed") == []
+    stripe.off_session_outcomes.pop(buyer.customer)
+
+
+async def test_no_low_balance_email_when_an_auto_top_up_refills_the_balance(
+    world: World, stripe: FakeStripe, db: Database, billing: Billing
+) -> None:
+    """One call takes the balance below both the operator's low-balance threshold and
+    the person's auto top-up threshold: the top-up starts, and "running low" is not sent."""
+    buyer = await buyer_with_saved_card(world, db, billing)
+    chosen = await choose_auto_top_up(world, buyer, threshold=str(LOW_BALANCE))
+    assert chosen.status_code == 303, chosen.text
+    await set_balance(db, buyer.user_id, LOW_BALANCE * UNITS + 1)
+    await call(world, buyer)
+    await eventually(
+        lambda: _succeeded(db, buyer.user_id), seconds=WAIT, what="the top-up credited"
+    )
+    await _barrier(world, db)
+    assert world.inbox.to(buyer.email, "low_balance") == []
+
+
 async def _barrier(world: World, db: Database) -> None:
     """Wait until the portal has handled every alert written so far: alerts are taken in
     order, so a later crossing's email means the earlier ones are done."""

@@ -22,7 +22,7 @@ from portal.billing.runtime import Billing, BillingNotConfigured, build_billing
 from portal.credits import ledger, top_up_settings
 from portal.credits.units import UNITS_PER_CREDIT
 from portal.errors import NotFound
-from portal.web.deps import CurrentUser, DatabaseDep, require_csrf
+from portal.web.deps import CurrentUser, DatabaseDep, MailerDep, require_csrf
 from portal.web.forms import FormError, read_form
 from portal.web.middleware import csp_with_form_targets
 from portal.web.templating import render
@@ -298,7 +298,9 @@ async def save_auto_top_up(
 
 
 @webhook.post("/stripe/webhook")
-async def stripe_webhook(request: Request, db: DatabaseDep, billing: BillingDep) -> Response:
+async def stripe_webhook(
+    request: Request, db: DatabaseDep, billing: BillingDep, mailer: MailerDep
+) -> Response:
     payload = await request.body()
     if len(payload) > WEBHOOK_MAX_BYTES:
         return JSONResponse({"error": "too large"}, status_code=413)
@@ -309,7 +311,7 @@ async def stripe_webhook(request: Request, db: DatabaseDep, billing: BillingDep)
     except BillingNotConfigured:
         return JSONResponse({"error": "webhooks are not configured"}, status_code=503)
     try:
-        outcome = await webhooks.handle_event(db, billing, event)
+        outcome = await webhooks.handle_event(db, billing, event, mailer=mailer)
     except webhooks.MalformedEvent as exc:
         # Signed but unusable: a 4xx (not a 500) tells Stripe the fault is the event's.
         log.warning("stripe event %s refused: %s", event["id"], exc)

@@ -206,12 +206,21 @@ class FakeStripe(Store, Deliveries):
 
     def set_off_session_outcome(self, customer_id: str, outcome: str) -> None:
         """What the customer's bank answers to the next off-session payments: ``succeed``,
-        ``decline`` or ``authentication_required`` (3-D Secure)."""
-        if outcome not in ("succeed", "decline", "authentication_required"):
+        ``decline``, ``authentication_required`` (3-D Secure) or ``processing`` (later:
+        `finish_processing`)."""
+        if outcome not in ("succeed", "decline", "authentication_required", "processing"):
             raise FakeStripeError(f"no such off-session outcome {outcome!r}")
         with self.lock:
             self.customers[customer_id]
             self.off_session_outcomes[customer_id] = outcome
+
+    def finish_processing(self, payment_intent_id: str, *, succeeded: bool) -> list[Obj]:
+        """The bank answers a processing payment: ``payment_intent.succeeded`` or
+        ``payment_intent.payment_failed``."""
+        with self.lock:
+            pi = self.get("payment_intents", payment_intent_id)
+            events = payments.finish_processing(self, pi, succeeded=succeeded)
+        return self._auto(events)
 
     def redeliver(self, event_id: str) -> Any:
         """Stripe delivers an event again (its retries, or "Resend" in the Dashboard)."""

@@ -8,8 +8,9 @@ completes; a PaymentIntent per payment, a charge per attempt. Refunds are the te
 Off-session payments (auto top-up): ``POST /v1/payment_intents`` with ``confirm`` and
 ``off_session`` charges a card saved to the customer (a Checkout with
 ``setup_future_usage``, or the customer's default), as the card's bank decides
-(``Store.off_session_outcomes`` by customer: ``succeed``, ``decline`` or
-``authentication_required``). A refusal is Stripe's 402 ``card_error`` carrying the
+(``Store.off_session_outcomes`` by customer: ``succeed``, ``decline``,
+``authentication_required``, or ``processing``: the bank answers later, when the test
+calls ``FakeStripe.finish_processing``). A refusal is Stripe's 402 ``card_error`` carrying the
 PaymentIntent, which is left ``requires_payment_method``; both outcomes send their
 events after the response. ``GET /v1/payment_intents/{id}`` and ``GET
 /v1/payment_methods?customer=…&type=card`` read them.
@@ -36,7 +37,11 @@ from .wire import (
     to_int,
 )
 
-__all__ = ["ROUTES", "decline", "new_charge", "new_payment_intent", "new_payment_method", "refund"]
+__all__ = [
+    "ROUTES",
+    "decline",
+    "finish_processing",
+    "new_charge", "new_payment_intent", "new_payment_method", "refund"]
 
 
 def new_payment_method(st: Store, *, customer: str | None, email: str | None, bank: bool) -> Obj:
@@ -233,10 +238,10 @@ def _create_intent(st: Store, ctx: Ctx) -> Obj:
         description=p.get("description") or None,
     )
     outcome = st.off_session_outcomes.get(cus["id"], "succeed")
+    if outcome == "processing":  # the bank answers later: `finish_processing`
+        return pi
     if outcome == "succeed":
-        ch = new_charge(st, pi, succeeded=True)
-        pi.update(status="succeeded", amount_received=amount)
-        ctx.events += [st.event("charge.succeeded", ch), st.event("payment_intent.succeeded", pi)]
+        ctx.events += finish_processing(st, pi, succeeded=True)
         return pi
     code, message, decline_code = _REFUSALS[outcome]
     ch = new_charge(st, pi, succeeded=False)
@@ -255,6 +260,19 @@ def _create_intent(st: Store, ctx: Ctx) -> Obj:
             "payment_method": copy.deepcopy(pm),
         },
     )
+
+
+def finish_processing(st: Store, pi: Obj, *, succeeded: bool) -> list[Obj]:
+    """A processing PaymentIntent's answer from the bank: paid, or declined (the intent
+    back to ``requires_payment_method``); the events Stripe sends for it."""
+    if pi["status"] != "processing":
+        raise FakeStripeError(f"{pi['id']} is {pi['status']}, not processing")
+    ch = new_charge(st, pi, succeeded=succeeded)
+    if succeeded:
+        pi.update(status="succeeded", amount_received=pi["amount"])
+        return [st.event("charge.succeeded", ch), st.event("payment_intent.succeeded", pi)]
+    decline(st, pi)
+    return [st.event("charge.failed", ch), st.event("payment_intent.payment_failed", pi)]
 
 
 def _retrieve_intent(st: Store, ctx: Ctx) -> Obj:
