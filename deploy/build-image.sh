@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build deploy/Dockerfile without a Docker daemon (buildah), and optionally smoke-test the
-# image: non-root, config check, migrations, both services ready, graceful stop.
+# image: non-root, config check, migrations, both services ready, a streamed call on each
+# streaming endpoint and an embedding with the official SDKs, graceful stop.
 #
 #   deploy/build-image.sh            # build $IMAGE
 #   deploy/build-image.sh --smoke    # build, then run it against PostgreSQL and Redis
@@ -36,6 +37,11 @@ local_bases() {
     echo "build-image: debootstrap Debian bookworm + python3 into $rootfs"
     debootstrap --variant=minbase --include=python3,ca-certificates bookworm "$rootfs" \
       http://deb.debian.org/debian >/dev/null
+    # debootstrap mounts /proc and /sys inside the tree while it runs; never copy or rm -rf
+    # a tree that still has something mounted in it
+    if findmnt -rn -o TARGET | grep -q "^$rootfs/"; then
+      echo "build-image: something is still mounted under $rootfs; left in place" >&2; exit 1
+    fi
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     local c
     c=$(buildah from scratch)
@@ -47,9 +53,11 @@ local_bases() {
   fi
   if ! buildah inspect --type image "$UV_BASE" >/dev/null 2>&1; then
     local uv_bin c
-    uv_bin=$(command -v pyenv >/dev/null && pyenv which uv 2>/dev/null || command -v uv)
+    # uv on PATH, else the one `make install` put in .venv-tools (the Makefile's fallback)
+    uv_bin=$(command -v uv || echo .venv-tools/bin/uv)
     uv_bin=$(readlink -f "$uv_bin")
-    [[ "$("$uv_bin" --version)" == "uv 0.13.9"* ]] || { echo "build-image: need uv 0.13.9" >&2; exit 2; }
+    [[ -x "$uv_bin" && "$("$uv_bin" --version)" == "uv 0.13.9"* ]] \
+      || { echo "build-image: need uv 0.13.9 on PATH or in .venv-tools (make install)" >&2; exit 2; }
     c=$(buildah from scratch)
     buildah copy "$c" "$uv_bin" /uv >/dev/null
     buildah commit -q "$c" "$UV_BASE" >/dev/null
@@ -84,7 +92,8 @@ smoke() {
   # globals, not locals: the EXIT trap runs after this function returns
   pg=${PG_URL:-postgresql://postgres@127.0.0.1:5432}
   db="wfg_image_smoke_$$"
-  pids=()
+  pids=()         # the image's two services
+  upstream_pid=""  # the fake upstream on the host: stopped by cleanup, not part of the stop check
   gw_port=$(free_port)
   portal_port=$(free_port)
   logdir=$(mktemp -d /tmp/wfg-image-smoke.XXXXXX)
@@ -94,6 +103,7 @@ smoke() {
     for pid in "${pids[@]:-}"; do
       if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
     done
+    if [[ -n "$upstream_pid" ]]; then kill -TERM "$upstream_pid" 2>/dev/null; wait "$upstream_pid" 2>/dev/null; fi
     buildah rm "$c" >/dev/null 2>&1
     psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
   }
@@ -107,7 +117,7 @@ smoke() {
   # The providers: the fake upstream on this host (tests/fakes/upstream), so the image's
   # gateway answers real calls; each `"NAME": "value"` line it prints becomes `-e NAME=value`.
   "${HOST_PYTHON:-.venv/bin/python}" -m tests.fakes.upstream >"$logdir/upstream.json" 2>&1 &
-  pids+=($!)
+  upstream_pid=$!
   for _ in $(seq 1 60); do grep -q '}' "$logdir/upstream.json" 2>/dev/null && break; sleep 1; done
   while IFS= read -r line; do env+=(-e "$line"); done < <(
     sed -n 's/^ *"\([A-Z_]*\)": "\(.*\)",\{0,1\}$/\1=\2/p' "$logdir/upstream.json")
