@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+import warnings
 from typing import Any
 
 __all__ = ["install_log_scrubbing", "requests_may_arrive"]
@@ -20,6 +21,10 @@ def install_log_scrubbing() -> None:
     warning's text can quote content (pydantic's serialization warnings quote the value,
     e.g. a reply's last characters) and was written to stderr as is."""
     logging.captureWarnings(True)
+    # LiteLLM's embedding type says list[float]; a base64 embedding (the openai SDK's
+    # default) is a string, which pydantic serializes as is but warns about: a withheld
+    # line on every such call, telling nothing.
+    warnings.filterwarnings("ignore", message="Pydantic serializer warnings", category=UserWarning)
     current = logging.getLogRecordFactory()
     if getattr(current, "_wfg_scrubbing", False):
         return

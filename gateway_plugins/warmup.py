@@ -43,6 +43,10 @@ LAZY_MODULES: tuple[str, ...] = (
     "litellm.router_utils.pre_call_checks.continuation_prefill_check",
     "litellm.rust_bridge.logger",
     "litellm.types.litellm_core_utils.streaming_chunk_builder_utils",
+    # an embedding in base64 (the openai SDK's default) goes through the OpenAI SDK
+    "openai.lib._parsing._embeddings",
+    "openai.lib._request_context",
+    "openai.resources.embeddings",
     # optional, absent: tried, not found
     "enterprise.enterprise_hooks",
     "litellm.integrations.otel.logger",
