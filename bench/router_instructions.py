@@ -13,6 +13,10 @@ gcc at run time). Repeat runs agree within 0.5%.
     .venv/bin/python -m bench.router_instructions                          # every patch in
     .venv/bin/python -m bench.router_instructions --without remember_model_info --calls 60
     .venv/bin/python -m bench.router_instructions --mode stream --without build_each_stream_once
+    .venv/bin/python -m bench.router_instructions --without NAME --keep /tmp/cg  # + the dumps
+
+`--keep PATH` keeps the measured callgrind dumps (PATH.with, PATH.without) for
+`callgrind_annotate --inclusive=yes` (C functions only: Python 3.11's frames are no symbols).
 
 It measures the Router alone (~75–80% of a gateway plain call), not the gateway: a saving
 here is an upper bound of the call's. Results: bench/RESULTS.md.
@@ -112,8 +116,9 @@ def _measured_loop(calls: int, mode: str, helper: str) -> None:
     asyncio.run(run())
 
 
-def measure(calls: int, mode: str, without: str) -> float:
-    """Instructions per Router call (`without`: WFG_BRIDGE_WITHOUT for this run)."""
+def measure(calls: int, mode: str, without: str, keep: Path | None = None) -> float:
+    """Instructions per Router call (`without`: WFG_BRIDGE_WITHOUT for this run; `keep`:
+    where to copy the measured callgrind dump, for `callgrind_annotate --inclusive=yes`)."""
     with tempfile.TemporaryDirectory(prefix="wfg-instr-") as directory:
         work = Path(directory)
         helper = _helper(work)
@@ -142,9 +147,12 @@ def measure(calls: int, mode: str, without: str) -> float:
                 stderr=subprocess.DEVNULL,
             )
             dumps = [path.read_text() for path in work.glob("callgrind.out*")]
-            totals = [int(m.group(1)) for d in dumps if _MEASURED in d for m in _TOTALS.finditer(d)]
+            measured = [d for d in dumps if _MEASURED in d]
+            totals = [int(m.group(1)) for d in measured for m in _TOTALS.finditer(d)]
             if len(totals) != 1:
                 raise RuntimeError(f"expected one measured dump from callgrind, found {totals}")
+            if keep is not None:
+                keep.write_text(measured[0])
             return totals[0] / calls
         finally:
             upstream.terminate()
@@ -156,11 +164,18 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=60, help="measured calls (default 60)")
     parser.add_argument("--mode", choices=("plain", "stream"), default="plain")
     parser.add_argument("--without", default="", help="a speed patch to A/B (bridge_switches)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the measured callgrind dumps as KEEP.with (and KEEP.without)",
+    )
     args = parser.parse_args()
-    with_all = measure(args.calls, args.mode, "")
+    keep_with = args.keep and args.keep.with_name(args.keep.name + ".with")
+    keep_without = args.keep and args.keep.with_name(args.keep.name + ".without")
+    with_all = measure(args.calls, args.mode, "", keep_with)
     print(f"{args.mode}, every patch in: {with_all / 1e6:.2f} M instructions per Router call")
     if args.without:
-        left_out = measure(args.calls, args.mode, args.without)
+        left_out = measure(args.calls, args.mode, args.without, keep_without)
         saved = 1 - with_all / left_out
         print(f"{args.mode}, without {args.without}: {left_out / 1e6:.2f} M ({saved:+.1%} saved)")
 

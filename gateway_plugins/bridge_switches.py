@@ -25,6 +25,7 @@ SPEED_PATCHES = frozenset(
         "build_each_stream_once",
         "chat_without_openai_sdk",
         "remember_model_info",
+        "skip_unused_router_bookkeeping",
     }
 )
 

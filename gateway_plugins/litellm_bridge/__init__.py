@@ -24,6 +24,9 @@ app's lifespan for `request_setup`); the speed ones can be left out for an A/B
 - `request_setup`            each call's request set-up in the loop's thread (speed)
 - `stream_build`             each stream's answer built once (speed)
 - `model_info_memo`          the Responses-bridge check's cost-map look-up remembered (speed)
+- `router_bookkeeping`       the Router core's per-call work for features the gateway leaves
+                             off (session re-pinning, service logs, usage-routing
+                             reads) skipped (speed)
 - `cookies`                  upstream clients keep no cookie (a defect: shared clients)
 - `text_completion_clients`  one client per key for text completions (a defect: a new
                              connection per call, sessions leaked)

@@ -22,6 +22,7 @@ from gateway_plugins.litellm_bridge.gemini_finish import finish_gemini_streams_a
 from gateway_plugins.litellm_bridge.litellm_pricing import skip_litellm_pricing
 from gateway_plugins.litellm_bridge.model_info_memo import remember_model_info
 from gateway_plugins.litellm_bridge.own_errors import treat_own_errors_as_400
+from gateway_plugins.litellm_bridge.router_bookkeeping import skip_unused_router_bookkeeping
 from gateway_plugins.litellm_bridge.stream_build import build_each_stream_once
 from gateway_plugins.litellm_bridge.stream_recovery import (
     keep_delivered_streams_on_their_deployment,
@@ -73,3 +74,5 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
         build_each_stream_once()
     if not without("remember_model_info"):
         remember_model_info()
+    if not without("skip_unused_router_bookkeeping"):
+        skip_unused_router_bookkeeping()

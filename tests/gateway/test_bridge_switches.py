@@ -17,6 +17,7 @@ from litellm.litellm_core_utils.litellm_logging import Logging
 from gateway_plugins import litellm_bridge
 from gateway_plugins.litellm_bridge import litellm_pricing, stream_build
 from gateway_plugins.litellm_bridge import model_info_memo, success_logging
+from litellm.router_rust.surface.health import RustHealthCallbacks
 from litellm.responses import bridge_check
 litellm_bridge.apply_litellm_settings({})
 built = litellm_bridge.build_router(
@@ -31,6 +32,9 @@ in_place = {
     ),
     "remember_model_info": isinstance(
         bridge_check.get_model_info_helper, model_info_memo._Remembered
+    ),
+    "skip_unused_router_bookkeeping": hasattr(
+        RustHealthCallbacks.__dict__["repin_after_success"], "wfg_original"
     ),
     "chat_without_openai_sdk": __import__("os").environ.get(
         "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER"
@@ -54,6 +58,7 @@ def test_the_named_speed_patches_are_left_out_and_the_others_stay() -> None:
         "run_request_setup_inline",
         "skip_litellm_pricing",
         "skip_success_logging",
+        "skip_unused_router_bookkeeping",
     ]
 
 

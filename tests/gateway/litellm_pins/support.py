@@ -23,13 +23,17 @@ MESSAGES = [{"role": "user", "content": "pin this behaviour down"}]
 
 
 @contextlib.contextmanager
-def router_on(upstream: FakeUpstream) -> Iterator[Router]:
+def router_on(
+    upstream: FakeUpstream, router_settings: dict[str, Any] | None = None
+) -> Iterator[Router]:
+    """The gateway's Router (`router_settings`: config.yaml's, with these added)."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in upstream.env().items():
             patch.setenv(name, value)
         raw = gateway_config().raw
         litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
-        yield litellm_bridge.build_router(raw["model_list"], raw.get("router_settings") or {})
+        settings = {**(raw.get("router_settings") or {}), **(router_settings or {})}
+        yield litellm_bridge.build_router(raw["model_list"], settings)
 
 
 def model_id(router: Router, group: str) -> str:
