@@ -29,9 +29,10 @@ Read `pipeline` first: it runs the steps of every metered call in order.
 - `background`     spool replay and expiry of holds left by dead processes
 - `breaker`        the circuit breaker on PostgreSQL and Redis (deadlines, /readyz)
 - `sockets`        a deadline on request headers (slow clients cannot hold sockets)
-- `loop_lag`       how long a ready call waits for the event loop (a metric)
+- `loop_lag`       how long a ready call waits for the event loop, GC pauses (metrics)
+- `fairness`       long streams' relay yields sooner while other calls are served
 - `fast_paths`     the hand-written paths kept past the libraries, and their A/B switch
-- `ab_switches`    how both A/B switches are read (bench only)
+- `ab_switches`    how the A/B switches are read (bench only)
 - `warmup`         what LiteLLM imports lazily, imported before the gateway is ready
 - `count_tokens`, `response_ids`, `heap`, `inflight`, `metrics`, `log_scrubbing`, `runtime`
 

@@ -1,6 +1,6 @@
-"""The bench's A/B switches (`WFG_FAST_PATHS_OFF`, `WFG_BRIDGE_WITHOUT`): a comma-separated
-list of names, each one of a known set. An unknown name stops the start rather than
-measure nothing (bench/README.md)."""
+"""The bench's A/B switches (`WFG_FAST_PATHS_OFF`, `WFG_BRIDGE_WITHOUT`, `WFG_FAIRNESS_OFF`):
+a comma-separated list of names, each one of a known set. An unknown name stops the start
+rather than measure nothing (bench/README.md)."""
 
 from __future__ import annotations
 

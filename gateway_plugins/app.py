@@ -27,6 +27,7 @@ from gateway_plugins import (
     background,
     calls,
     catalog,
+    fairness,
     litellm_bridge,
     loop_lag,
     metrics,
@@ -220,6 +221,8 @@ async def _read_call(request: Request) -> Response:
 
 
 def build_app(settings: Settings) -> Starlette:
+    fairness.configure(settings.fairness_off)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = open_runtime(settings)
@@ -274,4 +277,5 @@ def build_app(settings: Settings) -> Starlette:
     app.router.redirect_slashes = False
     app.add_middleware(ApiCors)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(fairness.CountRequests)  # outermost: every request counted
     return app

@@ -18,17 +18,31 @@ interval (5 ms by Python's default, per hand-over). `share_the_gil` sets it to
 
 `wfg_gateway_event_loop_wait_seconds` (a histogram, one sample per round watched) is that
 figure; its buckets above a few milliseconds should stay empty (docs/operations.md).
+`wfg_gateway_gc_pause_seconds` is the CPU of each of Python's older-generation garbage
+collections (generations 1 and 2; they hold the loop like any callback, the longest being
+full collections while long streams keep many objects alive).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import time
+from typing import Any
 
 from portal.observability.metrics import histogram
 
-__all__ = ["INTERVAL_SECONDS", "SWITCH_INTERVAL_SECONDS", "WAIT", "share_the_gil", "start", "watch"]
+__all__ = [
+    "GC_PAUSE",
+    "INTERVAL_SECONDS",
+    "SWITCH_INTERVAL_SECONDS",
+    "WAIT",
+    "share_the_gil",
+    "start",
+    "watch",
+    "watch_collections",
+]
 
 INTERVAL_SECONDS = 0.01
 SWITCH_INTERVAL_SECONDS = 0.001
@@ -38,6 +52,33 @@ WAIT = histogram(
     "ready call waits for its turn (sampled by a watchdog).",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+
+GC_PAUSE = histogram(
+    "wfg_gateway_gc_pause_seconds",
+    "CPU of one garbage collection of Python's older generations (it holds the event loop).",
+    ["generation"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+
+
+def watch_collections() -> None:
+    """Observe every collection of generation 1 or 2 (`gc.callbacks`; the young
+    generation's, every few hundred allocations, cost ~no time and are not timed)."""
+    began = 0.0
+    pauses = {1: GC_PAUSE.labels(generation="1"), 2: GC_PAUSE.labels(generation="2")}
+    cpu = time.process_time
+
+    def observe(phase: str, info: dict[str, Any]) -> None:
+        nonlocal began
+        generation = info["generation"]
+        if generation == 0:
+            return
+        if phase == "start":
+            began = cpu()
+        else:
+            pauses[generation].observe(cpu() - began)
+
+    gc.callbacks.append(observe)
 
 
 async def watch(interval: float = INTERVAL_SECONDS) -> None:
@@ -54,6 +95,7 @@ async def watch(interval: float = INTERVAL_SECONDS) -> None:
 
 
 def start() -> asyncio.Task[None]:
+    watch_collections()
     return asyncio.create_task(watch(), name="wfg-loop-watchdog")
 
 

@@ -28,7 +28,8 @@ worker waits) for as long as that takes — seconds for a few thousand chunks. T
 gives the loop back once it has run `SLICE_SECONDS` without doing so, and gives way to the
 other calls while they keep the loop busy (`give_way`): a burst is relayed when the loop
 has nothing else to do, and the other calls' steps never wait for more than one slice of
-one stream (`loop_lag` measures how long a ready call waits).
+one stream (`loop_lag` measures how long a ready call waits). While other requests are
+open, the slices are shorter (`fairness`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from gateway_plugins import metrics
+from gateway_plugins import fairness, metrics
 from gateway_plugins.call import CALL_ID_HEADER, Call
 from gateway_plugins.errors import ErrorBody
 from gateway_plugins.litellm_bridge import (
@@ -69,7 +70,7 @@ _HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-SLICE_SECONDS = 0.001  # longest a stream relays before letting the loop run other calls
+SLICE_SECONDS = fairness.LONG_SLICE_SECONDS  # longest a stream relays before giving way
 QUIET_ROUND_SECONDS = 0.0002  # a round of the loop this short: nothing else wants to run
 GIVE_WAY_ROUNDS = 8
 _CUT = ErrorBody(
@@ -162,6 +163,7 @@ class MeteredStream:
         delivered = False  # a frame went out: the stream stays on its deployment
         timer = asyncio.timeout(None)
         clock = time.perf_counter
+        bursting = False  # counted by `fairness` as relaying a burst
         try:
             async with timer:
                 iterator = aiter(self.stream)
@@ -192,14 +194,20 @@ class MeteredStream:
                             call.client_left = True
                         sending = False
                     if clock() >= slice_ends:  # a burst: let the other calls run
+                        if not bursting:
+                            bursting = True
+                            fairness.relay_started()
                         await give_way()
-                        slice_ends = clock() + SLICE_SECONDS
+                        slice_ends = clock() + fairness.slice_seconds()
         except TimeoutError:
             failure = _STALLED
             if sending:  # the client stopped reading: treated as gone, the upstream closed
                 call.client_left = self.stopped_reading = True
         except Exception as exc:  # the upstream broke off mid-stream
             failure = _STALLED if timer.expired() or _timed_out(exc) else _CUT
+        finally:
+            if bursting:
+                fairness.relay_ended()
         self.model_id = model_id_of(self.stream)
         if call.client_left:
             await self._end("client_gone")

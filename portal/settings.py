@@ -176,6 +176,8 @@ class Settings(BaseSettings):
     fast_paths_off: str = Field(default="", validation_alias=_var("WFG_FAST_PATHS_OFF"))
     # Benchmarks only: LiteLLM speed patches left out (gateway_plugins/bridge_switches.py)
     bridge_without: str = Field(default="", validation_alias=_var("WFG_BRIDGE_WITHOUT"))
+    # Benchmarks only: long streams' short-call priority left out (gateway_plugins/fairness.py)
+    fairness_off: str = Field(default="", validation_alias=_var("WFG_FAIRNESS_OFF"))
 
     @field_validator("gateway_port", "portal_port", mode="before")
     @classmethod

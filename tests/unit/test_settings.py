@@ -46,6 +46,7 @@ DEFAULTS = {
     "gateway_drain_seconds": 20,
     "fast_paths_off": "",
     "bridge_without": "",
+    "fairness_off": "",
 }
 
 
