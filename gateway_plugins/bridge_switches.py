@@ -25,6 +25,9 @@ SPEED_PATCHES = frozenset(
         "build_each_stream_once",
         "chat_without_openai_sdk",
         "remember_model_info",
+        "read_deltas_directly",
+        "decode_sse_with_orjson",
+        "find_stream_usage_directly",
     }
 )
 
