@@ -19,7 +19,9 @@ gcc at run time). Repeat runs agree within 0.5%.
 `bench/long_streams.py`) and prints instructions per chunk too, the Router's stream relayed
 into the gateway's own relay (`stream_formats.ChatRelay.feed`, per chunk as the gateway
 does): the A/B of a patch of the per-chunk path. The warm-up is then 30 short calls and
-a long one; each long stream is read once the fake has sent all of it.
+a long one; each long stream is read once the fake has sent all of it. Caveat: for long
+streams the count is not yet reproducible (1.4–2.4 M per chunk for the same code,
+bench/RESULTS.md "Long streams"): run each side several times.
 
 It measures the Router alone (~75–80% of a gateway plain call), not the gateway: a saving
 here is an upper bound of the call's. Results: bench/RESULTS.md.
