@@ -14,9 +14,18 @@ gcc at run time). Repeat runs agree within 0.5%.
     .venv/bin/python -m bench.router_instructions --without remember_model_info --calls 60
     .venv/bin/python -m bench.router_instructions --mode stream --without build_each_stream_once
     .venv/bin/python -m bench.router_instructions --without NAME --keep /tmp/cg  # + the dumps
+    .venv/bin/python -m bench.router_instructions --mode stream --chunks 1000 --calls 4
 
 `--keep PATH` keeps the measured callgrind dumps (PATH.with, PATH.without) for
 `callgrind_annotate --inclusive=yes` (C functions only: Python 3.11's frames are no symbols).
+
+`--chunks N` asks the fake for an N-chunk stream (`[reply with N words]`, as
+`bench/long_streams.py`) and prints instructions per chunk too, the Router's stream relayed
+into the gateway's own relay (`stream_formats.ChatRelay.feed`, per chunk as the gateway
+does): the A/B of a patch of the per-chunk path. The warm-up is then 30 short calls and
+a long one; each long stream is read once the fake has sent all of it. Caveat: for long
+streams the count is not yet reproducible (1.4–2.4 M per chunk for the same code,
+bench/RESULTS.md "Long streams"): run each side several times.
 
 It measures the Router alone (~75–80% of a gateway plain call), not the gateway: a saving
 here is an upper bound of the call's. Results: bench/RESULTS.md.
@@ -46,6 +55,10 @@ void cg_stop(void) { CALLGRIND_DUMP_STATS_AT("measured"); CALLGRIND_STOP_INSTRUM
 _TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
 _MEASURED = "Client Request: measured"  # the dump `cg_stop` asks for (the exit's is not it)
 WARM_UP_CALLS = 30
+# A long stream is read once the fake has sent all of it (it waits in the socket buffers):
+# read as it arrives, the chunks come one or a few per read depending on how busy the
+# machine is, and the instructions per chunk moved by 40% between runs.
+LONG_STREAM_WAIT_SECONDS = 0.5
 
 
 def _helper(work: Path) -> Path:
@@ -72,8 +85,9 @@ def _start_upstream() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     return process, json.loads(text)
 
 
-def _measured_loop(calls: int, mode: str, helper: str) -> None:
-    """Runs inside valgrind: the Router as the gateway builds it, `calls` measured calls."""
+def _measured_loop(calls: int, mode: str, helper: str, chunks: int = 0) -> None:
+    """Runs inside valgrind: the Router as the gateway builds it, `calls` measured calls
+    (`chunks`: that many chunks per stream, each fed to the gateway's chat relay)."""
     import ctypes
 
     import yaml
@@ -83,6 +97,7 @@ def _measured_loop(calls: int, mode: str, helper: str) -> None:
     prepare_environment()
     from gateway_plugins import litellm_bridge
     from gateway_plugins.litellm_bridge.request_setup import run_request_setup_inline
+    from gateway_plugins.stream_formats import ChatRelay
 
     raw = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())
     litellm_bridge.apply_litellm_settings(raw.get("litellm_settings") or {})
@@ -94,31 +109,47 @@ def _measured_loop(calls: int, mode: str, helper: str) -> None:
     }
     if mode == "stream":
         params |= {"stream": True, "stream_options": {"include_usage": True}}
+    long = params | {
+        "messages": [
+            {"role": "user", "content": f"Write a long answer. [reply with {chunks} words]"}
+        ],
+        "max_tokens": 4 * chunks,  # room for every chunk: nothing is cut short
+    }
     control = ctypes.CDLL(helper)
 
-    async def one() -> None:
-        answer = await router.acompletion(**params, litellm_call_id=str(uuid.uuid4()))
+    async def one(call: dict[str, Any] = params) -> None:
+        answer = await router.acompletion(**call, litellm_call_id=str(uuid.uuid4()))
+        if call is long:
+            await asyncio.sleep(LONG_STREAM_WAIT_SECONDS)
         if mode == "stream":
-            async for _ in answer:
-                pass
+            relay = ChatRelay(client_wants_usage=True)
+            async for chunk in answer:
+                relay.feed(chunk)
+            if chunks and not (relay.finished and relay.usage_final):
+                raise RuntimeError("a long stream ended without its finish or usage")
 
     async def run() -> None:
         run_request_setup_inline(asyncio.get_running_loop(), router)
         for _ in range(WARM_UP_CALLS):
             await one()
+        if chunks:
+            await one(long)
         gc.collect()
         gc.freeze()
         control.cg_start()
         for _ in range(calls):
-            await one()
+            await one(long if chunks else params)
         control.cg_stop()
 
     asyncio.run(run())
 
 
-def measure(calls: int, mode: str, without: str, keep: Path | None = None) -> float:
+def measure(
+    calls: int, mode: str, without: str, keep: Path | None = None, chunks: int = 0
+) -> float:
     """Instructions per Router call (`without`: WFG_BRIDGE_WITHOUT for this run; `keep`:
-    where to copy the measured callgrind dump, for `callgrind_annotate --inclusive=yes`)."""
+    where to copy the measured callgrind dump, for `callgrind_annotate --inclusive=yes`;
+    `chunks`: a long stream of that many chunks per call)."""
     with tempfile.TemporaryDirectory(prefix="wfg-instr-") as directory:
         work = Path(directory)
         helper = _helper(work)
@@ -128,7 +159,7 @@ def measure(calls: int, mode: str, without: str, keep: Path | None = None) -> fl
             out = work / "callgrind.out"
             child = (
                 "from bench.router_instructions import _measured_loop; "
-                f"_measured_loop({calls}, {mode!r}, {str(helper)!r})"
+                f"_measured_loop({calls}, {mode!r}, {str(helper)!r}, {chunks})"
             )
             subprocess.run(
                 [
@@ -169,15 +200,27 @@ def main() -> None:
         type=Path,
         help="keep the measured callgrind dumps as KEEP.with (and KEEP.without)",
     )
+    parser.add_argument(
+        "--chunks", type=int, default=0, help="stream mode: chunks per stream (a long stream)"
+    )
     args = parser.parse_args()
+    if args.chunks and args.mode != "stream":
+        parser.error("--chunks needs --mode stream")
     keep_with = args.keep and args.keep.with_name(args.keep.name + ".with")
     keep_without = args.keep and args.keep.with_name(args.keep.name + ".without")
-    with_all = measure(args.calls, args.mode, "", keep_with)
-    print(f"{args.mode}, every patch in: {with_all / 1e6:.2f} M instructions per Router call")
+
+    def show(label: str, per_call: float) -> str:
+        line = f"{args.mode}, {label}: {per_call / 1e6:.2f} M instructions per Router call"
+        if args.chunks:
+            line += f", {per_call / args.chunks / 1e3:.1f} k per chunk ({args.chunks} chunks)"
+        return line
+
+    with_all = measure(args.calls, args.mode, "", keep_with, args.chunks)
+    print(show("every patch in", with_all))
     if args.without:
-        left_out = measure(args.calls, args.mode, args.without, keep_without)
+        left_out = measure(args.calls, args.mode, args.without, keep_without, args.chunks)
         saved = 1 - with_all / left_out
-        print(f"{args.mode}, without {args.without}: {left_out / 1e6:.2f} M ({saved:+.1%} saved)")
+        print(show(f"without {args.without}", left_out) + f" ({saved:+.1%} saved)")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ SPEED_PATCHES = frozenset(
         "chat_without_openai_sdk",
         "remember_model_info",
         "skip_unused_router_bookkeeping",
+        "read_deltas_directly",
+        "decode_sse_with_orjson",
+        "find_stream_usage_directly",
     }
 )
 

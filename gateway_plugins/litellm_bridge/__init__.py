@@ -27,6 +27,12 @@ app's lifespan for `request_setup`); the speed ones can be left out for an A/B
 - `router_bookkeeping`       the Router core's per-call work for features the gateway leaves
                              off (session re-pinning, service logs, usage-routing
                              reads) skipped (speed)
+- `streamed_delta`           a stream's continuation bookkeeping reads each delta directly
+                             (speed, per chunk)
+- `sse_json`                 an OpenAI-format stream's lines decoded by orjson (speed, per
+                             chunk)
+- `stream_usage_scan`        the end-of-stream rebuild finds the usage reports without
+                             probing every chunk (speed, per chunk)
 - `cookies`                  upstream clients keep no cookie (a defect: shared clients)
 - `text_completion_clients`  one client per key for text completions (a defect: a new
                              connection per call, sessions leaked)

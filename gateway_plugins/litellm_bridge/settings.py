@@ -23,10 +23,13 @@ from gateway_plugins.litellm_bridge.litellm_pricing import skip_litellm_pricing
 from gateway_plugins.litellm_bridge.model_info_memo import remember_model_info
 from gateway_plugins.litellm_bridge.own_errors import treat_own_errors_as_400
 from gateway_plugins.litellm_bridge.router_bookkeeping import skip_unused_router_bookkeeping
+from gateway_plugins.litellm_bridge.sse_json import decode_sse_with_orjson
 from gateway_plugins.litellm_bridge.stream_build import build_each_stream_once
 from gateway_plugins.litellm_bridge.stream_recovery import (
     keep_delivered_streams_on_their_deployment,
 )
+from gateway_plugins.litellm_bridge.stream_usage_scan import find_stream_usage_directly
+from gateway_plugins.litellm_bridge.streamed_delta import read_deltas_directly
 from gateway_plugins.litellm_bridge.success_logging import skip_success_logging
 from gateway_plugins.litellm_bridge.text_completion_clients import keep_text_completion_clients
 from portal.config.routing import LITELLM_SETTINGS_ALLOWED, section_problems
@@ -76,3 +79,9 @@ def apply_litellm_settings(settings: Mapping[str, Any]) -> None:
         remember_model_info()
     if not without("skip_unused_router_bookkeeping"):
         skip_unused_router_bookkeeping()
+    if not without("read_deltas_directly"):
+        read_deltas_directly()
+    if not without("decode_sse_with_orjson"):
+        decode_sse_with_orjson()
+    if not without("find_stream_usage_directly"):
+        find_stream_usage_directly()

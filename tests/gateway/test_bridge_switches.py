@@ -19,6 +19,9 @@ from gateway_plugins.litellm_bridge import litellm_pricing, stream_build
 from gateway_plugins.litellm_bridge import model_info_memo, success_logging
 from litellm.router_rust.surface.health import RustHealthCallbacks
 from litellm.responses import bridge_check
+from litellm.litellm_core_utils.streaming_chunk_builder_utils import ChunkProcessor
+from litellm.llms.base_llm.base_model_iterator import BaseModelResponseIterator
+from gateway_plugins.litellm_bridge import sse_json, stream_usage_scan, streamed_delta
 litellm_bridge.apply_litellm_settings({})
 built = litellm_bridge.build_router(
     [{"model_name": "m", "litellm_params": {"model": "openai/gpt-4.1-nano", "api_key": "k"}}], {}
@@ -36,6 +39,12 @@ in_place = {
     "skip_unused_router_bookkeeping": hasattr(
         RustHealthCallbacks.__dict__["repin_after_success"], "wfg_original"
     ),
+    "read_deltas_directly": streaming_handler.CustomStreamWrapper._accumulate_streamed_delta
+    is streamed_delta._accumulate_directly,
+    "decode_sse_with_orjson": BaseModelResponseIterator._string_to_dict_parser
+    is sse_json._decoded,
+    "find_stream_usage_directly": ChunkProcessor.extract_usage_chunk
+    is stream_usage_scan._extract_directly,
     "chat_without_openai_sdk": __import__("os").environ.get(
         "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER"
     ) == "true",
@@ -51,9 +60,11 @@ def _run(without: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_named_speed_patches_are_left_out_and_the_others_stay() -> None:
-    done = _run("build_each_stream_once, chat_without_openai_sdk")
+    done = _run("build_each_stream_once, chat_without_openai_sdk, read_deltas_directly")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [
+        "decode_sse_with_orjson",
+        "find_stream_usage_directly",
         "remember_model_info",
         "run_request_setup_inline",
         "skip_litellm_pricing",
