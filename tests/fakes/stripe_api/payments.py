@@ -41,7 +41,11 @@ __all__ = [
     "ROUTES",
     "decline",
     "finish_processing",
-    "new_charge", "new_payment_intent", "new_payment_method", "refund"]
+    "new_charge",
+    "new_payment_intent",
+    "new_payment_method",
+    "refund",
+]
 
 
 def new_payment_method(st: Store, *, customer: str | None, email: str | None, bank: bool) -> Obj:
