@@ -380,18 +380,27 @@ async def test_a_refused_payment_turns_auto_top_up_off_and_says_how_to_fix_it(
     stripe.off_session_outcomes.pop(buyer.customer)
 
 
-async def test_a_processing_payment_the_bank_declines_later_turns_auto_top_up_off_once(
+async def crossing_with_a_processing_payment(
     world: World, stripe: FakeStripe, db: Database, billing: Billing
-) -> None:
-    """Stripe answers "processing"; the bank's refusal comes later, only as the signed
-    `payment_intent.payment_failed`: the attempt ends (a new top-up is possible again once
-    the person turns it back on), auto top-up goes off, one email."""
+) -> Person:
+    """Someone with auto top-up on whose call crossed the threshold, and whose bank
+    answers the top-up's payment later (Stripe says "processing")."""
     buyer = await buyer_with_saved_card(world, db, billing)
     assert (await choose_auto_top_up(world, buyer)).status_code == 303
     assert buyer.customer is not None
     stripe.set_off_session_outcome(buyer.customer, "processing")
     await set_balance(db, buyer.user_id, THRESHOLD * UNITS + 1)
     await call(world, buyer)
+    return buyer
+
+
+async def test_a_processing_payment_the_bank_declines_later_turns_auto_top_up_off_once(
+    world: World, stripe: FakeStripe, db: Database, billing: Billing
+) -> None:
+    """Stripe answers "processing"; the bank's refusal comes later, only as the signed
+    `payment_intent.payment_failed`: the attempt ends (a new top-up is possible again once
+    the person turns it back on), auto top-up goes off, one email."""
+    buyer = await crossing_with_a_processing_payment(world, stripe, db, billing)
 
     async def paid() -> list[AutoTopUpAttempt] | None:
         found = await attempts(db, buyer.user_id)
@@ -437,12 +446,7 @@ async def _succeeded(db: Database, user_id: str) -> bool:
 async def test_a_processing_payment_is_credited_when_the_bank_pays(
     world: World, stripe: FakeStripe, db: Database, billing: Billing
 ) -> None:
-    buyer = await buyer_with_saved_card(world, db, billing)
-    assert (await choose_auto_top_up(world, buyer)).status_code == 303
-    assert buyer.customer is not None
-    stripe.set_off_session_outcome(buyer.customer, "processing")
-    await set_balance(db, buyer.user_id, THRESHOLD * UNITS + 1)
-    await call(world, buyer)
+    buyer = await crossing_with_a_processing_payment(world, stripe, db, billing)
     [intent] = await eventually(
         lambda: intents_of(stripe, buyer.user_id), seconds=WAIT, what="the payment started"
     )
