@@ -59,7 +59,7 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/11"
 
 FAKE, STOCK, OURS_SQLITE, OURS_PG = (
     "fake upstream (direct)",
-    "stock LiteLLM proxy 1.108.5",
+    "stock LiteLLM proxy",
     "our gateway, SQLite",
     "our gateway, PostgreSQL + Redis",
 )
@@ -497,6 +497,22 @@ def ratios(run: Run, round_: int) -> list[str]:
     return lines
 
 
+def stock_version(litellm_cli: str) -> str:
+    """The LiteLLM version of the stock proxy's own environment (next to its CLI)."""
+    python = Path(litellm_cli).with_name("python")
+    try:
+        done = subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
 def machine() -> list[str]:
     model = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -618,6 +634,8 @@ def start_targets(
 def report(run: Run, checks: list[str], profiles: list[Any], seconds: float, load: Any) -> str:
     args = run.args
     lines = ["## Machine", "", *machine()]
+    if "stock" in args.targets.split(","):
+        lines.append(f"- stock LiteLLM proxy: LiteLLM {stock_version(args.stock_litellm)}")
     lines.append(
         f"- load average (1/5/15 min) at start {'/'.join(f'{x:.1f}' for x in load)}, "
         f"at end {'/'.join(f'{x:.1f}' for x in os.getloadavg())}"
