@@ -19,10 +19,18 @@ the oldest generation grows by a quarter again and again while streams run, and 
 Python walks all of it — objects that are freed by reference counting when the stream
 ends, never garbage the collector could find. While any stream relays a burst, full
 collections are deferred (`DEFERRED_THRESHOLD`: ten times fewer); the younger generations
-are collected as before, and the default comes back when the last stream ends.
+are collected as before, and the default comes back when the last stream has ended and
+its kept chunks are freed.
+
+A stream's end was the longest hold after those (15-20 ms of CPU, once per long stream):
+the same ~100k chunk objects LiteLLM kept, freed by reference counting all at once when
+the request let go of the stream. Once a stream has ended, been closed and been settled,
+`MeteredStream` empties that list (`litellm_bridge.kept_chunks`) in slices, giving way
+between them like the relay, so what is freed at the end is the stream's last few objects.
 
 `WFG_FAIRNESS_OFF` (bench A/B only, `Settings.fairness_off`): `short_slices` keeps the
-long slice always, `gc_deferral` the collector's thresholds, as before.
+long slice always, `gc_deferral` the collector's thresholds, `chunk_release` frees a
+stream's kept chunks at once, as before.
 """
 
 from __future__ import annotations
@@ -40,10 +48,11 @@ __all__ = [
     "configure",
     "relay_ended",
     "relay_started",
+    "release_chunks_in_slices",
     "slice_seconds",
 ]
 
-NAMES = frozenset({"short_slices", "gc_deferral"})
+NAMES = frozenset({"short_slices", "gc_deferral", "chunk_release"})
 LONG_SLICE_SECONDS = 0.001  # a stream alone on the worker (or beside other streams only)
 SHARED_SLICE_SECONDS = 0.0002  # while other requests are open: about one chunk
 
@@ -51,16 +60,23 @@ _open = 0  # requests this worker is serving (streams included)
 _relaying = 0  # streams relaying a burst (past their first slice)
 _short_slices = True
 _gc_deferral = True
+_chunk_release = True
 DEFERRED_THRESHOLD = 100  # gc threshold2 while streams relay (Python's default: 10)
 _threshold: tuple[int, int, int] | None = None  # the collector's, while deferred
 
 
 def configure(fairness_off: str) -> None:
     """Read the A/B switch once at start; an unknown name stops the start."""
-    global _short_slices, _gc_deferral
+    global _short_slices, _gc_deferral, _chunk_release
     off = named("WFG_FAIRNESS_OFF", fairness_off, NAMES)
     _short_slices = "short_slices" not in off
     _gc_deferral = "gc_deferral" not in off
+    _chunk_release = "chunk_release" not in off
+
+
+def release_chunks_in_slices() -> bool:
+    """Whether an ended stream's kept chunks are freed a slice at a time."""
+    return _chunk_release
 
 
 def slice_seconds() -> float:

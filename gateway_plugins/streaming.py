@@ -29,7 +29,8 @@ gives the loop back once it has run `SLICE_SECONDS` without doing so, and gives 
 other calls while they keep the loop busy (`give_way`): a burst is relayed when the loop
 has nothing else to do, and the other calls' steps never wait for more than one slice of
 one stream (`loop_lag` measures how long a ready call waits). While other requests are
-open, the slices are shorter (`fairness`).
+open, the slices are shorter (`fairness`). Once it has ended and been settled, the chunk
+objects LiteLLM kept for it are freed in slices too (`release_kept_chunks`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from gateway_plugins.errors import ErrorBody
 from gateway_plugins.litellm_bridge import (
     deployment_of,
     group_of,
+    kept_chunks,
     model_id_of,
     stream_delivered,
     upstream_failure,
@@ -61,7 +63,15 @@ from gateway_plugins.token_counting import output_tokens
 from portal.db.base import utcnow
 from portal.usage.models import CallStatus
 
-__all__ = ["SHUTDOWN", "SLICE_SECONDS", "MeteredStream", "give_way", "settled", "uncancel"]
+__all__ = [
+    "SHUTDOWN",
+    "SLICE_SECONDS",
+    "MeteredStream",
+    "give_way",
+    "release_kept_chunks",
+    "settled",
+    "uncancel",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +134,7 @@ class MeteredStream:
         self.model_id: str | None = None
         self._settling: asyncio.Future[None] | None = None
         self.stopped_reading = False  # a send blocked for `stream_idle_seconds`
+        self.bursting = False  # counted by `fairness` as relaying a burst
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         async def watch() -> None:  # the client leaving does not stop the relay: see _relay
@@ -144,8 +155,15 @@ class MeteredStream:
             await self._cut_by_shutdown(send)
         finally:
             watcher.cancel()
-            await self._close_upstream()
-            await self.on_end(self.runtime, self.call)
+            try:
+                await self._close_upstream()
+                await self.on_end(self.runtime, self.call)
+                await release_kept_chunks(self.stream)
+            finally:
+                # Counted as relaying until its kept chunks are freed: the garbage
+                # collector's deferral lasts until then (`fairness`).
+                if self.bursting:
+                    fairness.relay_ended()
 
     async def _relay(self, send: Any) -> None:
         timeouts = self.runtime.config.plugin.timeouts
@@ -163,7 +181,6 @@ class MeteredStream:
         delivered = False  # a frame went out: the stream stays on its deployment
         timer = asyncio.timeout(None)
         clock = time.perf_counter
-        bursting = False  # counted by `fairness` as relaying a burst
         try:
             async with timer:
                 iterator = aiter(self.stream)
@@ -194,8 +211,8 @@ class MeteredStream:
                             call.client_left = True
                         sending = False
                     if clock() >= slice_ends:  # a burst: let the other calls run
-                        if not bursting:
-                            bursting = True
+                        if not self.bursting:
+                            self.bursting = True
                             fairness.relay_started()
                         await give_way()
                         slice_ends = clock() + fairness.slice_seconds()
@@ -205,9 +222,6 @@ class MeteredStream:
                 call.client_left = self.stopped_reading = True
         except Exception as exc:  # the upstream broke off mid-stream
             failure = _STALLED if timer.expired() or _timed_out(exc) else _CUT
-        finally:
-            if bursting:
-                fairness.relay_ended()
         self.model_id = model_id_of(self.stream)
         if call.client_left:
             await self._end("client_gone")
@@ -294,6 +308,29 @@ async def give_way() -> None:
         await asyncio.sleep(0)
         if clock() - began < QUIET_ROUND_SECONDS:
             return
+
+
+RELEASE_BATCH = 32  # chunk objects freed between two looks at the clock (~0.1 ms)
+
+
+async def release_kept_chunks(stream: Any) -> None:
+    """Free the chunk objects the ended stream kept a slice at a time, giving way between
+    slices: all at once, reference counting would hold the loop for 15-20 ms of CPU for a
+    5,000-chunk stream (`fairness`). A shutdown's cancellation frees the rest at once."""
+    chunks = kept_chunks(stream)
+    if not chunks or not fairness.release_chunks_in_slices():
+        return
+    clock = time.perf_counter
+    slice_ends = clock() + fairness.slice_seconds()
+    try:
+        while chunks:
+            del chunks[-RELEASE_BATCH:]
+            if chunks and clock() >= slice_ends:
+                await give_way()
+                slice_ends = clock() + fairness.slice_seconds()
+    except asyncio.CancelledError:
+        uncancel()
+        chunks.clear()
 
 
 def uncancel() -> None:

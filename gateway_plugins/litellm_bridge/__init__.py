@@ -14,6 +14,7 @@ fails loudly (`make litellm-check`).
 - `tokens`        prompt tokens and output (and context) limits before a call
 - `clients`       LiteLLM's upstream clients, closed at shutdown
 - `openai_chat`   chat on OpenAI deployments without the OpenAI SDK (an env switch)
+- `kept_chunks`   the chunk objects a stream kept, emptied in slices once it ended
 
 Patches of LiteLLM internals, installed by `settings.apply_litellm_settings` (and the
 app's lifespan for `request_setup`); the speed ones can be left out for an A/B
@@ -46,6 +47,7 @@ app's lifespan for `request_setup`); the speed ones can be left out for an A/B
 
 from gateway_plugins.litellm_bridge.clients import close_upstream_clients
 from gateway_plugins.litellm_bridge.errors import UpstreamFailure, upstream_failure
+from gateway_plugins.litellm_bridge.kept_chunks import kept_chunks
 from gateway_plugins.litellm_bridge.pricing import usage_cost
 from gateway_plugins.litellm_bridge.request_setup import run_request_setup_inline
 from gateway_plugins.litellm_bridge.router import (
@@ -81,6 +83,7 @@ __all__ = [
     "deployment_of",
     "group_of",
     "input_limits",
+    "kept_chunks",
     "model_id_of",
     "output_limits",
     "run_request_setup_inline",
