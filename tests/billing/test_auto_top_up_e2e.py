@@ -43,7 +43,7 @@ from tests.fixtures.gateway import (
     stop_gateway,
 )
 from tests.fixtures.portal_process import running_portal
-from tests.portal.support import PASSWORD, Browser
+from tests.portal.support import PASSWORD, Browser, sign_in_with_chromium
 
 pytestmark = [pytest.mark.gateway, pytest.mark.portal_process]
 
@@ -548,11 +548,7 @@ async def test_auto_top_up_is_set_in_the_portal_and_shows_its_last_attempt(
     buyer = await buyer_with_saved_card(world, db, billing)
     context = await chromium.new_context(base_url=world.portal_url)  # type: ignore[attr-defined]
     page = await context.new_page()
-    await page.goto("/signin")
-    await page.fill("input[name=email]", buyer.email)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_url("**/dashboard")
+    await sign_in_with_chromium(page, buyer.email)
 
     await page.goto("/billing")
     assert "Off." in await page.text_content("#auto-top-up-state")

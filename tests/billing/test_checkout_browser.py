@@ -9,7 +9,7 @@ from portal.db import Database
 from tests.billing.conftest import UNITS, MakeBuyer, StripeWorld, books
 from tests.browser.conftest import SCREENSHOTS
 from tests.fakes.stripe_api import FakeStripe
-from tests.portal.support import PASSWORD
+from tests.portal.support import sign_in_with_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -28,11 +28,7 @@ async def test_buy_credits_through_hosted_checkout(
     context = await chromium.new_context(base_url=stripe_world.portal.url)
     page = await context.new_page()
 
-    await page.goto("/signin")
-    await page.fill("input[name=email]", buyer.email)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_url("**/dashboard")
+    await sign_in_with_chromium(page, buyer.email)
 
     await page.goto("/billing")
     assert (await page.text_content("#balance-value")).strip() == "0"

@@ -17,7 +17,7 @@ from portal.db import Database
 from portal.usage.models import UsageRecord
 from tests.browser.conftest import SCREENSHOTS, RunningPortal, wait_for
 from tests.fixtures.gateway import RunningGateway
-from tests.portal.support import Outbox, grant
+from tests.portal.support import Outbox, grant, sign_in_with_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.gateway]
 
@@ -60,11 +60,7 @@ async def test_sign_up_to_deletion(
     await shot("verified")
 
     # sign in
-    await page.goto("/signin")
-    await page.fill("input[name=email]", email)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("main button[type=submit]")
-    await page.wait_for_url("**/dashboard")
+    await sign_in_with_chromium(page, email, PASSWORD)
     assert await page.locator("#get-credits").count() == 1  # balance 0: how to get credits
     await shot("dashboard-empty")
 

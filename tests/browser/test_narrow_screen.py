@@ -13,7 +13,7 @@ from portal.credits import ledger
 from portal.db import Database
 from portal.tokens.service import create_token
 from tests.browser.conftest import SCREENSHOTS, RunningPortal
-from tests.portal.support import PASSWORD, add_usage, grant, pkce
+from tests.portal.support import PASSWORD, add_usage, grant, pkce, sign_in_with_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.gateway]
 
@@ -47,11 +47,7 @@ async def test_no_page_overflows_a_390px_screen(
     for path in ("/signin", "/signup", "/reset"):
         await page.goto(path)
         await _fits(page, path, shots)
-    await page.goto("/signin")
-    await page.fill("input[name=email]", email)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("main button[type=submit]")
-    await page.wait_for_url("**/dashboard")
+    await sign_in_with_chromium(page, email)
     for path in (
         "/dashboard",
         "/usage",

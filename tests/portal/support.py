@@ -1,4 +1,5 @@
-"""A scripted browser for the portal (httpx against the ASGI app) and the mail outbox."""
+"""A scripted browser for the portal (httpx against the ASGI app), the mail outbox, and
+signing in with Chromium."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -167,3 +169,13 @@ async def exchange(client: httpx.AsyncClient, code: str, verifier: str,
     """The app's exchange of a connect code for a token (no cookie needed)."""
     body = {"code": code, "code_verifier": verifier, "callback_url": callback}
     return await client.post("/api/v1/connect/token", json=body)
+
+
+async def sign_in_with_chromium(page: Any, email: str, password: str = PASSWORD) -> None:
+    """Sign in on the portal's own /signin page (a Playwright page with the portal as its
+    base URL) and wait for the dashboard."""
+    await page.goto("/signin")
+    await page.fill("input[name=email]", email)
+    await page.fill("input[name=password]", password)
+    await page.click("main button[type=submit]")
+    await page.wait_for_url("**/dashboard")
